@@ -1,0 +1,182 @@
+/**
+ * Host physical memory: sparse bytes and a frame allocator.
+ *
+ * A 4 KiB frame's bytes exist only once something writes to it; reading an untouched frame
+ * gives zeros and allocates nothing, so a terabyte of RAM that nobody touched costs nothing.
+ * Physical addresses are plain numbers (< 2^53). Descriptors are read as two 32-bit halves
+ * (`readU32(pa)`, `readU32(pa + 4)`), little-endian, as the hardware reads them.
+ */
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 1 << PAGE_SHIFT;
+const PAGE_MASK = PAGE_SIZE - 1;
+
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
+  throw new Error('vfio-nest models a little-endian machine and needs a little-endian host');
+}
+
+export interface PhysMemOptions {
+  /** First byte of RAM (arm64 `virt` puts RAM at 1 GiB; x86 at 0). */
+  base?: number;
+  /** RAM size in bytes. Accesses outside [base, base + size) are external aborts. */
+  size?: number;
+}
+
+/** Frame sizes the allocator hands out, as log2 of bytes: 4 KiB, 2 MiB, 1 GiB. */
+export type FrameLg2 = 12 | 21 | 30;
+
+export class PhysMem {
+  readonly base: number;
+  readonly size: number;
+  /** Frame number -> bytes, only for frames that were written. */
+  private readonly frames = new Map<number, Uint32Array>();
+  /** One-entry lookup cache: the hot path reads the same table page repeatedly. */
+  private lastPfn = -1;
+  private lastFrame: Uint32Array | undefined;
+  /** Bump pointer for never-used memory and free lists per frame size for reuse. */
+  private next: number;
+  private readonly free = new Map<FrameLg2, number[]>([
+    [12, []],
+    [21, []],
+    [30, []],
+  ]);
+  private allocatedBytes = 0;
+
+  constructor(options: PhysMemOptions = {}) {
+    this.base = options.base ?? 0;
+    this.size = options.size ?? 64 * 2 ** 30;
+    this.next = this.base;
+  }
+
+  /** True when [pa, pa + len) is RAM. */
+  contains(pa: number, len = 1): boolean {
+    return pa >= this.base && len >= 0 && pa + len <= this.base + this.size;
+  }
+
+  /** Reads a little-endian 32-bit word at a 4-byte aligned address. */
+  readU32(pa: number): number {
+    const pfn = Math.floor(pa / PAGE_SIZE);
+    if (pfn === this.lastPfn) return this.lastFrame![(pa & PAGE_MASK) >>> 2];
+    const frame = this.frames.get(pfn);
+    if (frame === undefined) return 0;
+    this.lastPfn = pfn;
+    this.lastFrame = frame;
+    return frame[(pa & PAGE_MASK) >>> 2];
+  }
+
+  /** Writes a little-endian 32-bit word at a 4-byte aligned address. */
+  writeU32(pa: number, value: number): void {
+    this.frameFor(pa)[(pa & PAGE_MASK) >>> 2] = value;
+  }
+
+  /** Copies `len` bytes at `pa` into `dst[dstOff..]`. */
+  readBytes(pa: number, dst: Uint8Array, dstOff: number, len: number): void {
+    while (len > 0) {
+      const inPage = Math.min(len, PAGE_SIZE - (pa & PAGE_MASK));
+      const frame = this.frames.get(Math.floor(pa / PAGE_SIZE));
+      if (frame === undefined) dst.fill(0, dstOff, dstOff + inPage);
+      else
+        dst.set(new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage), dstOff);
+      pa += inPage;
+      dstOff += inPage;
+      len -= inPage;
+    }
+  }
+
+  /** Copies `len` bytes of `src[srcOff..]` to `pa`. */
+  writeBytes(pa: number, src: Uint8Array, srcOff: number, len: number): void {
+    while (len > 0) {
+      const inPage = Math.min(len, PAGE_SIZE - (pa & PAGE_MASK));
+      const frame = this.frameFor(pa);
+      new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage).set(
+        src.subarray(srcOff, srcOff + inPage),
+      );
+      pa += inPage;
+      srcOff += inPage;
+      len -= inPage;
+    }
+  }
+
+  /** Sets `len` bytes at `pa` to `byte`; zero-filling an untouched frame allocates nothing. */
+  fill(pa: number, len: number, byte: number): void {
+    while (len > 0) {
+      const inPage = Math.min(len, PAGE_SIZE - (pa & PAGE_MASK));
+      const pfn = Math.floor(pa / PAGE_SIZE);
+      if (byte === 0 && inPage === PAGE_SIZE) {
+        this.dropFrame(pfn);
+      } else if (byte !== 0 || this.frames.has(pfn)) {
+        const frame = this.frameFor(pa);
+        new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage).fill(byte);
+      }
+      pa += inPage;
+      len -= inPage;
+    }
+  }
+
+  /**
+   * Allocates one naturally aligned frame of 2^lg2 bytes, zeroed. Returns its physical address,
+   * or -1 when RAM is exhausted (the caller turns that into ENOMEM).
+   */
+  allocFrame(lg2: FrameLg2): number {
+    const list = this.free.get(lg2)!;
+    const size = 2 ** lg2;
+    let pa = list.pop();
+    if (pa === undefined) {
+      const aligned = Math.ceil(this.next / size) * size;
+      if (aligned + size > this.base + this.size) return -1;
+      pa = aligned;
+      this.next = aligned + size;
+    }
+    this.allocatedBytes += size;
+    return pa;
+  }
+
+  /** Returns a frame from `allocFrame` and forgets its bytes. */
+  freeFrame(pa: number, lg2: FrameLg2): void {
+    const size = 2 ** lg2;
+    this.discard(pa, size);
+    this.allocatedBytes -= size;
+    this.free.get(lg2)!.push(pa);
+  }
+
+  /** Bytes handed out by the allocator and not freed. */
+  get allocated(): number {
+    return this.allocatedBytes;
+  }
+
+  /** Frames whose bytes exist (were written with something other than whole-page zeros). */
+  get touchedFrames(): number {
+    return this.frames.size;
+  }
+
+  /** Forgets the bytes of whole frames in [pa, pa + len): cost follows touched frames, not size. */
+  discard(pa: number, len: number): void {
+    const first = Math.floor(pa / PAGE_SIZE);
+    const count = Math.ceil(len / PAGE_SIZE);
+    if (count > this.frames.size) {
+      for (const pfn of this.frames.keys()) if (pfn >= first && pfn < first + count) this.dropFrame(pfn);
+    } else {
+      for (let pfn = first; pfn < first + count; pfn++) this.dropFrame(pfn);
+    }
+  }
+
+  private frameFor(pa: number): Uint32Array {
+    const pfn = Math.floor(pa / PAGE_SIZE);
+    if (pfn === this.lastPfn) return this.lastFrame!;
+    let frame = this.frames.get(pfn);
+    if (frame === undefined) {
+      frame = new Uint32Array(PAGE_SIZE / 4);
+      this.frames.set(pfn, frame);
+    }
+    this.lastPfn = pfn;
+    this.lastFrame = frame;
+    return frame;
+  }
+
+  private dropFrame(pfn: number): void {
+    if (this.frames.delete(pfn) && pfn === this.lastPfn) {
+      this.lastPfn = -1;
+      this.lastFrame = undefined;
+    }
+  }
+}
