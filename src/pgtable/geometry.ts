@@ -177,5 +177,6 @@ export function lpaeGeometry(stage: 1 | 2, granuleLg2: number, ias: number): Lpa
     pgdBitsLg2 += stride;
     startLevel = 1;
   }
-  return { granuleLg2, startLevel, pgdBitsLg2, pgdBytes: Math.max(8 * POW2[pgdBitsLg2], 8) };
+  // A start table of fewer than eight entries still takes 64 bytes: that is its minimum alignment.
+  return { granuleLg2, startLevel, pgdBitsLg2, pgdBytes: Math.max(8 * POW2[pgdBitsLg2], 64) };
 }

@@ -1,0 +1,218 @@
+/**
+ * The driver side against the shape of Linux's io-pgtable-arm selftest: page-size set x IAS x OAS x
+ * stage, each checking empty tables, distinct mappings of every page size, overlapping maps, partial
+ * unmap (block split) and remap, full unmap and remap, and the last largest page of the IAS. Every
+ * translation is checked twice: by the driver's iova_to_phys and by the hardware walker.
+ */
+import { describe, expect, it } from 'vitest';
+import { PhysMem } from '../../src/mm/physmem.ts';
+import {
+  ACCESS_READ,
+  ACCESS_WRITE,
+  EEXIST,
+  EINVAL,
+  ENOMEM,
+  ERANGE,
+  FAULT_NONE,
+  FAULT_TRANSLATION,
+  GRANULE_4K,
+  IOMMU_CACHE,
+  IOMMU_NOEXEC,
+  IOMMU_READ,
+  IOMMU_WRITE,
+  IoPgtable,
+  pgsizeBitmap,
+  TableHeap,
+  WalkResult,
+  walk,
+} from '../../src/pgtable/index.ts';
+
+const SZ_1G = 2 ** 30;
+const HEAP_BASE = 0xc000_0000; // tables must sit below every OAS in the matrix (32 bits)
+const HEAP_SIZE = 2 ** 28;
+
+// Linux io-pgtable-arm-selftests: page-size sets and address sizes.
+const PGSIZES = [0x1000 | 0x200000 | 0x40000000, 0x4000 | 0x2000000, 0x10000 | 0x20000000];
+const ADDRESS_SIZES = [32, 36, 40, 42, 44, 48];
+
+function setup(stage: 1 | 2, pgsize: number, ias: number, oas: number, flushes?: number[]) {
+  const mem = new PhysMem();
+  const heap = new TableHeap(mem, HEAP_BASE, HEAP_SIZE, (a, n) => mem.fill(a, n, 0));
+  const tlb = flushes && {
+    flushWalk: (_iova: number, _size: number, granule: number) => flushes.push(granule),
+    addPage: (_iova: number, granule: number) => flushes.push(granule),
+  };
+  const pt = IoPgtable.create(mem, { stage, pgsizeBitmap: pgsize, ias, oas, tlb }, heap);
+  if (pt === null) throw new Error('model bug: valid config refused');
+  const hw = new WalkResult();
+  const regime = pt.regime();
+  // The hardware view of an address: output address or -1, and the leaf size.
+  const hwWalk = (iova: number, access = ACCESS_READ) =>
+    walk(mem, regime, iova, access, hw) === FAULT_NONE ? hw.oa : -1;
+  return { mem, heap, pt, hw, hwWalk };
+}
+
+describe('io-pgtable selftest matrix', () => {
+  for (const stage of [1, 2] as const) {
+    for (const pgsize of PGSIZES) {
+      for (const ias of ADDRESS_SIZES) {
+        for (const oas of ADDRESS_SIZES) {
+          // Linux skips IAS > OAS (not valid for stage 2).
+          if (ias > oas) continue;
+          it(`stage ${stage} pgsizes 0x${pgsize.toString(16)} ias ${ias} oas ${oas}`, () => {
+            const flushes: number[] = [];
+            const { heap, pt, hw, hwWalk } = setup(stage, pgsize, ias, oas, flushes);
+            const sizes = [0, 1, 2].map((i) => pt.pageSizesLg2[i]).filter((k) => k !== undefined);
+            expect(pt.pgsizeBitmap).toBe(pgsize);
+
+            // Empty page tables translate nothing.
+            for (const a of [42, SZ_1G + 42, 2 * SZ_1G + 42]) {
+              expect(pt.iovaToPhys(a)).toBe(0);
+              expect(hwWalk(a)).toBe(-1);
+              expect(hw.fault).toBe(FAULT_TRANSLATION);
+            }
+
+            // Distinct mappings of each page size at 1 GiB strides; overlapping maps fail.
+            let iova = 0;
+            for (const k of sizes) {
+              const size = 2 ** k;
+              const prot = IOMMU_READ | IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_CACHE;
+              expect(pt.mapPages(iova, iova, size, 1, prot)).toBe(size);
+              expect(pt.mapPages(iova, iova + size, size, 1, IOMMU_READ | IOMMU_NOEXEC)).toBe(-EEXIST);
+              expect(pt.iovaToPhys(iova + 42)).toBe(iova + 42);
+              expect(hwWalk(iova + 42, ACCESS_WRITE)).toBe(iova + 42);
+              expect(hw.sizeLg2).toBe(k);
+              iova += SZ_1G;
+            }
+
+            // Partial unmap: the smallest page inside the second mapping splits its block.
+            const small = 2 ** sizes[0];
+            expect(pt.unmapPages(SZ_1G + small, small, 1)).toBe(small);
+            expect(pt.iovaToPhys(SZ_1G + small + 42)).toBe(0);
+            expect(pt.iovaToPhys(SZ_1G + 42)).toBe(SZ_1G + 42);
+            expect(pt.iovaToPhys(SZ_1G + 2 * small + 42)).toBe(SZ_1G + 2 * small + 42);
+            // Remap of the partial unmap, somewhere else.
+            expect(pt.mapPages(SZ_1G + small, small, small, 1, IOMMU_READ)).toBe(small);
+            expect(pt.iovaToPhys(SZ_1G + small + 42)).toBe(small + 42);
+            expect(hwWalk(SZ_1G + small + 42)).toBe(small + 42);
+            expect(hwWalk(SZ_1G + small + 42, ACCESS_WRITE)).toBe(-1);
+
+            // Full unmap and remap of every page size.
+            iova = 0;
+            for (const k of sizes) {
+              const size = 2 ** k;
+              expect(pt.unmapPages(iova, size, 1)).toBe(size);
+              expect(pt.iovaToPhys(iova + 42)).toBe(0);
+              expect(hwWalk(iova + 42)).toBe(-1);
+              expect(pt.mapPages(iova, iova, size, 1, IOMMU_WRITE)).toBe(size);
+              expect(pt.iovaToPhys(iova + 42)).toBe(iova + 42);
+              iova += SZ_1G;
+            }
+
+            // The last largest page of the IAS (the concatenated-table corner at stage 2).
+            const big = 2 ** sizes[sizes.length - 1];
+            const last = 2 ** ias - big;
+            if (last >= 3 * SZ_1G) {
+              expect(pt.mapPages(last, big, big, 1, IOMMU_READ)).toBe(big);
+              expect(pt.iovaToPhys(last + big - 1)).toBe(2 * big - 1);
+              expect(hwWalk(last + big - 1)).toBe(2 * big - 1);
+              expect(pt.unmapPages(last, big, 1)).toBe(big);
+            }
+            // Beyond the IAS nothing maps.
+            expect(pt.mapPages(2 ** ias, 0, small, 1, IOMMU_READ)).toBe(-ERANGE);
+
+            // Every flush the tables asked for was a legal page size or the granule.
+            for (const f of flushes) expect(sizes.map((k) => 2 ** k)).toContain(f);
+
+            pt.free();
+            expect(heap.used).toBe(0);
+          });
+        }
+      }
+    }
+  }
+});
+
+describe('iommu_map / iommu_unmap page-size choice', () => {
+  it('uses blocks where size and alignment allow, pages elsewhere', () => {
+    const { mem, pt, hw, hwWalk } = setup(2, pgsizeBitmap(GRANULE_4K), 48, 48);
+    // 4 MiB + 8 KiB starting 4 KiB below a 2 MiB boundary: 1 page, 2 blocks, 1 page.
+    const iova = 0x40000000 - 0x1000;
+    expect(pt.map(iova, iova + 0x1_0000_0000, 0x402000, IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE)).toBe(0);
+    const leafSizes = [iova, iova + 0x1000, iova + 0x201000, iova + 0x401000].map((a) => {
+      expect(hwWalk(a)).toBe(a + 0x1_0000_0000);
+      return hw.sizeLg2;
+    });
+    expect(leafSizes).toEqual([12, 21, 21, 12]);
+    // Misalignment is EINVAL; an unmap of a range with a hole stops at the hole.
+    expect(pt.map(0x123, 0, 0x1000, IOMMU_READ)).toBe(-EINVAL);
+    expect(pt.unmap(iova, 0x403000)).toBe(0x402000);
+    expect(hwWalk(iova + 0x1000)).toBe(-1);
+    expect(mem.touchedFrames).toBeGreaterThan(0);
+  });
+
+  it('a map that runs out of table memory unmaps what it mapped and returns ENOMEM', () => {
+    const mem = new PhysMem();
+    // Room for the start table and exactly two more tables.
+    const heap = new TableHeap(mem, HEAP_BASE, 3 * 0x1000, (a, n) => mem.fill(a, n, 0));
+    const pt = IoPgtable.create(
+      mem,
+      { stage: 1, pgsizeBitmap: pgsizeBitmap(GRANULE_4K), ias: 48, oas: 48 },
+      heap,
+    );
+    expect(pt).not.toBeNull();
+    if (pt === null) return;
+    // A 4 KiB page at 0 needs L1, L2 and L3 tables: the third allocation fails.
+    expect(pt.map(0, 0, 0x1000, IOMMU_READ)).toBe(-ENOMEM);
+    expect(pt.iovaToPhys(0)).toBe(0);
+  });
+
+  it('a block replaces an empty table below it, and a partial unmap of a block splits it', () => {
+    const { pt, hw, hwWalk } = setup(1, pgsizeBitmap(GRANULE_4K), 48, 48);
+    expect(pt.map(0x200000, 0x200000, 0x1000, IOMMU_READ)).toBe(0);
+    expect(pt.unmap(0x200000, 0x1000)).toBe(0x1000);
+    // The L3 table under 0x200000 is empty but present: a 2 MiB block replaces it.
+    expect(pt.map(0x200000, 0x800000, 0x200000, IOMMU_READ)).toBe(0);
+    expect(hwWalk(0x200000 + 5)).toBe(0x800005);
+    expect(hw.sizeLg2).toBe(21);
+    // Unmapping 4 KiB in the middle leaves 511 pages with the block's attributes.
+    expect(pt.unmap(0x300000, 0x1000)).toBe(0x1000);
+    expect(hwWalk(0x300000)).toBe(-1);
+    expect(hwWalk(0x301000)).toBe(0x901000);
+    expect(hw.sizeLg2).toBe(12);
+    // The block's attributes (read-only, non-cached: nG | AF | SH outer | AP[2:1] = 0b11) carry over.
+    expect(hw.descLo & 0xffc).toBe(0xec0);
+  });
+
+  it('Linux 6.13+ (no split on partial unmap) unmaps nothing', () => {
+    const mem = new PhysMem();
+    const heap = new TableHeap(mem, HEAP_BASE, HEAP_SIZE, (a, n) => mem.fill(a, n, 0));
+    const cfg = { stage: 1 as const, pgsizeBitmap: 0x40201000, ias: 48, oas: 48, splitOnPartialUnmap: false };
+    const pt = IoPgtable.create(mem, cfg, heap);
+    if (pt === null) throw new Error('model bug');
+    expect(pt.map(0x200000, 0x200000, 0x200000, IOMMU_READ)).toBe(0);
+    expect(pt.unmap(0x200000, 0x1000)).toBe(0);
+    expect(pt.iovaToPhys(0x200000)).toBe(0x200000);
+  });
+
+  it('computes the TCR/VTCR values Linux programs', () => {
+    const s2 = setup(2, pgsizeBitmap(GRANULE_4K), 40, 44).pt;
+    // 40-bit IPA: concatenated L1 start -> SL0 = 1 (reference §1.3), T0SZ 24, PS 44 bits = 4.
+    expect(s2.tcr).toEqual({ tsz: 24, tg: 0, ps: 4, sh: 3, irgn: 1, orgn: 1, sl: 1 });
+    expect(s2.pgdBytes).toBe(0x2000);
+    const s1 = setup(1, pgsizeBitmap(GRANULE_4K), 48, 44).pt;
+    // CD words Linux wrote for a 48-bit 4K stage-1 domain with OAS 44 (6.18-iommufd cd_write): T0SZ 16,
+    // TG0 0, IR0/OR0 1, SH0 3, IPS 4; MAIR 0xf404ff44.
+    expect(s1.tcr).toEqual({ tsz: 16, tg: 0, ps: 4, sh: 3, irgn: 1, orgn: 1, sl: 0 });
+    expect(s1.mair).toBe(0xf404ff44);
+  });
+
+  it('refuses configurations Linux refuses', () => {
+    const mem = new PhysMem();
+    const heap = new TableHeap(mem, HEAP_BASE, HEAP_SIZE);
+    expect(IoPgtable.create(mem, { stage: 1, pgsizeBitmap: 0x800, ias: 48, oas: 48 }, heap)).toBeNull();
+    expect(IoPgtable.create(mem, { stage: 1, pgsizeBitmap: 0x1000, ias: 52, oas: 48 }, heap)).toBeNull();
+    expect(IoPgtable.create(mem, { stage: 2, pgsizeBitmap: 0x1000, ias: 48, oas: 44 }, heap)).toBeNull();
+    expect(IoPgtable.create(mem, { stage: 1, pgsizeBitmap: 0x1000, ias: 48, oas: 39 }, heap)).toBeNull();
+  });
+});
