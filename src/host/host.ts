@@ -1,0 +1,152 @@
+/**
+ * The modelled host: a kernel profile, physical memory, one IOMMU with its driver, the PCI devices
+ * behind it and their groups, VFIO, and module parameters. Processes are spawned on it and talk to
+ * it only through system calls.
+ *
+ * Topologies (what the recordings' machines had, kernel-answers/README.md):
+ * - intel:  q35 with VT-d (aw-bits 39); the edu device at 0000:00:01.0 in IOMMU group 1.
+ * - virtio: q35 with virtio-iommu at 0000:00:01.0; the edu at 0000:00:02.0 in group 1.
+ * - smmuv3: arm64 `virt` with an SMMUv3; the edu at 0000:00:01.0 (StreamID 8), group 0 (1 on 6.18).
+ */
+
+import { IntelIommu } from '../iommu/intel.ts';
+import { Device, IommuGroup, type IommuHw } from '../iommu/group.ts';
+import type { IommuDriver } from '../iommu/driver.ts';
+import { VirtioIommu } from '../iommu/virtio.ts';
+import type { KernelFile } from '../mm/file.ts';
+import { PhysMem } from '../mm/physmem.ts';
+import { ENOENT } from '../uapi/errno.ts';
+import { type KernelProfile, type KernelVersion, kernelProfile } from '../uapi/profile.ts';
+import { defaultVfioParams, type VfioParams } from '../vfio/params.ts';
+import { VfioCore } from '../vfio/vfio.ts';
+import { Process, type ProcessOptions } from './process.ts';
+import { type ModuleParam, parseParam, SysfsParamFile } from './sysfs.ts';
+
+export type HostIommuKind = 'intel' | 'virtio' | 'smmuv3';
+
+export interface HostOptions {
+  /** Kernel profile: '3.19', '6.1', '6.12' (default) or '6.18'. */
+  kernel?: KernelVersion;
+  /** Host IOMMU: 'intel' (default), 'virtio' or 'smmuv3'. */
+  iommu?: HostIommuKind;
+  /** Module parameters, as on the kernel command line: { 'vfio_iommu_type1.dma_entry_limit': '100' }. */
+  params?: Record<string, string>;
+  /** RAM size in bytes (default 64 GiB; untouched memory costs nothing). */
+  memory?: number;
+  /** IOMMU group number of the assigned device (the machine's enumeration decides it). */
+  group?: number;
+  /** PCI name of the assigned device. */
+  device?: string;
+}
+
+/** A host configuration that cannot be built; the message names the option. */
+export class HostConfigError extends Error {
+  constructor(
+    readonly option: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HostConfigError';
+  }
+}
+
+/** PCI requester ID of a "0000:BB:DD.F" name. */
+export function pciRid(name: string): number {
+  const m = /^[0-9a-f]{4}:([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/i.exec(name);
+  if (m === null) throw new HostConfigError('device', `'${name}' is not a PCI name like 0000:00:01.0`);
+  return (Number.parseInt(m[1], 16) << 8) | (Number.parseInt(m[2], 16) << 3) | Number(m[3]);
+}
+
+export class Host {
+  readonly profile: KernelProfile;
+  readonly iommuKind: HostIommuKind;
+  readonly phys: PhysMem;
+  readonly iommu: IommuDriver & { readonly hw: IommuHw };
+  readonly vfio: VfioCore;
+  readonly vfioParams: VfioParams;
+  readonly devices: Device[] = [];
+  readonly groups: IommuGroup[] = [];
+  readonly moduleParams = new Map<string, ModuleParam>();
+
+  constructor(options: HostOptions = {}) {
+    const version = options.kernel ?? '6.12';
+    const profile = kernelProfile(version);
+    if (profile === undefined)
+      throw new HostConfigError('kernel', `unknown kernel '${version}' (expected 3.19, 6.1, 6.12 or 6.18)`);
+    this.profile = profile;
+    this.iommuKind = options.iommu ?? 'intel';
+    const arm = this.iommuKind === 'smmuv3';
+    this.phys = new PhysMem({ base: arm ? 0x4000_0000 : 0, size: options.memory ?? 64 * 2 ** 30 });
+    this.vfioParams = defaultVfioParams();
+    this.vfio = new VfioCore(profile, this.vfioParams);
+    this.registerParams();
+    for (const [key, value] of Object.entries(options.params ?? {})) this.setParam(key, value);
+
+    switch (this.iommuKind) {
+      case 'intel':
+        this.iommu = new IntelIommu(profile, this.phys);
+        break;
+      case 'virtio':
+        this.iommu = new VirtioIommu(profile, this.phys);
+        break;
+      default:
+        throw new HostConfigError('iommu', `host IOMMU '${this.iommuKind}' is not available yet`);
+    }
+    const defaultName = this.iommuKind === 'virtio' ? '0000:00:02.0' : '0000:00:01.0';
+    const name = options.device ?? defaultName;
+    const groupId = options.group ?? (arm && version !== '6.18' ? 0 : 1);
+    const dev = new Device(name, pciRid(name), this.iommu, this.iommu.hw);
+    const group = new IommuGroup(groupId);
+    group.add(dev);
+    this.devices.push(dev);
+    this.groups.push(group);
+    this.vfio.addGroup(group);
+  }
+
+  /** A new process: root with every capability unless options say otherwise. */
+  spawn(options: ProcessOptions = {}): Process {
+    return new Process(this, options);
+  }
+
+  /** Sets a module parameter as `module.name=value` on the command line would. */
+  setParam(key: string, value: string): void {
+    const p = this.moduleParams.get(key);
+    if (p === undefined)
+      throw new HostConfigError('param', `unknown module parameter '${key}' (known: ${[...this.moduleParams.keys()].join(', ')})`);
+    const v = parseParam(p.kind, value);
+    if (v === undefined) throw new HostConfigError('param', `'${value}' is not a valid ${p.kind} for ${key}`);
+    p.set(v);
+  }
+
+  /** The file behind a path, for open(2). */
+  openPath(path: string, _proc: Process): KernelFile | number {
+    if (path === '/dev/vfio/vfio') return this.vfio.openContainer();
+    const g = /^\/dev\/vfio\/(\d+)$/.exec(path);
+    if (g !== null) return this.vfio.openGroup(Number(g[1]));
+    const sp = /^\/sys\/module\/([^/]+)\/parameters\/([^/]+)$/.exec(path);
+    if (sp !== null) {
+      const p = this.moduleParams.get(`${sp[1]}.${sp[2]}`);
+      return p === undefined ? -ENOENT : new SysfsParamFile(p);
+    }
+    return -ENOENT;
+  }
+
+  private registerParams(): void {
+    const vp = this.vfioParams;
+    const add = (module: string, name: string, kind: 'bool' | 'uint', get: () => boolean | number, set: (v: never) => void): void => {
+      this.moduleParams.set(`${module}.${name}`, { module, name, kind, get, set: set as (v: boolean | number) => void });
+    };
+    add('vfio_iommu_type1', 'dma_entry_limit', 'uint', () => vp.dmaEntryLimit, (v: number) => {
+      vp.dmaEntryLimit = v;
+    });
+    add('vfio_iommu_type1', 'allow_unsafe_interrupts', 'bool', () => vp.allowUnsafeInterrupts, (v: boolean) => {
+      vp.allowUnsafeInterrupts = v;
+    });
+    add('vfio_iommu_type1', 'disable_hugepages', 'bool', () => vp.disableHugepages, (v: boolean) => {
+      vp.disableHugepages = v;
+    });
+    add('vfio', 'enable_unsafe_noiommu_mode', 'bool', () => vp.enableUnsafeNoiommuMode, (v: boolean) => {
+      vp.enableUnsafeNoiommuMode = v;
+    });
+  }
+}

@@ -1,0 +1,10 @@
+export { Host, HostConfigError, type HostIommuKind, type HostOptions, pciRid } from './host.ts';
+export { Process, type ProcessOptions, type ProcStatus } from './process.ts';
+export {
+  type MapDmaRequest,
+  openContainer,
+  openGroup,
+  type UnmapDmaRequest,
+  VfioContainerHandle,
+  VfioGroupHandle,
+} from './vfio-api.ts';

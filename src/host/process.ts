@@ -1,0 +1,171 @@
+/**
+ * A user process on the modelled host: credentials and rlimits (task), an address space (mm) and an
+ * fd table. Its system calls return what the real ones return: a value >= 0, or -errno.
+ */
+
+import { type MmapOptions, MmStruct } from '../mm/mm.ts';
+import type { Current, KernelFile } from '../mm/file.ts';
+import { type Credentials, type Rlimit, Task } from '../mm/task.ts';
+import { type IoctlArg, UserArg } from '../mm/uaccess.ts';
+import { EBADF, EINVAL, EMFILE, ENODEV, ENOTTY } from '../uapi/errno.ts';
+import type { Host } from './host.ts';
+
+/** stdin/stdout/stderr: ordinary character devices, not VFIO files. */
+class Tty implements KernelFile {
+  readonly kind = 'tty';
+}
+
+const MAX_FDS = 1024;
+
+export interface ProcessOptions extends Partial<Credentials> {
+  memlock?: Rlimit;
+}
+
+export interface ProcStatus {
+  /** /proc/self/status VmLck (kB): mm->locked_vm. */
+  VmLck_kB: number;
+  /** VmPin (kB): mm->pinned_vm. */
+  VmPin_kB: number;
+  /** CapEff as 16 hex digits. */
+  CapEff: string;
+}
+
+export class Process implements Current {
+  readonly task: Task;
+  readonly mm: MmStruct;
+  private readonly fds = new Map<number, KernelFile>();
+  private exited = false;
+
+  constructor(
+    readonly host: Host,
+    options: ProcessOptions = {},
+  ) {
+    this.task = new Task(options, options.memlock ?? { cur: host.profile.defaultMemlock, max: host.profile.defaultMemlock });
+    this.mm = new MmStruct(host.phys);
+    for (let fd = 0; fd < 3; fd++) this.fds.set(fd, new Tty());
+  }
+
+  /** open(2) of a device node or a sysfs file this host models. */
+  open(path: string): number {
+    const file = this.host.openPath(path, this);
+    if (typeof file === 'number') return file;
+    return this.installFd(file);
+  }
+
+  /** close(2). */
+  close(fd: number): number {
+    const f = this.fds.get(fd);
+    if (f === undefined) return -EBADF;
+    this.fds.delete(fd);
+    f.release?.(this);
+    return 0;
+  }
+
+  /** ioctl(2): `arg` is a value, an address in this process, or a byte buffer standing for a pointer. */
+  ioctl(fd: number, request: number, arg: IoctlArg = 0): number {
+    const f = this.fds.get(fd);
+    if (f === undefined) return -EBADF;
+    if (f.ioctl === undefined) return -ENOTTY;
+    return f.ioctl(this, request >>> 0, new UserArg(arg, this.mm));
+  }
+
+  /** pread(2). */
+  pread(fd: number, dst: Uint8Array, offset: number): number {
+    const f = this.fds.get(fd);
+    if (f === undefined) return -EBADF;
+    if (f.read === undefined) return -EINVAL;
+    return f.read(this, dst, offset);
+  }
+
+  /** pwrite(2). */
+  pwrite(fd: number, src: Uint8Array, offset: number): number {
+    const f = this.fds.get(fd);
+    if (f === undefined) return -EBADF;
+    if (f.write === undefined) return -EINVAL;
+    return f.write(this, src, offset);
+  }
+
+  /** mmap(2): anonymous memory when fd is -1 (options.hugeLg2 for MAP_HUGETLB), else a file region. */
+  mmap(len: number, options: MmapOptions & { fd?: number; offset?: number } = {}): number {
+    if (options.fd === undefined || options.fd < 0) return this.mm.mmap(len, options);
+    const f = this.fds.get(options.fd);
+    if (f === undefined) return -EBADF;
+    if (f.mmap === undefined) return -ENODEV;
+    const pa = f.mmap(this, options.offset ?? 0, len);
+    if (pa < 0) return pa;
+    return this.mm.mmap(len, { ...options, pfnmapBase: pa });
+  }
+
+  munmap(addr: number, len: number): number {
+    return this.mm.munmap(addr, len);
+  }
+
+  setrlimitMemlock(cur: bigint, max: bigint): number {
+    return this.task.setrlimitMemlock(cur, max);
+  }
+
+  getrlimitMemlock(): Rlimit {
+    return { ...this.task.memlock };
+  }
+
+  setgroups(groups: number[]): number {
+    return this.task.setgroups(groups);
+  }
+
+  setgid(gid: number): number {
+    return this.task.setgid(gid);
+  }
+
+  setuid(uid: number): number {
+    return this.task.setuid(uid);
+  }
+
+  /** The lines of /proc/self/status a VFIO user reads. */
+  status(): ProcStatus {
+    return {
+      VmLck_kB: this.mm.lockedVm * 4,
+      VmPin_kB: this.mm.pinnedVm * 4,
+      CapEff: this.task.capEffHex,
+    };
+  }
+
+  /** Writes bytes into this process's memory (memcpy from the outside); -EFAULT if unmapped. */
+  writeMemory(va: number, bytes: Uint8Array): number {
+    return this.mm.writeUser(va, bytes, 0, bytes.byteLength);
+  }
+
+  /** Reads `len` bytes of this process's memory. */
+  readMemory(va: number, len: number): Uint8Array | number {
+    const out = new Uint8Array(len);
+    const r = this.mm.readUser(va, out, 0, len);
+    return r < 0 ? r : out;
+  }
+
+  /** exit(2): every fd is closed, then the address space goes away. */
+  exit(): void {
+    if (this.exited) return;
+    for (const fd of [...this.fds.keys()].sort((a, b) => a - b)) this.close(fd);
+    this.mm.exit();
+    this.exited = true;
+  }
+
+  /** The open fds, ascending. */
+  get openFds(): number[] {
+    return [...this.fds.keys()].sort((a, b) => a - b);
+  }
+
+  fdget(fd: number): KernelFile | undefined {
+    return this.fds.get(fd);
+  }
+
+  installFd(file: KernelFile): number {
+    for (let fd = 0; fd < MAX_FDS; fd++) {
+      if (!this.fds.has(fd)) {
+        this.fds.set(fd, file);
+        return fd;
+      }
+    }
+    file.release?.(this);
+    return -EMFILE;
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * IOMMU core vocabulary (include/linux/iommu.h): protection flags, reserved regions,
+ * capabilities, the IOTLB gather, and the DMA port a device uses to reach memory.
+ */
+
+/** IOMMU_* protection flags, as the kernel numbers them. */
+export const IOMMU_READ = 1;
+export const IOMMU_WRITE = 2;
+export const IOMMU_CACHE = 4;
+export const IOMMU_NOEXEC = 8;
+export const IOMMU_MMIO = 16;
+export const IOMMU_PRIV = 32;
+
+/** enum iommu_resv_type. */
+export type ResvType = 'direct' | 'direct-relaxable' | 'reserved' | 'msi' | 'sw-msi';
+
+/** A reserved IOVA region of a device: [start, end] inclusive, as 64-bit values. */
+export interface ResvRegion {
+  start: bigint;
+  end: bigint;
+  type: ResvType;
+}
+
+/** enum iommu_cap values the type-1 backend asks about. */
+export type IommuCap = 'cache-coherency' | 'intr-remap' | 'noexec';
+
+/** Ranges whose IOTLB entries must be flushed before the pages can be freed (iommu_iotlb_gather). */
+export interface IotlbGather {
+  start: number;
+  /** Exclusive end; start === end means empty. */
+  end: number;
+  pgsize: number;
+}
+
+export function newGather(): IotlbGather {
+  return { start: 0, end: 0, pgsize: 0 };
+}
+
+export function gatherAdd(g: IotlbGather, iova: number, size: number): void {
+  if (g.start === g.end) {
+    g.start = iova;
+    g.end = iova + size;
+  } else {
+    g.start = Math.min(g.start, iova);
+    g.end = Math.max(g.end, iova + size);
+  }
+}
+
+/** How a device reaches memory: through its IOMMU, byte-exact, stopping at the first fault. */
+export interface DmaPort {
+  /** Reads device-visible memory at `iova` into dst; returns bytes read before a fault. */
+  dmaRead(iova: number, dst: Uint8Array, off: number, len: number): number;
+  /** Writes src into device-visible memory at `iova`; returns bytes written before a fault. */
+  dmaWrite(iova: number, src: Uint8Array, off: number, len: number): number;
+}

@@ -1,0 +1,207 @@
+/**
+ * virtio-iommu: the driver keeps no page tables; it sends ATTACH/MAP/UNMAP requests to the
+ * virtio-iommu device, which holds the mappings and translates endpoint DMA (QEMU's model).
+ * As recorded under QEMU 7.2 on x86: page_size_mask 0xfffffffffffff000, input range [0, 2^64 - 1],
+ * the MSI window reported as a reserved region by the PROBE request, and no MSI isolation, so
+ * type-1 refuses to attach (EPERM) unless vfio_iommu_type1.allow_unsafe_interrupts=1.
+ * Reference: vfio-type1.md §5, kernel-answers README (6.12-virtio rows).
+ */
+
+import type { PhysMem } from '../mm/physmem.ts';
+import { EINVAL, ERANGE } from '../uapi/errno.ts';
+import type { KernelProfile } from '../uapi/profile.ts';
+import { IommuDomain } from './domain.ts';
+import type { IommuDriver } from './driver.ts';
+import type { Device, IommuHw } from './group.ts';
+import { X86_MSI_WINDOW } from './intel.ts';
+import type { IommuCap, IotlbGather, ResvRegion } from './types.ts';
+
+/** VIRTIO_IOMMU_MAP_F_* */
+const MAP_F_READ = 1;
+const MAP_F_WRITE = 2;
+const MAP_F_MMIO = 4;
+
+interface Mapping {
+  start: number;
+  /** Exclusive end. */
+  end: number;
+  pa: number;
+  flags: number;
+}
+
+/** One virtio-iommu domain's mappings, sorted and disjoint (the device's and the driver's trees). */
+class MappingTable {
+  readonly list: Mapping[] = [];
+
+  find(iova: number): Mapping | undefined {
+    let lo = 0;
+    let hi = this.list.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const m = this.list[mid];
+      if (iova < m.start) hi = mid - 1;
+      else if (iova >= m.end) lo = mid + 1;
+      else return m;
+    }
+    return undefined;
+  }
+
+  insert(m: Mapping): boolean {
+    let i = this.list.length;
+    while (i > 0 && this.list[i - 1].start > m.start) i--;
+    if ((i > 0 && this.list[i - 1].end > m.start) || (i < this.list.length && this.list[i].start < m.end))
+      return false;
+    this.list.splice(i, 0, m);
+    return true;
+  }
+
+  /** Removes mappings that lie entirely inside [start, end); returns the bytes removed. */
+  remove(start: number, end: number): number {
+    let bytes = 0;
+    for (let i = this.list.length - 1; i >= 0; i--) {
+      const m = this.list[i];
+      if (m.start >= start && m.end <= end) {
+        bytes += m.end - m.start;
+        this.list.splice(i, 1);
+      }
+    }
+    return bytes;
+  }
+}
+
+/** The virtio-iommu device: endpoints attached to domains, each domain a mapping table. */
+class VirtioIommuDevice implements IommuHw {
+  readonly domains = new Map<number, MappingTable>();
+  readonly endpoints = new Map<number, number>();
+  /** Faults the device reported on its event queue. */
+  readonly faults: { endpoint: number; iova: number; write: boolean }[] = [];
+  lastPageRemaining = 0;
+
+  constructor(readonly mem: PhysMem) {}
+
+  /** VIRTIO_IOMMU_T_ATTACH */
+  attach(domain: number, endpoint: number): void {
+    if (!this.domains.has(domain)) this.domains.set(domain, new MappingTable());
+    this.endpoints.set(endpoint, domain);
+  }
+
+  /** VIRTIO_IOMMU_T_DETACH */
+  detach(endpoint: number): void {
+    this.endpoints.delete(endpoint);
+  }
+
+  /** VIRTIO_IOMMU_T_MAP: 0 (VIRTIO_IOMMU_S_OK) or -errno for the request's status. */
+  map(domain: number, start: number, end: number, pa: number, flags: number): number {
+    const t = this.domains.get(domain);
+    if (t === undefined) return -EINVAL;
+    return t.insert({ start, end, pa, flags }) ? 0 : -EINVAL;
+  }
+
+  /** VIRTIO_IOMMU_T_UNMAP */
+  unmap(domain: number, start: number, end: number): number {
+    return this.domains.get(domain)?.remove(start, end) ?? 0;
+  }
+
+  translate(dev: Device, iova: number, write: boolean): number {
+    const domain = this.endpoints.get(dev.rid);
+    const m = domain === undefined ? undefined : this.domains.get(domain)?.find(iova);
+    if (m === undefined || !(m.flags & (write ? MAP_F_WRITE : MAP_F_READ))) {
+      this.faults.push({ endpoint: dev.rid, iova, write });
+      return -1;
+    }
+    this.lastPageRemaining = m.end - iova;
+    return m.pa + (iova - m.start);
+  }
+}
+
+class VirtioDomain extends IommuDomain {
+  /** The driver's own interval tree, used for iova_to_phys. */
+  private readonly mappings = new MappingTable();
+
+  constructor(
+    readonly driver: VirtioIommu,
+    readonly id: number,
+  ) {
+    super();
+    this.pgsizeBitmap = driver.pageSizeMask;
+    this.apertureStart = 0n;
+    this.apertureEnd = driver.inputEnd;
+  }
+
+  protected mapPages(iova: number, pa: number, pgsize: number, count: number, prot: number): number {
+    const size = pgsize * count;
+    let flags = 0;
+    if (prot & 1) flags |= MAP_F_READ;
+    if (prot & 2) flags |= MAP_F_WRITE;
+    if (prot & 16) flags |= MAP_F_MMIO;
+    if (!this.mappings.insert({ start: iova, end: iova + size, pa, flags })) return -EINVAL;
+    const r = this.driver.device.map(this.id, iova, iova + size, pa, flags);
+    if (r < 0) {
+      this.mappings.remove(iova, iova + size);
+      return r === -EINVAL ? -ERANGE : r;
+    }
+    return size;
+  }
+
+  protected unmapPages(iova: number, pgsize: number, count: number, _gather: IotlbGather): number {
+    const end = iova + pgsize * count;
+    const bytes = this.mappings.remove(iova, end);
+    if (bytes > 0) this.driver.device.unmap(this.id, iova, end);
+    return bytes;
+  }
+
+  iovaToPhys(iova: number): number {
+    const m = this.mappings.find(iova);
+    return m === undefined ? -1 : m.pa + (iova - m.start);
+  }
+
+  leafSize(iova: number): number {
+    const m = this.mappings.find(iova);
+    return m === undefined ? 0 : m.end - m.start;
+  }
+}
+
+export class VirtioIommu implements IommuDriver {
+  readonly name = 'virtio-iommu';
+  readonly device: VirtioIommuDevice;
+  /** Device config page_size_mask and input_range end. */
+  readonly pageSizeMask = 0xffff_ffff_ffff_f000n;
+  readonly inputEnd = 0xffff_ffff_ffff_ffffn;
+  private nextDomain = 1;
+
+  constructor(
+    readonly profile: KernelProfile,
+    mem: PhysMem,
+  ) {
+    this.device = new VirtioIommuDevice(mem);
+  }
+
+  get hw(): IommuHw {
+    return this.device;
+  }
+
+  capable(_dev: Device, cap: IommuCap): boolean {
+    return cap === 'cache-coherency';
+  }
+
+  domainAllocPaging(_dev: Device): IommuDomain | number {
+    return new VirtioDomain(this, this.nextDomain++);
+  }
+
+  attachDev(domain: IommuDomain, dev: Device): number {
+    this.device.attach((domain as VirtioDomain).id, dev.rid);
+    return 0;
+  }
+
+  detachDev(_domain: IommuDomain, dev: Device): void {
+    this.device.detach(dev.rid);
+  }
+
+  getResvRegions(_dev: Device): ResvRegion[] {
+    return [X86_MSI_WINDOW];
+  }
+
+  hasIsolatedMsi(_dev: Device): boolean {
+    return false;
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Intel VT-d second-level page tables (VT-d spec §9.8): 4 KiB tables of 512 64-bit entries,
+ * R bit 0, W bit 1, PS (super page) bit 7, address bits 51:12. A 39-bit address width walks
+ * 3 levels, 48-bit 4 levels. Entries are real words in host memory, written by the driver
+ * and read by the hardware walk.
+ */
+
+import type { PhysMem } from '../mm/physmem.ts';
+
+export const DMA_PTE_READ = 1;
+export const DMA_PTE_WRITE = 2;
+export const DMA_PTE_LARGE_PAGE = 1 << 7;
+
+const ADDR_HI_MASK = 0x000f_ffff; // bits 51:32 of the entry, in its high word
+
+/** Address bits of an entry (lo, hi words). */
+export function vtdPteAddr(lo: number, hi: number): number {
+  return (hi & ADDR_HI_MASK) * 2 ** 32 + ((lo & 0xffff_f000) >>> 0);
+}
+
+/** Shift of level `level` (1 = 4 KiB leaves, 2 = 2 MiB, 3 = 1 GiB, 4 = 512 GiB). */
+export function vtdLevelShift(level: number): number {
+  return 12 + 9 * (level - 1);
+}
+
+export class VtdPageTable {
+  readonly root: number;
+
+  constructor(
+    private readonly mem: PhysMem,
+    /** 3 for a 39-bit address width, 4 for 48. */
+    readonly levels: number,
+  ) {
+    this.root = mem.allocFrame(12);
+    if (this.root < 0) throw new Error('out of host memory for a VT-d root table');
+  }
+
+  /**
+   * Writes one leaf of 2^pageLg2 bytes (12, 21 or 30). Returns 0, or -1 when a table page could
+   * not be allocated.
+   */
+  mapOne(iova: number, pa: number, pageLg2: number, prot: number): number {
+    const leafLevel = (pageLg2 - 12) / 9 + 1;
+    let table = this.root;
+    for (let level = this.levels; level > leafLevel; level--) {
+      const slot = table + this.index(iova, level) * 8;
+      const lo = this.mem.readU32(slot);
+      const hi = this.mem.readU32(slot + 4);
+      if (lo & (DMA_PTE_READ | DMA_PTE_WRITE) && !(lo & DMA_PTE_LARGE_PAGE)) {
+        table = vtdPteAddr(lo, hi);
+        continue;
+      }
+      const next = this.mem.allocFrame(12);
+      if (next < 0) return -1;
+      this.writeEntry(slot, next + (DMA_PTE_READ | DMA_PTE_WRITE));
+      table = next;
+    }
+    let bits = 0;
+    if (prot & 1) bits |= DMA_PTE_READ;
+    if (prot & 2) bits |= DMA_PTE_WRITE;
+    if (leafLevel > 1) bits |= DMA_PTE_LARGE_PAGE;
+    this.writeEntry(table + this.index(iova, leafLevel) * 8, pa + bits);
+    return 0;
+  }
+
+  /**
+   * Clears the leaf covering `iova`; returns its size in bytes (a super page goes whole, as
+   * intel_iommu_unmap does), or 0 when nothing was mapped there.
+   */
+  unmapOne(iova: number): number {
+    let table = this.root;
+    for (let level = this.levels; level >= 1; level--) {
+      const slot = table + this.index(iova, level) * 8;
+      const lo = this.mem.readU32(slot);
+      const hi = this.mem.readU32(slot + 4);
+      if (!(lo & (DMA_PTE_READ | DMA_PTE_WRITE))) return 0;
+      if (level === 1 || lo & DMA_PTE_LARGE_PAGE) {
+        this.writeEntry(slot, 0);
+        return 2 ** vtdLevelShift(level);
+      }
+      table = vtdPteAddr(lo, hi);
+    }
+    return 0;
+  }
+
+  /**
+   * The leaf covering `iova`: returns its entry's low word (0 when unmapped), with the output
+   * address and leaf size left in `outPa` / `outSize`. `onRead` sees every entry read.
+   */
+  lookup(iova: number, onRead?: (addr: number, level: number, lo: number, hi: number) => void): number {
+    let table = this.root;
+    for (let level = this.levels; level >= 1; level--) {
+      const slot = table + this.index(iova, level) * 8;
+      const lo = this.mem.readU32(slot);
+      const hi = this.mem.readU32(slot + 4);
+      onRead?.(slot, level, lo, hi);
+      if (!(lo & (DMA_PTE_READ | DMA_PTE_WRITE))) return 0;
+      if (level === 1 || lo & DMA_PTE_LARGE_PAGE) {
+        const size = 2 ** vtdLevelShift(level);
+        this.outSize = size;
+        this.outPa = vtdPteAddr(lo, hi) + (iova % size);
+        return lo;
+      }
+      table = vtdPteAddr(lo, hi);
+    }
+    return 0;
+  }
+  outPa = 0;
+  outSize = 0;
+
+  /** Frees every table page (domain free). */
+  free(): void {
+    this.freeTable(this.root, this.levels);
+  }
+
+  private freeTable(table: number, level: number): void {
+    if (level > 1) {
+      for (let i = 0; i < 512; i++) {
+        const lo = this.mem.readU32(table + i * 8);
+        const hi = this.mem.readU32(table + i * 8 + 4);
+        if (lo & (DMA_PTE_READ | DMA_PTE_WRITE) && !(lo & DMA_PTE_LARGE_PAGE))
+          this.freeTable(vtdPteAddr(lo, hi), level - 1);
+      }
+    }
+    this.mem.freeFrame(table, 12);
+  }
+
+  private index(iova: number, level: number): number {
+    return Math.floor(iova / 2 ** vtdLevelShift(level)) % 512;
+  }
+
+  private writeEntry(slot: number, value: number): void {
+    this.mem.writeU32(slot, value % 2 ** 32);
+    this.mem.writeU32(slot + 4, Math.floor(value / 2 ** 32));
+  }
+}

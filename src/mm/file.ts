@@ -1,0 +1,34 @@
+/**
+ * What a system call runs with (`current`) and the file operations a device node offers.
+ * VFIO's container, group and device files, iommufd and the probe's ordinary files implement
+ * `KernelFile`; the process's fd table holds them.
+ */
+
+import type { MmStruct } from './mm.ts';
+import type { Task } from './task.ts';
+import type { UserArg } from './uaccess.ts';
+
+/** The calling process's task and address space. */
+export interface Current {
+  readonly task: Task;
+  readonly mm: MmStruct;
+  /** fdget: the file behind a descriptor of the calling process, if open. */
+  fdget(fd: number): KernelFile | undefined;
+  /** fd_install into the calling process: the new descriptor, or -EMFILE. */
+  installFd(file: KernelFile): number;
+}
+
+export interface KernelFile {
+  /** What the file is, for diagnostics and dumps: 'vfio-container', 'vfio-group', ... */
+  readonly kind: string;
+  /** unlocked_ioctl: returns >= 0 or -errno. Absent: ENOTTY. */
+  ioctl?(current: Current, request: number, arg: UserArg): number;
+  /** pread: bytes read or -errno. */
+  read?(current: Current, dst: Uint8Array, offset: number): number;
+  /** pwrite: bytes written or -errno. */
+  write?(current: Current, src: Uint8Array, offset: number): number;
+  /** mmap of `len` bytes at file offset `offset`: the physical address to map (PFNMAP) or -errno. */
+  mmap?(current: Current, offset: number, len: number): number;
+  /** Last close of the file. */
+  release?(current: Current): void;
+}

@@ -1,0 +1,318 @@
+/**
+ * A process address space (mm_struct): VMAs of anonymous memory backed by 4 KiB pages or 2 MiB /
+ * 1 GiB huge pages, PFN-mapped device memory, page faults, user copies, long-term pinning with
+ * per-folio pin counts, and the locked_vm / pinned_vm counters of /proc/self/status.
+ *
+ * Cost follows work: a huge page is one folio (one frame allocation, one pin counter), pages are
+ * allocated on first touch, and reading memory nobody wrote returns zeros without allocating
+ * (the shared zero page).
+ */
+
+import { EFAULT, EINVAL, ENOMEM } from '../uapi/errno.ts';
+import { type FrameLg2, PAGE_SHIFT, PAGE_SIZE, type PhysMem } from './physmem.ts';
+
+export const PROT_NONE = 0;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+
+export interface Vma {
+  start: number;
+  /** Exclusive end. */
+  end: number;
+  prot: number;
+  /** log2 of the backing page size: 12, 21 (2 MiB) or 30 (1 GiB). */
+  pageLg2: FrameLg2;
+  /** VM_PFNMAP: device memory at a fixed physical address; no struct pages, never pinned or charged. */
+  pfnmapBase?: number;
+  /** Page index within the VMA -> physical address of the folio backing it. */
+  pages: Map<number, number>;
+}
+
+interface Folio {
+  lg2: FrameLg2;
+  /** Pinned 4 KiB subpages (FOLL_PIN references). */
+  pins: number;
+  /** Still mapped by a VMA; an unmapped folio lives on while pinned. */
+  mapped: boolean;
+}
+
+export interface MmapOptions {
+  /** MAP_FIXED address; chosen top-down otherwise. */
+  addr?: number;
+  prot?: number;
+  /** MAP_HUGETLB page size: 21 (2 MiB) or 30 (1 GiB). */
+  hugeLg2?: 21 | 30;
+  /** Map device memory at this physical address (a BAR), as remap_pfn_range does. */
+  pfnmapBase?: number;
+}
+
+/** Where mmap() starts looking, top-down, as on x86-64 and arm64 with 47/48-bit user space. */
+const MMAP_TOP = 0x7f00_0000_0000;
+
+export class MmStruct {
+  readonly vmas: Vma[] = [];
+  /** Pages charged by mlock and long-term pins (VmLck). */
+  lockedVm = 0;
+  /** Pages counted by pin accounting that uses pinned_vm (VmPin; iommufd). */
+  pinnedVm = 0;
+  private readonly folios = new Map<number, Folio>();
+  private mmapBase = MMAP_TOP;
+  /** Physical address of the run found by the last successful pinRun(). */
+  runPa = 0;
+  /** Whether that run was reserved memory (PFNMAP): not pinned, not charged. */
+  runReserved = false;
+
+  constructor(readonly phys: PhysMem) {}
+
+  /** mmap(2) for anonymous or device memory. Returns the address or -errno. */
+  mmap(len: number, options: MmapOptions = {}): number {
+    const pageLg2: FrameLg2 = options.hugeLg2 ?? 12;
+    const align = 2 ** pageLg2;
+    if (len <= 0 || !Number.isSafeInteger(len)) return -EINVAL;
+    const size = Math.ceil(len / align) * align;
+    let start: number;
+    if (options.addr !== undefined) {
+      if (options.addr % align !== 0) return -EINVAL;
+      start = options.addr;
+      this.munmap(start, size);
+    } else {
+      start = Math.floor((this.mmapBase - size) / align) * align;
+      while (this.overlapping(start, start + size) !== undefined) {
+        const v = this.overlapping(start, start + size)!;
+        start = Math.floor((v.start - size) / align) * align;
+      }
+      if (start <= 0) return -ENOMEM;
+      this.mmapBase = start;
+    }
+    const vma: Vma = {
+      start,
+      end: start + size,
+      prot: options.prot ?? PROT_READ | PROT_WRITE,
+      pageLg2,
+      pages: new Map(),
+    };
+    if (options.pfnmapBase !== undefined) vma.pfnmapBase = options.pfnmapBase;
+    this.insertVma(vma);
+    return start;
+  }
+
+  /** munmap(2): removes [addr, addr+len); pinned folios stay allocated until unpinned. */
+  munmap(addr: number, len: number): number {
+    if (addr % PAGE_SIZE !== 0 || len <= 0) return -EINVAL;
+    const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
+    for (let i = this.vmas.length - 1; i >= 0; i--) {
+      const v = this.vmas[i];
+      if (v.end <= addr || v.start >= end) continue;
+      this.vmas.splice(i, 1);
+      const unit = 2 ** v.pageLg2;
+      // Keep the parts outside the range (split at huge-page boundaries, as hugetlb requires).
+      const lo = Math.max(v.start, Math.floor(addr / unit) * unit);
+      const hi = Math.min(v.end, Math.ceil(end / unit) * unit);
+      if (v.start < lo) this.insertVma(this.slice(v, v.start, lo));
+      if (hi < v.end) this.insertVma(this.slice(v, hi, v.end));
+      for (const [idx, pa] of v.pages) {
+        const va = v.start + idx * unit;
+        if (va >= lo && va < hi) this.releaseMapping(pa);
+      }
+    }
+    return 0;
+  }
+
+  findVma(va: number): Vma | undefined {
+    let lo = 0;
+    let hi = this.vmas.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const v = this.vmas[mid];
+      if (va < v.start) hi = mid - 1;
+      else if (va >= v.end) lo = mid + 1;
+      else return v;
+    }
+    return undefined;
+  }
+
+  /**
+   * Resolves a user address to a physical address, faulting the page in.
+   * `write` needs PROT_WRITE; reading an untouched anonymous page returns -1 (the zero page)
+   * unless `populate` asks for a real page. Returns the physical address or -EFAULT/-ENOMEM.
+   */
+  fault(va: number, write: boolean, populate = write): number {
+    const v = this.findVma(va);
+    if (v === undefined || v.prot === PROT_NONE) return -EFAULT;
+    if (write && !(v.prot & PROT_WRITE)) return -EFAULT;
+    if (v.pfnmapBase !== undefined) return v.pfnmapBase + (va - v.start);
+    const unit = 2 ** v.pageLg2;
+    const idx = Math.floor((va - v.start) / unit);
+    let pa = v.pages.get(idx);
+    if (pa === undefined) {
+      if (!populate) return -1;
+      pa = this.phys.allocFrame(v.pageLg2);
+      if (pa < 0) return -ENOMEM;
+      v.pages.set(idx, pa);
+      this.folios.set(pa, { lg2: v.pageLg2, pins: 0, mapped: true });
+    }
+    return pa + ((va - v.start) % unit);
+  }
+
+  /** copy_from_user: reads process memory; -EFAULT where nothing is mapped. */
+  readUser(va: number, dst: Uint8Array, dstOff: number, len: number): number {
+    while (len > 0) {
+      const inPage = Math.min(len, PAGE_SIZE - (va % PAGE_SIZE));
+      const pa = this.fault(va, false);
+      if (pa < -1) return pa;
+      if (pa === -1) dst.fill(0, dstOff, dstOff + inPage);
+      else this.phys.readBytes(pa, dst, dstOff, inPage);
+      va += inPage;
+      dstOff += inPage;
+      len -= inPage;
+    }
+    return 0;
+  }
+
+  /** copy_to_user: writes process memory, faulting pages in; -EFAULT where not writable. */
+  writeUser(va: number, src: Uint8Array, srcOff: number, len: number): number {
+    while (len > 0) {
+      const inPage = Math.min(len, PAGE_SIZE - (va % PAGE_SIZE));
+      const pa = this.fault(va, true);
+      if (pa < 0) return pa;
+      this.phys.writeBytes(pa, src, srcOff, inPage);
+      va += inPage;
+      srcOff += inPage;
+      len -= inPage;
+    }
+    return 0;
+  }
+
+  /** memset on user memory; zeroing an untouched page leaves it untouched. */
+  fillUser(va: number, len: number, byte: number): number {
+    while (len > 0) {
+      const inPage = Math.min(len, PAGE_SIZE - (va % PAGE_SIZE));
+      const pa = this.fault(va, true, byte !== 0);
+      if (pa < -1) return pa;
+      if (pa >= 0) this.phys.fill(pa, inPage, byte);
+      va += inPage;
+      len -= inPage;
+    }
+    return 0;
+  }
+
+  /**
+   * pin_user_pages(FOLL_LONGTERM [| FOLL_WRITE]) of the longest physically contiguous run of at
+   * most `maxPages` 4 KiB pages starting at `va`. Returns the number of pages (> 0) with the
+   * run's address in `runPa`, or -errno. PFNMAP memory is resolved, not pinned (`runReserved`).
+   * Cost is per folio, not per page.
+   */
+  pinRun(va: number, maxPages: number, write: boolean): number {
+    const v = this.findVma(va);
+    if (v === undefined || v.prot === PROT_NONE || (write && !(v.prot & PROT_WRITE))) return -EFAULT;
+    const first = this.fault(va, write, true);
+    if (first < 0) return first;
+    this.runPa = first;
+    if (v.pfnmapBase !== undefined) {
+      this.runReserved = true;
+      return Math.min(maxPages, (v.end - va) / PAGE_SIZE);
+    }
+    this.runReserved = false;
+    let pages = 0;
+    let cur = va;
+    let expect = first;
+    while (pages < maxPages && cur < v.end) {
+      const pa = cur === va ? first : this.fault(cur, write, true);
+      if (pa !== expect) break;
+      const unit = 2 ** v.pageLg2;
+      const inFolio = Math.min(maxPages - pages, (unit - ((cur - v.start) % unit)) / PAGE_SIZE);
+      this.folios.get(pa - (pa % unit))!.pins += inFolio;
+      pages += inFolio;
+      cur += inFolio * PAGE_SIZE;
+      expect = pa + inFolio * PAGE_SIZE;
+    }
+    return pages;
+  }
+
+  /** unpin_user_pages of `pages` 4 KiB pages starting at physical address `pa`. */
+  unpin(pa: number, pages: number): void {
+    while (pages > 0) {
+      const head = this.folioHead(pa);
+      if (head === undefined) return; // not a folio we pinned (PFNMAP): nothing to drop
+      const f = this.folios.get(head)!;
+      const size = 2 ** f.lg2;
+      const n = Math.min(pages, (head + size - pa) / PAGE_SIZE);
+      f.pins -= n;
+      if (f.pins < 0) throw new Error(`unpin below zero at ${pa.toString(16)}`);
+      if (f.pins === 0 && !f.mapped) this.freeFolio(head, f);
+      pa += n * PAGE_SIZE;
+      pages -= n;
+    }
+  }
+
+  /** Pinned 4 KiB pages over all folios (for invariants). */
+  get pinnedPages(): number {
+    let n = 0;
+    for (const f of this.folios.values()) n += f.pins;
+    return n;
+  }
+
+  /**
+   * account_locked_vm: charges or uncharges `pages` to locked_vm. Charging beyond the RLIMIT_MEMLOCK
+   * soft limit (in pages) fails with ENOMEM unless the caller holds CAP_IPC_LOCK (mm/util.c).
+   */
+  accountLockedVm(pages: number, inc: boolean, capIpcLock: boolean, limitBytes: bigint): number {
+    if (!inc) {
+      this.lockedVm = Math.max(0, this.lockedVm - pages);
+      return 0;
+    }
+    if (!capIpcLock && BigInt(this.lockedVm + pages) > limitBytes >> BigInt(PAGE_SHIFT)) return -ENOMEM;
+    this.lockedVm += pages;
+    return 0;
+  }
+
+  /** Tears the address space down (process exit): every VMA unmapped. */
+  exit(): void {
+    for (const v of [...this.vmas]) this.munmap(v.start, v.end - v.start);
+  }
+
+  private folioHead(pa: number): number | undefined {
+    for (const lg2 of [12, 21, 30] as const) {
+      const size = 2 ** lg2;
+      const head = pa - (pa % size);
+      const f = this.folios.get(head);
+      if (f !== undefined && f.lg2 === lg2) return head;
+    }
+    return undefined;
+  }
+
+  private releaseMapping(pa: number): void {
+    const f = this.folios.get(pa);
+    if (f === undefined) return;
+    f.mapped = false;
+    if (f.pins === 0) this.freeFolio(pa, f);
+  }
+
+  private freeFolio(head: number, f: Folio): void {
+    this.folios.delete(head);
+    this.phys.freeFrame(head, f.lg2);
+  }
+
+  private overlapping(start: number, end: number): Vma | undefined {
+    return this.vmas.find((v) => v.start < end && v.end > start);
+  }
+
+  private insertVma(vma: Vma): void {
+    let i = 0;
+    while (i < this.vmas.length && this.vmas[i].start < vma.start) i++;
+    this.vmas.splice(i, 0, vma);
+  }
+
+  private slice(v: Vma, start: number, end: number): Vma {
+    const unit = 2 ** v.pageLg2;
+    const pages = new Map<number, number>();
+    const shift = (start - v.start) / unit;
+    for (const [idx, pa] of v.pages) {
+      const va = v.start + idx * unit;
+      if (va >= start && va < end) pages.set(idx - shift, pa);
+    }
+    const out: Vma = { start, end, prot: v.prot, pageLg2: v.pageLg2, pages };
+    if (v.pfnmapBase !== undefined) out.pfnmapBase = v.pfnmapBase + (start - v.start);
+    return out;
+  }
+}

@@ -1,0 +1,4 @@
+export * from './errno.ts';
+export * from './ioctl.ts';
+export * from './vfio.ts';
+export * from './profile.ts';

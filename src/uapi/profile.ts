@@ -1,0 +1,114 @@
+/**
+ * Kernel profiles: what each modelled kernel version does differently at the user ABI.
+ * Pure data, one switch per behaviour, each with the version it changed in
+ * (reference/vfio-type1.md §8 change log; reference/seed-era.md §6 for 3.19).
+ */
+
+import { EBADF, EBADFD, EINVAL, EOVERFLOW } from './errno.ts';
+
+export type KernelVersion = '3.19' | '6.1' | '6.12' | '6.18';
+export const KERNEL_VERSIONS: readonly KernelVersion[] = ['3.19', '6.1', '6.12', '6.18'];
+
+export interface KernelProfile {
+  version: KernelVersion;
+  /** GET_INFO capability chain (5.4+). 3.19 answers 16 bytes, flags 0, argsz never rewritten. */
+  infoCaps: boolean;
+  /** GET_INFO sets VFIO_IOMMU_INFO_PGSIZES (not in the 3.19-era copies: seed-era.md §2.2). */
+  infoFlagPgsizes: boolean;
+  /** Capabilities rounded up to 8 bytes (6.6: "vfio: align capability structures"). */
+  capsAlign8: boolean;
+  /** MAP_DMA flag VADDR, UNMAP_DMA flags ALL and VADDR, extensions 9/10 (5.12+). */
+  unmapAllVaddr: boolean;
+  /** UNMAP_DMA GET_DIRTY_BITMAP and VFIO_IOMMU_DIRTY_PAGES (5.8+). */
+  dirtyTracking: boolean;
+  /** dma_entry_limit module parameter and ENOSPC (5.1+). */
+  dmaEntryLimit: boolean;
+  /** Valid-IOVA list from apertures and reserved regions; MAP outside it is EINVAL (5.4+). */
+  iovaList: boolean;
+  /** Errno for a wrapping iova+size or vaddr+size: EINVAL until 6.17, EOVERFLOW from 6.18-rc4. */
+  overflowErrno: number;
+  /** 6.18 checks size 0 and overflow before the flags (vfio-type1.md §3.8). */
+  overflowFirst: boolean;
+  /** SET_CONTAINER with fd < 0: an explicit EINVAL before 6.1, fdget's EBADF from 6.1. */
+  setContainerNegativeFd: number;
+  /**
+   * SET_CONTAINER resolves the fd (EBADF) before testing whether the group is already in a
+   * container (6.1+); 3.19 tests fd < 0 and the group first (seed-era.md §2.4).
+   */
+  setContainerFdFirst: boolean;
+  /** SET_CONTAINER with a non-container fd: EINVAL until 6.1, EBADFD from 6.2 (iommufd tried). */
+  setContainerNotContainer: number;
+  /** How type 6 asks for nesting: DOMAIN_ATTR_NESTING (3.19-5.12), iommu_enable_nesting (5.13-6.12), gone (6.13+). */
+  nesting: 'set-attr' | 'enable-nesting' | 'removed';
+  /** Paging domains are allocated for a device and finalised at once (6.11+: iommu_paging_domain_alloc). */
+  pagingDomainFinalisedAtAlloc: boolean;
+  /** vfio claims DMA ownership of the group at SET_CONTAINER (5.19+). */
+  dmaOwnership: boolean;
+  /** RLIMIT_MEMLOCK a new process gets: 64 KiB until 5.15, 8 MiB from 5.16. */
+  defaultMemlock: bigint;
+  /** The VFIO device cdev and iommufd exist (6.6+ uAPI; only kernels built with IOMMUFD have /dev/iommu). */
+  cdevIommufd: boolean;
+}
+
+const base: KernelProfile = {
+  version: '6.12',
+  infoCaps: true,
+  infoFlagPgsizes: true,
+  capsAlign8: true,
+  unmapAllVaddr: true,
+  dirtyTracking: true,
+  dmaEntryLimit: true,
+  iovaList: true,
+  overflowErrno: EINVAL,
+  overflowFirst: false,
+  setContainerNegativeFd: EBADF,
+  setContainerFdFirst: true,
+  setContainerNotContainer: EBADFD,
+  nesting: 'enable-nesting',
+  pagingDomainFinalisedAtAlloc: true,
+  dmaOwnership: true,
+  defaultMemlock: 8n << 20n,
+  cdevIommufd: true,
+};
+
+export const PROFILES: Record<KernelVersion, KernelProfile> = {
+  '3.19': {
+    ...base,
+    version: '3.19',
+    infoCaps: false,
+    infoFlagPgsizes: false,
+    capsAlign8: false,
+    unmapAllVaddr: false,
+    dirtyTracking: false,
+    dmaEntryLimit: false,
+    iovaList: false,
+    setContainerNegativeFd: EINVAL,
+    setContainerFdFirst: false,
+    setContainerNotContainer: EINVAL,
+    nesting: 'set-attr',
+    pagingDomainFinalisedAtAlloc: false,
+    dmaOwnership: false,
+    defaultMemlock: 64n << 10n,
+    cdevIommufd: false,
+  },
+  '6.1': {
+    ...base,
+    version: '6.1',
+    capsAlign8: false,
+    setContainerNotContainer: EINVAL,
+    pagingDomainFinalisedAtAlloc: false,
+    cdevIommufd: false,
+  },
+  '6.12': { ...base },
+  '6.18': {
+    ...base,
+    version: '6.18',
+    overflowErrno: EOVERFLOW,
+    overflowFirst: true,
+    nesting: 'removed',
+  },
+};
+
+export function kernelProfile(version: string): KernelProfile | undefined {
+  return (PROFILES as Record<string, KernelProfile>)[version];
+}

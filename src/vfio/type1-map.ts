@@ -1,0 +1,129 @@
+/**
+ * VFIO_IOMMU_MAP_DMA, validated once and in the kernel's order (vfio-type1.md §3.8):
+ * wrapper (argsz, unknown flags) -> [6.18: size 0, overflow EOVERFLOW] -> prot/VADDR combination ->
+ * size 0 and alignment -> [<= 6.17: wrap EINVAL] -> VADDR update (ENOENT/EINVAL) or overlap (EEXIST)
+ * -> dma_entry_limit (ENOSPC) -> valid IOVA list (EINVAL) -> pin and map.
+ * A failed call changes nothing.
+ */
+
+import { IOMMU_READ, IOMMU_WRITE } from '../iommu/types.ts';
+import type { Current } from '../mm/file.ts';
+import { CAP_IPC_LOCK } from '../mm/task.ts';
+import type { UserArg } from '../mm/uaccess.ts';
+import { EEXIST, EINVAL, ENOENT, ENOMEM, ENOSPC } from '../uapi/errno.ts';
+import {
+  DMA_MAP_SIZE,
+  decodeDmaMap,
+  VFIO_DMA_MAP_FLAG_READ,
+  VFIO_DMA_MAP_FLAG_VADDR,
+  VFIO_DMA_MAP_FLAG_WRITE,
+} from '../uapi/vfio.ts';
+import { iovaDmaValid } from './iova-list.ts';
+import { pinMapDma, removeDma } from './type1-pin.ts';
+import type { Type1State, VfioDma } from './type1-state.ts';
+
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+/** DIRTY_BITMAP_PAGES_MAX: a mapping tracked for dirty pages may have at most INT_MAX pages. */
+const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffff;
+
+export function vfioIommuMapDma(s: Type1State, current: Current, arg: UserArg): number {
+  const b = arg.copyFrom(DMA_MAP_SIZE);
+  if (typeof b === 'number') return b;
+  const map = decodeDmaMap(b);
+  const mask = s.profile.unmapAllVaddr
+    ? VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR
+    : VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+  if (map.argsz < DMA_MAP_SIZE || map.flags & ~mask) return -EINVAL;
+  return doMap(s, current, map.flags, map.vaddr, map.iova, map.size);
+}
+
+function doMap(
+  s: Type1State,
+  current: Current,
+  flags: number,
+  vaddr: bigint,
+  iova: bigint,
+  size: bigint,
+): number {
+  const setVaddr = (flags & VFIO_DMA_MAP_FLAG_VADDR) !== 0;
+  let prot = 0;
+  if (flags & VFIO_DMA_MAP_FLAG_READ) prot |= IOMMU_READ;
+  if (flags & VFIO_DMA_MAP_FLAG_WRITE) prot |= IOMMU_WRITE;
+  const wraps = iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX;
+
+  if (s.profile.overflowFirst) {
+    // 6.18-rc4 "sanitize for overflow using check_*_overflow()".
+    if (size === 0n) return -EINVAL;
+    if (wraps) return -s.profile.overflowErrno;
+  }
+  if ((prot !== 0 && setVaddr) || (prot === 0 && !setVaddr)) return -EINVAL;
+  const pgsize = BigInt(s.pgsize);
+  if (size === 0n || (size | iova | vaddr) % pgsize !== 0n) return -EINVAL;
+  if (wraps) return -s.profile.overflowErrno;
+
+  const start = Number(iova);
+  const len = Number(size);
+  const found = s.dmas.findOverlap(start, start + len);
+  if (setVaddr) return updateVaddr(s, current, found, start, len, vaddr);
+  if (found !== undefined) return -EEXIST;
+  if (s.profile.dmaEntryLimit && s.dmaAvail === 0) return -ENOSPC;
+  if (s.profile.iovaList && !iovaDmaValid(s.iovaList, iova, iova + size - 1n)) return -EINVAL;
+
+  const dma: VfioDma = {
+    iova: start,
+    size: 0,
+    vaddr,
+    prot,
+    iommuMapped: false,
+    lockCap: current.task.capable(CAP_IPC_LOCK),
+    owner: current,
+    pinMm: current.mm,
+    lockedPages: 0,
+    vaddrInvalid: false,
+    dirtyBitmap: false,
+  };
+  s.dmaAvail--;
+  s.dmas.insert(dma);
+  if (s.domains.length === 0) {
+    dma.size = len;
+    return 0;
+  }
+  const r = pinMapDma(s, dma, len, current);
+  if (r < 0) return r;
+  if (s.dirtyPageTracking) {
+    if (len / s.pgsize > DIRTY_BITMAP_PAGES_MAX) {
+      removeDma(s, dma);
+      return -EINVAL;
+    }
+    dma.dirtyBitmap = true;
+  }
+  return 0;
+}
+
+/**
+ * MAP_DMA with only VADDR: gives an invalidated mapping its new process address. A different
+ * process takes over the mapping's charge first (vfio_change_dma_owner; ENOMEM if it cannot).
+ */
+function updateVaddr(
+  s: Type1State,
+  current: Current,
+  dma: VfioDma | undefined,
+  iova: number,
+  size: number,
+  vaddr: bigint,
+): number {
+  if (dma === undefined) return -ENOENT;
+  if (!dma.vaddrInvalid || dma.iova !== iova || dma.size !== size) return -EINVAL;
+  if (dma.owner.task !== current.task) {
+    const lockCap = current.task.capable(CAP_IPC_LOCK);
+    const r = current.mm.accountLockedVm(dma.lockedPages, true, lockCap, current.task.memlock.cur);
+    if (r < 0) return -ENOMEM;
+    dma.owner.mm.accountLockedVm(dma.lockedPages, false, dma.lockCap, 0n);
+    dma.owner = current;
+    dma.lockCap = lockCap;
+  }
+  dma.vaddr = vaddr;
+  dma.vaddrInvalid = false;
+  s.vaddrInvalidCount--;
+  return 0;
+}

@@ -1,0 +1,80 @@
+/**
+ * The type-1 backend's state: struct vfio_iommu, vfio_domain and vfio_dma
+ * (drivers/vfio/vfio_iommu_type1.c).
+ */
+
+import type { IommuDomain } from '../iommu/domain.ts';
+import type { IommuGroup } from '../iommu/group.ts';
+import type { Current } from '../mm/file.ts';
+import type { MmStruct } from '../mm/mm.ts';
+import type { KernelProfile } from '../uapi/profile.ts';
+import { DmaTree, type Range } from './dma-tree.ts';
+import type { IovaRange } from './iova-list.ts';
+import type { VfioParams } from './params.ts';
+
+/** One user DMA mapping. `size` grows while it is being pinned and mapped. */
+export interface VfioDma extends Range {
+  vaddr: bigint;
+  /** IOMMU_READ | IOMMU_WRITE from the MAP flags. */
+  prot: number;
+  iommuMapped: boolean;
+  /** capable(CAP_IPC_LOCK) when it was mapped: the limit does not apply. */
+  lockCap: boolean;
+  /** The process charged for it (dma->task, dma->mm); VADDR updates can hand it over. */
+  owner: Current;
+  /** The address space whose pages are pinned (a VADDR handover moves the charge, not the pins). */
+  pinMm: MmStruct;
+  /** Pages charged to the owner's locked_vm for this mapping (dma->locked_vm). */
+  lockedPages: number;
+  /** VADDR flow: the vaddr was invalidated by UNMAP_DMA(VADDR) and awaits MAP_DMA(VADDR). */
+  vaddrInvalid: boolean;
+  /** A dirty bitmap is allocated (dirty tracking was on): every page is reported dirty. */
+  dirtyBitmap: boolean;
+}
+
+export interface VfioDomain {
+  domain: IommuDomain;
+  groups: IommuGroup[];
+  /** enforce_cache_coherency succeeded (5.19+); DMA_CC_IOMMU reports the AND over domains. */
+  enforceCacheCoherency: boolean;
+  /** IOMMU_CACHE when the IOMMU is coherent (before 5.19 each domain had its own prot). */
+  prot: number;
+}
+
+export class Type1State {
+  readonly v2: boolean;
+  readonly nesting: boolean;
+  /** Most recently attached first (the kernel adds at the head). */
+  domains: VfioDomain[] = [];
+  readonly dmas = new DmaTree<VfioDma>();
+  dmaAvail: number;
+  /** AND of the domains' page sizes; PAGE_MASK with no domain. */
+  pgsizeBitmap = 0xffff_ffff_ffff_f000n;
+  iovaList: IovaRange[] = [];
+  dirtyPageTracking = false;
+  vaddrInvalidCount = 0;
+
+  constructor(
+    readonly profile: KernelProfile,
+    readonly params: VfioParams,
+    type: number,
+  ) {
+    this.v2 = type !== 1;
+    this.nesting = type === 6 && profile.nesting !== 'removed';
+    this.dmaAvail = params.dmaEntryLimit;
+  }
+
+  /** Smallest page size: the alignment unit of MAP/UNMAP and the dirty bitmap. */
+  get pgsize(): number {
+    const b = this.pgsizeBitmap;
+    for (let i = 0; i < 64; i++) if ((b >> BigInt(i)) & 1n) return 2 ** i;
+    return 4096;
+  }
+
+  /** Any mapping inside [start, end] (inclusive 64-bit bounds). */
+  hasMappingIn(start: bigint, end: bigint): boolean {
+    const s = Number(start - (start % 4096n));
+    const e = Number(end - (end % 4096n)) + 4096;
+    return this.dmas.findOverlap(s, e) !== undefined;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The VFIO core of one host: its kernel profile and module parameters, the groups that have
+ * devices bound to vfio-pci (each a /dev/vfio/N node), containers, and device fds.
+ */
+
+import type { Device, IommuGroup } from '../iommu/group.ts';
+import type { Current, KernelFile } from '../mm/file.ts';
+import type { UserArg } from '../mm/uaccess.ts';
+import { EBUSY, EINVAL, ENODEV, ENOENT } from '../uapi/errno.ts';
+import type { KernelProfile } from '../uapi/profile.ts';
+import { VfioContainer } from './container.ts';
+import { VfioGroup, VfioGroupFile } from './group.ts';
+import type { VfioParams } from './params.ts';
+
+/** Opens a device file for a device whose group is in a container with an IOMMU (set by the host). */
+export type DeviceFileFactory = (device: Device, groupFile: VfioGroupFile, current: Current) => KernelFile | number;
+
+export class VfioCore {
+  readonly groups = new Map<number, VfioGroup>();
+  deviceFileFactory: DeviceFileFactory | null = null;
+
+  constructor(
+    readonly profile: KernelProfile,
+    readonly params: VfioParams,
+  ) {}
+
+  /** Registers a group whose devices are bound to vfio-pci: /dev/vfio/<id> appears. */
+  addGroup(group: IommuGroup): VfioGroup {
+    const g = new VfioGroup(this, group);
+    this.groups.set(group.id, g);
+    return g;
+  }
+
+  /** open("/dev/vfio/vfio"). */
+  openContainer(): VfioContainer {
+    return new VfioContainer(this);
+  }
+
+  /** open("/dev/vfio/N"): ENOENT without such a node, EBUSY if already open. */
+  openGroup(id: number): VfioGroupFile | number {
+    const g = this.groups.get(id);
+    if (g === undefined) return -ENOENT;
+    if (g.openedFile !== null) return -EBUSY;
+    const f = new VfioGroupFile(g);
+    g.openedFile = f;
+    return f;
+  }
+
+  /**
+   * VFIO_GROUP_GET_DEVICE_FD: the device by name (ENODEV if the group has none by that name);
+   * opening it needs the group in a container whose IOMMU type is set (EINVAL otherwise).
+   */
+  getDeviceFd(current: Current, groupFile: VfioGroupFile, arg: UserArg): number {
+    const name = arg.copyString(4096);
+    if (typeof name === 'number') return name;
+    const g = groupFile.group;
+    const device = g.iommuGroup.devices.find((d) => d.name === name);
+    if (device === undefined) return -ENODEV;
+    if (g.container === null || g.container.iommu === null) return -EINVAL;
+    if (this.deviceFileFactory === null) return -ENODEV;
+    const file = this.deviceFileFactory(device, groupFile, current);
+    if (typeof file === 'number') return file;
+    return current.installFd(file);
+  }
+}
