@@ -41,7 +41,7 @@ export class Process implements Current {
     options: ProcessOptions = {},
   ) {
     this.task = new Task(options, options.memlock ?? { cur: host.profile.defaultMemlock, max: host.profile.defaultMemlock });
-    this.mm = new MmStruct(host.phys);
+    this.mm = new MmStruct(host.phys, host.profile.longtermPinsZeroPage);
     for (let fd = 0; fd < 3; fd++) this.fds.set(fd, new Tty());
   }
 

@@ -8,7 +8,7 @@
  */
 
 import type { PhysMem } from '../mm/physmem.ts';
-import { EINVAL, ERANGE } from '../uapi/errno.ts';
+import { EINVAL } from '../uapi/errno.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
 import { IommuDomain } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
@@ -29,43 +29,76 @@ interface Mapping {
   flags: number;
 }
 
-/** One virtio-iommu domain's mappings, sorted and disjoint (the device's and the driver's trees). */
+/**
+ * One domain's mappings sorted by start. The device refuses a MAP that overlaps (QEMU's
+ * virtio_iommu_map: S_INVAL); the driver's interval tree accepts overlaps, and since MAP statuses
+ * come back asynchronously and are not checked, the driver ends up holding what the device refused.
+ */
 class MappingTable {
   readonly list: Mapping[] = [];
+  private overlaps = false;
 
+  constructor(private readonly allowOverlap: boolean) {}
+
+  /** The mapping with the lowest start that contains `iova` (interval_tree_iter_first). */
   find(iova: number): Mapping | undefined {
     let lo = 0;
     let hi = this.list.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      const m = this.list[mid];
-      if (iova < m.start) hi = mid - 1;
-      else if (iova >= m.end) lo = mid + 1;
-      else return m;
+      if (this.list[mid].start <= iova) lo = mid + 1;
+      else hi = mid - 1;
     }
-    return undefined;
+    // list[hi] is the last mapping starting at or below iova.
+    if (!this.overlaps) {
+      const m = this.list[hi];
+      return m !== undefined && iova < m.end ? m : undefined;
+    }
+    let found: Mapping | undefined;
+    for (let i = hi; i >= 0; i--) if (iova < this.list[i].end) found = this.list[i];
+    return found;
   }
 
   insert(m: Mapping): boolean {
     let i = this.list.length;
     while (i > 0 && this.list[i - 1].start > m.start) i--;
-    if ((i > 0 && this.list[i - 1].end > m.start) || (i < this.list.length && this.list[i].start < m.end))
-      return false;
+    const clash = (i > 0 && this.list[i - 1].end > m.start) || (i < this.list.length && this.list[i].start < m.end);
+    if (clash && !this.allowOverlap) return false;
+    if (clash) this.overlaps = true;
     this.list.splice(i, 0, m);
     return true;
   }
 
-  /** Removes mappings that lie entirely inside [start, end); returns the bytes removed. */
-  remove(start: number, end: number): number {
+  /**
+   * The driver's removal (viommu_del_mappings): every mapping overlapping [start, end) goes whole,
+   * until one that starts below `start` (a split, which virtio-iommu cannot do). Returns bytes removed.
+   */
+  removeDriver(start: number, end: number): number {
     let bytes = 0;
-    for (let i = this.list.length - 1; i >= 0; i--) {
+    for (let i = 0; i < this.list.length; ) {
       const m = this.list[i];
-      if (m.start >= start && m.end <= end) {
-        bytes += m.end - m.start;
-        this.list.splice(i, 1);
+      if (m.end <= start || m.start >= end) {
+        i++;
+        continue;
       }
+      if (m.start < start) break;
+      bytes += m.end - m.start;
+      this.list.splice(i, 1);
     }
     return bytes;
+  }
+
+  /** The device's UNMAP: mappings inside [start, end) go; one straddling the range stops it (S_RANGE). */
+  removeDevice(start: number, end: number): void {
+    for (let i = 0; i < this.list.length; ) {
+      const m = this.list[i];
+      if (m.end <= start || m.start >= end) {
+        i++;
+        continue;
+      }
+      if (m.start < start || m.end > end) return;
+      this.list.splice(i, 1);
+    }
   }
 }
 
@@ -81,7 +114,7 @@ class VirtioIommuDevice implements IommuHw {
 
   /** VIRTIO_IOMMU_T_ATTACH */
   attach(domain: number, endpoint: number): void {
-    if (!this.domains.has(domain)) this.domains.set(domain, new MappingTable());
+    if (!this.domains.has(domain)) this.domains.set(domain, new MappingTable(false));
     this.endpoints.set(endpoint, domain);
   }
 
@@ -98,8 +131,8 @@ class VirtioIommuDevice implements IommuHw {
   }
 
   /** VIRTIO_IOMMU_T_UNMAP */
-  unmap(domain: number, start: number, end: number): number {
-    return this.domains.get(domain)?.remove(start, end) ?? 0;
+  unmap(domain: number, start: number, end: number): void {
+    this.domains.get(domain)?.removeDevice(start, end);
   }
 
   translate(dev: Device, iova: number, write: boolean): number {
@@ -116,7 +149,7 @@ class VirtioIommuDevice implements IommuHw {
 
 class VirtioDomain extends IommuDomain {
   /** The driver's own interval tree, used for iova_to_phys. */
-  private readonly mappings = new MappingTable();
+  private readonly mappings = new MappingTable(true);
 
   constructor(
     readonly driver: VirtioIommu,
@@ -134,18 +167,15 @@ class VirtioDomain extends IommuDomain {
     if (prot & 1) flags |= MAP_F_READ;
     if (prot & 2) flags |= MAP_F_WRITE;
     if (prot & 16) flags |= MAP_F_MMIO;
-    if (!this.mappings.insert({ start: iova, end: iova + size, pa, flags })) return -EINVAL;
-    const r = this.driver.device.map(this.id, iova, iova + size, pa, flags);
-    if (r < 0) {
-      this.mappings.remove(iova, iova + size);
-      return r === -EINVAL ? -ERANGE : r;
-    }
+    this.mappings.insert({ start: iova, end: iova + size, pa, flags });
+    // The request's status is not checked (viommu_add_req + iotlb_sync_map): a refused MAP is silent.
+    this.driver.device.map(this.id, iova, iova + size, pa, flags);
     return size;
   }
 
   protected unmapPages(iova: number, pgsize: number, count: number, _gather: IotlbGather): number {
     const end = iova + pgsize * count;
-    const bytes = this.mappings.remove(iova, end);
+    const bytes = this.mappings.removeDriver(iova, end);
     if (bytes > 0) this.driver.device.unmap(this.id, iova, end);
     return bytes;
   }

@@ -62,7 +62,11 @@ export class MmStruct {
   /** Whether that run was reserved memory (PFNMAP): not pinned, not charged. */
   runReserved = false;
 
-  constructor(readonly phys: PhysMem) {}
+  constructor(
+    readonly phys: PhysMem,
+    /** FOLL_LONGTERM read pins of untouched anonymous pages get the zero page (kernels before 6.x's unsharing). */
+    readonly longtermPinsZeroPage = false,
+  ) {}
 
   /** mmap(2) for anonymous or device memory. Returns the address or -errno. */
   mmap(len: number, options: MmapOptions = {}): number {
@@ -205,6 +209,15 @@ export class MmStruct {
   pinRun(va: number, maxPages: number, write: boolean): number {
     const v = this.findVma(va);
     if (v === undefined || v.prot === PROT_NONE || (write && !(v.prot & PROT_WRITE))) return -EFAULT;
+    if (!write && this.longtermPinsZeroPage && v.pfnmapBase === undefined) {
+      const pa = this.fault(va, false, false);
+      if (pa === -1) {
+        // The shared zero page: reserved, so not pinned or charged, and never contiguous with the next.
+        this.runPa = this.phys.zeroPage;
+        this.runReserved = true;
+        return 1;
+      }
+    }
     const first = this.fault(va, write, true);
     if (first < 0) return first;
     this.runPa = first;

@@ -41,6 +41,7 @@ export class PhysMem {
     [30, []],
   ]);
   private allocatedBytes = 0;
+  private zero = -1;
 
   constructor(options: PhysMemOptions = {}) {
     this.base = options.base ?? 0;
@@ -137,6 +138,12 @@ export class PhysMem {
     this.discard(pa, size);
     this.allocatedBytes -= size;
     this.free.get(lg2)!.push(pa);
+  }
+
+  /** The shared zero page: one frame, never written, mapped for reads of untouched memory. */
+  get zeroPage(): number {
+    if (this.zero < 0) this.zero = this.allocFrame(12);
+    return this.zero;
   }
 
   /** Bytes handed out by the allocator and not freed. */

@@ -46,6 +46,18 @@ export interface KernelProfile {
   dmaOwnership: boolean;
   /** RLIMIT_MEMLOCK a new process gets: 64 KiB until 5.15, 8 MiB from 5.16. */
   defaultMemlock: bigint;
+  /**
+   * A read-only long-term pin of never-touched anonymous memory pins the shared zero page, which
+   * vfio treats as reserved: not charged to locked_vm (oracle: 6.1 intel x2-zero-page, VmLck 0 after
+   * a 16 KiB read-only map). 6.12 and 6.18 fault in real pages and charge them.
+   */
+  longtermPinsZeroPage: boolean;
+  /**
+   * vfio's tree searches use end-exclusive u64 arithmetic, so a mapping that ends at 2^64 is
+   * invisible to them (UNMAP finds nothing, overlaps go unseen) until the 6.18-rc4 rework
+   * (oracle: 6.12 virtio x5-overflow, the last page maps but unmaps 0 bytes).
+   */
+  endOfSpaceBug: boolean;
   /** The VFIO device cdev and iommufd exist (6.6+ uAPI; only kernels built with IOMMUFD have /dev/iommu). */
   cdevIommufd: boolean;
 }
@@ -68,6 +80,8 @@ const base: KernelProfile = {
   pagingDomainFinalisedAtAlloc: true,
   dmaOwnership: true,
   defaultMemlock: 8n << 20n,
+  longtermPinsZeroPage: false,
+  endOfSpaceBug: true,
   cdevIommufd: true,
 };
 
@@ -89,6 +103,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     pagingDomainFinalisedAtAlloc: false,
     dmaOwnership: false,
     defaultMemlock: 64n << 10n,
+    longtermPinsZeroPage: true,
     cdevIommufd: false,
   },
   '6.1': {
@@ -97,6 +112,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     capsAlign8: false,
     setContainerNotContainer: EINVAL,
     pagingDomainFinalisedAtAlloc: false,
+    longtermPinsZeroPage: true,
     cdevIommufd: false,
   },
   '6.12': { ...base },
@@ -105,6 +121,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     version: '6.18',
     overflowErrno: EOVERFLOW,
     overflowFirst: true,
+    endOfSpaceBug: false,
     nesting: 'removed',
   },
 };

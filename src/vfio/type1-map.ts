@@ -63,7 +63,7 @@ function doMap(
 
   const start = Number(iova);
   const len = Number(size);
-  const found = s.dmas.findOverlap(start, start + len);
+  const found = s.findDma(start, start + len);
   if (setVaddr) return updateVaddr(s, current, found, start, len, vaddr);
   if (found !== undefined) return -EEXIST;
   if (s.profile.dmaEntryLimit && s.dmaAvail === 0) return -ENOSPC;

@@ -41,6 +41,8 @@ export interface VfioDomain {
   prot: number;
 }
 
+const TWO_64 = 2 ** 64;
+
 export class Type1State {
   readonly v2: boolean;
   readonly nesting: boolean;
@@ -69,6 +71,39 @@ export class Type1State {
     const b = this.pgsizeBitmap;
     for (let i = 0; i < 64; i++) if ((b >> BigInt(i)) & 1n) return 2 ** i;
     return 4096;
+  }
+
+  /**
+   * vfio_find_dma as the profile's kernel computes it. Before 6.18 ends are `iova + size` in u64,
+   * so a mapping or a query that ends at 2^64 wraps to 0 and the search never matches it.
+   */
+  findDma(start: number, end: number): VfioDma | undefined {
+    if (!this.profile.endOfSpaceBug) return this.dmas.findOverlap(start, end);
+    if (end === TWO_64) return undefined;
+    for (let d = this.dmas.firstOverlapping(start, end); d !== undefined && d.iova < end; d = this.dmas.next(d))
+      if (d.iova + d.size !== TWO_64) return d;
+    return undefined;
+  }
+
+  /** The mapping holding the byte at `addr`, as vfio_find_dma(addr, 0 or 1) finds it. */
+  findDmaContaining(addr: number): VfioDma | undefined {
+    const d = this.dmas.findContaining(addr);
+    if (d !== undefined && this.profile.endOfSpaceBug && d.iova + d.size === TWO_64) return undefined;
+    return d;
+  }
+
+  /**
+   * vfio_find_dma_first_node: where an unmap walk starts (it then follows rb_next). `all` is
+   * UNMAP_ALL's range [0, U64_MAX), whose end does not wrap even before 6.18.
+   */
+  findDmaFirstNode(start: number, end: number, all: boolean): VfioDma | undefined {
+    if (!this.profile.endOfSpaceBug) return this.dmas.firstOverlapping(start, end);
+    if (!all && end === TWO_64) return undefined;
+    for (let d = this.dmas.firstOverlapping(start, TWO_64); d !== undefined; d = this.dmas.next(d)) {
+      if (d.iova + d.size === TWO_64) continue;
+      return d.iova >= end ? undefined : d;
+    }
+    return undefined;
   }
 
   /** Any mapping inside [start, end] (inclusive 64-bit bounds). */

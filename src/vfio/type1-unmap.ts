@@ -88,15 +88,15 @@ function doUnmap(
   if (bitmap !== undefined && (!s.dirtyPageTracking || bitmap.pgsize !== pgsize)) return fail;
 
   if (s.v2 && !unmapAll) {
-    const first = s.dmas.findContaining(start);
+    const first = s.findDmaContaining(start);
     if (first !== undefined && first.iova !== start) return fail;
-    const last = s.dmas.findContaining(end - s.pgsize);
+    const last = s.findDmaContaining(end - s.pgsize);
     if (last !== undefined && last.iova + last.size !== end) return fail;
   }
 
   let unmapped = 0;
   const invalidated: VfioDma[] = [];
-  let dma = s.dmas.firstOverlapping(start, end);
+  let dma = s.findDmaFirstNode(start, end, unmapAll);
   while (dma !== undefined) {
     if (dma.iova >= end) break;
     if (!s.v2 && start > dma.iova) break;
