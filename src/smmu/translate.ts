@@ -132,13 +132,17 @@ export class SmmuTrace implements WalkTrace {
     this.reads.push({ kind, addr, pa, words: Array.from(words, (w) => w >>> 0) });
   }
 
-  /** Only the translation-table descriptor reads (what the 2-D walk costs). */
+  /**
+   * The reads of the 2-D table walk: stage-1 descriptors and the stage-2 walks for them (CLASS TT) and
+   * for the output (CLASS IN). Reference §3.3: (n1 + 1)(n2 + 1) - 1 of them.
+   */
   get walkReads(): SmmuTraceRead[] {
-    return this.reads.filter((r) => r.kind === 's1' || r.kind === 's2');
+    return this.reads.filter((r) => r.kind === 's1' || (r.kind === 's2' && r.cls !== 'CD'));
   }
 
+  /** Configuration reads: L1STD, STE, L1CD, CD, and the stage-2 walks that locate CDs (CLASS CD). */
   get configReads(): SmmuTraceRead[] {
-    return this.reads.filter((r) => r.kind !== 's1' && r.kind !== 's2');
+    return this.reads.filter((r) => r.kind !== 's1' && !(r.kind === 's2' && r.cls !== 'CD'));
   }
 }
 
