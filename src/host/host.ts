@@ -9,6 +9,7 @@
  * - smmuv3: arm64 `virt` with an SMMUv3; the edu at 0000:00:01.0 (StreamID 8), group 0 (1 on 6.18).
  */
 
+import { EduDevice } from '../device/edu.ts';
 import { IntelIommu } from '../iommu/intel.ts';
 import { Device, IommuGroup, type IommuHw } from '../iommu/group.ts';
 import type { IommuDriver } from '../iommu/driver.ts';
@@ -18,6 +19,7 @@ import { PhysMem } from '../mm/physmem.ts';
 import { ENOENT } from '../uapi/errno.ts';
 import { type KernelProfile, type KernelVersion, kernelProfile } from '../uapi/profile.ts';
 import { defaultVfioParams, type VfioParams } from '../vfio/params.ts';
+import { VfioPciDevice, VfioPciDeviceFile } from '../vfio/pci-device.ts';
 import { VfioCore } from '../vfio/vfio.ts';
 import { Process, type ProcessOptions } from './process.ts';
 import { type ModuleParam, parseParam, SysfsParamFile } from './sysfs.ts';
@@ -66,6 +68,9 @@ export class Host {
   readonly vfioParams: VfioParams;
   readonly devices: Device[] = [];
   readonly groups: IommuGroup[] = [];
+  /** The edu device model behind each device, by PCI name. */
+  readonly edus = new Map<string, EduDevice>();
+  private readonly vfioPci = new Map<Device, VfioPciDevice>();
   readonly moduleParams = new Map<string, ModuleParam>();
 
   constructor(options: HostOptions = {}) {
@@ -101,6 +106,20 @@ export class Host {
     this.devices.push(dev);
     this.groups.push(group);
     this.vfio.addGroup(group);
+    const edu = new EduDevice(dev, arm ? 0x2 : 0x103);
+    this.edus.set(name, edu);
+    this.vfioPci.set(dev, new VfioPciDevice(edu, arm ? 0x1000_0000 : 0xfe00_0000));
+    this.vfio.deviceFileFactory = (device, groupFile) => {
+      const vdev = this.vfioPci.get(device);
+      if (vdev === undefined) return -ENOENT;
+      const g = groupFile.group;
+      g.openDevices++;
+      groupFile.refs++;
+      return new VfioPciDeviceFile(vdev, () => {
+        g.openDevices--;
+        groupFile.release();
+      });
+    };
   }
 
   /** A new process: root with every capability unless options say otherwise. */

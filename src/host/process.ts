@@ -4,6 +4,7 @@
  */
 
 import { type MmapOptions, MmStruct } from '../mm/mm.ts';
+import { EventFd } from '../mm/eventfd.ts';
 import type { Current, KernelFile } from '../mm/file.ts';
 import { type Credentials, type Rlimit, Task } from '../mm/task.ts';
 import { type IoctlArg, UserArg } from '../mm/uaccess.ts';
@@ -91,9 +92,9 @@ export class Process implements Current {
     const f = this.fds.get(options.fd);
     if (f === undefined) return -EBADF;
     if (f.mmap === undefined) return -ENODEV;
-    const pa = f.mmap(this, options.offset ?? 0, len);
-    if (pa < 0) return pa;
-    return this.mm.mmap(len, { ...options, pfnmapBase: pa });
+    const m = f.mmap(this, options.offset ?? 0, len);
+    if (typeof m === 'number') return m;
+    return this.mm.mmap(len, { ...options, pfnmapBase: m.pa, mmio: m.mmio, mmioOffset: m.mmioOffset });
   }
 
   munmap(addr: number, len: number): number {
@@ -139,6 +140,11 @@ export class Process implements Current {
     const out = new Uint8Array(len);
     const r = this.mm.readUser(va, out, 0, len);
     return r < 0 ? r : out;
+  }
+
+  /** eventfd(2): a new counter file. */
+  eventfd(): number {
+    return this.installFd(new EventFd());
   }
 
   /** exit(2): every fd is closed, then the address space goes away. */

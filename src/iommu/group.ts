@@ -6,7 +6,6 @@
 
 import type { IommuDomain } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
-import type { DmaPort } from './types.ts';
 
 /** Translates one access of a device; implemented by the IOMMU hardware model. */
 export interface IommuHw {
@@ -25,7 +24,7 @@ export interface IommuHw {
   };
 }
 
-export class Device implements DmaPort {
+export class Device {
   /** The kernel driver bound to it ('vfio-pci' for an assigned device). */
   boundDriver: string | null;
   group!: IommuGroup;
@@ -40,28 +39,6 @@ export class Device implements DmaPort {
     boundDriver: string | null = 'vfio-pci',
   ) {
     this.boundDriver = boundDriver;
-  }
-
-  dmaRead(iova: number, dst: Uint8Array, off: number, len: number): number {
-    return this.dma(iova, dst, off, len, false);
-  }
-
-  dmaWrite(iova: number, src: Uint8Array, off: number, len: number): number {
-    return this.dma(iova, src, off, len, true);
-  }
-
-  /** Page by page through the IOMMU; stops at the first access it refuses. */
-  private dma(iova: number, buf: Uint8Array, off: number, len: number, write: boolean): number {
-    let done = 0;
-    while (done < len) {
-      const pa = this.hw.translate(this, iova + done, write, len - done);
-      if (pa < 0) break;
-      const n = Math.min(len - done, this.hw.lastPageRemaining);
-      if (write) this.hw.mem.writeBytes(pa, buf, off + done, n);
-      else this.hw.mem.readBytes(pa, buf, off + done, n);
-      done += n;
-    }
-    return done;
   }
 }
 

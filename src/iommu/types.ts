@@ -45,11 +45,3 @@ export function gatherAdd(g: IotlbGather, iova: number, size: number): void {
     g.end = Math.max(g.end, iova + size);
   }
 }
-
-/** How a device reaches memory: through its IOMMU, byte-exact, stopping at the first fault. */
-export interface DmaPort {
-  /** Reads device-visible memory at `iova` into dst; returns bytes read before a fault. */
-  dmaRead(iova: number, dst: Uint8Array, off: number, len: number): number;
-  /** Writes src into device-visible memory at `iova`; returns bytes written before a fault. */
-  dmaWrite(iova: number, src: Uint8Array, off: number, len: number): number;
-}

@@ -4,7 +4,7 @@
  * `KernelFile`; the process's fd table holds them.
  */
 
-import type { MmStruct } from './mm.ts';
+import type { MmioOps, MmStruct } from './mm.ts';
 import type { Task } from './task.ts';
 import type { UserArg } from './uaccess.ts';
 
@@ -18,6 +18,12 @@ export interface Current {
   installFd(file: KernelFile): number;
 }
 
+export interface FileMapping {
+  pa: number;
+  mmio?: MmioOps;
+  mmioOffset?: number;
+}
+
 export interface KernelFile {
   /** What the file is, for diagnostics and dumps: 'vfio-container', 'vfio-group', ... */
   readonly kind: string;
@@ -27,8 +33,11 @@ export interface KernelFile {
   read?(current: Current, dst: Uint8Array, offset: number): number;
   /** pwrite: bytes written or -errno. */
   write?(current: Current, src: Uint8Array, offset: number): number;
-  /** mmap of `len` bytes at file offset `offset`: the physical address to map (PFNMAP) or -errno. */
-  mmap?(current: Current, offset: number, len: number): number;
+  /**
+   * mmap(MAP_SHARED) of `len` bytes at file offset `offset`: the physical address to map
+   * (VM_PFNMAP) and the device registers behind it, or -errno.
+   */
+  mmap?(current: Current, offset: number, len: number): FileMapping | number;
   /** Last close of the file. */
   release?(current: Current): void;
 }

@@ -3,3 +3,4 @@ export * from './physmem.ts';
 export * from './task.ts';
 export * from './file.ts';
 export * from './uaccess.ts';
+export * from './eventfd.ts';

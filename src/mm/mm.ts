@@ -15,6 +15,12 @@ export const PROT_NONE = 0;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 
+/** A device region mapped into a process: CPU loads and stores become MMIO accesses. */
+export interface MmioOps {
+  read(offset: number, len: number): number;
+  write(offset: number, len: number, value: number): void;
+}
+
 export interface Vma {
   start: number;
   /** Exclusive end. */
@@ -24,6 +30,10 @@ export interface Vma {
   pageLg2: FrameLg2;
   /** VM_PFNMAP: device memory at a fixed physical address; no struct pages, never pinned or charged. */
   pfnmapBase?: number;
+  /** Device registers behind a PFN mapping (a BAR): accesses go to the device. */
+  mmio?: MmioOps;
+  /** Offset of the VMA's start within the device region. */
+  mmioOffset?: number;
   /** Page index within the VMA -> physical address of the folio backing it. */
   pages: Map<number, number>;
 }
@@ -44,6 +54,9 @@ export interface MmapOptions {
   hugeLg2?: 21 | 30;
   /** Map device memory at this physical address (a BAR), as remap_pfn_range does. */
   pfnmapBase?: number;
+  /** The device registers behind it, and the offset of the mapping within them. */
+  mmio?: MmioOps;
+  mmioOffset?: number;
 }
 
 /** Where mmap() starts looking, top-down, as on x86-64 and arm64 with 47/48-bit user space. */
@@ -96,6 +109,10 @@ export class MmStruct {
       pages: new Map(),
     };
     if (options.pfnmapBase !== undefined) vma.pfnmapBase = options.pfnmapBase;
+    if (options.mmio !== undefined) {
+      vma.mmio = options.mmio;
+      vma.mmioOffset = options.mmioOffset ?? 0;
+    }
     this.insertVma(vma);
     return start;
   }
@@ -160,6 +177,8 @@ export class MmStruct {
 
   /** copy_from_user: reads process memory; -EFAULT where nothing is mapped. */
   readUser(va: number, dst: Uint8Array, dstOff: number, len: number): number {
+    const m = this.findVma(va);
+    if (m?.mmio !== undefined) return this.mmioAccess(m, va, dst, dstOff, len, false);
     while (len > 0) {
       const inPage = Math.min(len, PAGE_SIZE - (va % PAGE_SIZE));
       const pa = this.fault(va, false);
@@ -175,6 +194,8 @@ export class MmStruct {
 
   /** copy_to_user: writes process memory, faulting pages in; -EFAULT where not writable. */
   writeUser(va: number, src: Uint8Array, srcOff: number, len: number): number {
+    const m = this.findVma(va);
+    if (m?.mmio !== undefined) return this.mmioAccess(m, va, src, srcOff, len, true);
     while (len > 0) {
       const inPage = Math.min(len, PAGE_SIZE - (va % PAGE_SIZE));
       const pa = this.fault(va, true);
@@ -183,6 +204,30 @@ export class MmStruct {
       va += inPage;
       srcOff += inPage;
       len -= inPage;
+    }
+    return 0;
+  }
+
+  /** Loads or stores on a device mapping: naturally aligned accesses of up to 8 bytes. */
+  private mmioAccess(v: Vma, va: number, buf: Uint8Array, off: number, len: number, write: boolean): number {
+    if (va + len > v.end || (write && !(v.prot & PROT_WRITE))) return -EFAULT;
+    const base = (v.mmioOffset ?? 0) + (va - v.start);
+    let pos = 0;
+    while (pos < len) {
+      let n = 8;
+      while (n > 1 && ((base + pos) % n !== 0 || pos + n > len)) n >>= 1;
+      if (write) {
+        let value = 0;
+        for (let i = n - 1; i >= 0; i--) value = value * 256 + buf[off + pos + i];
+        v.mmio!.write(base + pos, n, value);
+      } else {
+        let value = v.mmio!.read(base + pos, n);
+        for (let i = 0; i < n; i++) {
+          buf[off + pos + i] = value % 256;
+          value = Math.floor(value / 256);
+        }
+      }
+      pos += n;
     }
     return 0;
   }
@@ -326,6 +371,10 @@ export class MmStruct {
     }
     const out: Vma = { start, end, prot: v.prot, pageLg2: v.pageLg2, pages };
     if (v.pfnmapBase !== undefined) out.pfnmapBase = v.pfnmapBase + (start - v.start);
+    if (v.mmio !== undefined) {
+      out.mmio = v.mmio;
+      out.mmioOffset = (v.mmioOffset ?? 0) + (start - v.start);
+    }
     return out;
   }
 }

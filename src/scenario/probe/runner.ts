@@ -9,11 +9,22 @@ import type { Host } from '../../host/host.ts';
 import type { Process } from '../../host/process.ts';
 import { errnoName } from '../../uapi/errno.ts';
 import {
+  DEVICE_INFO_SIZE,
+  decodeRegionInfo,
+  encodeRegionInfo,
+  REGION_INFO_SIZE,
+  VFIO_PCI_BAR0_REGION_INDEX,
+  VFIO_PCI_CONFIG_REGION_INDEX,
+} from '../../uapi/vfio-device.ts';
+import {
   decodeDmaUnmap,
   encodeDmaMap,
   encodeDmaUnmap,
   VFIO_CHECK_EXTENSION,
+  VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_REGION_INFO,
   VFIO_GET_API_VERSION,
+  VFIO_GROUP_GET_DEVICE_FD,
   VFIO_GROUP_GET_STATUS,
   VFIO_GROUP_SET_CONTAINER,
   VFIO_GROUP_UNSET_CONTAINER,
@@ -49,6 +60,9 @@ export class ProbeProcess {
   readonly proc: Process;
   readonly out: ProbeRecord[] = [];
   private cfd = [-1, -1, -1, -1];
+  private dfd = -1;
+  private bar0Off = 0;
+  private cfgOff = 0;
   private gfd = [-1, -1, -1, -1];
   private buf = 0;
   private buflen = 0;
@@ -495,6 +509,107 @@ export class ProbeProcess {
   op_sleep(): void {
     this.begin('sleep');
     this.res(0);
+    this.end();
+  }
+
+  // ---- device and edu DMA ops ----
+  private regionInfo(index: number): { size: bigint; flags: number; offset: number } | undefined {
+    const ri = encodeRegionInfo({ argsz: REGION_INFO_SIZE, flags: 0, index, capOffset: 0, size: 0n, offset: 0n });
+    if (this.proc.ioctl(this.dfd, VFIO_DEVICE_GET_REGION_INFO, ri) !== 0) return undefined;
+    const d = decodeRegionInfo(ri);
+    return { size: d.size, flags: d.flags, offset: Number(d.offset) };
+  }
+
+  op_device_open(): void {
+    const g = this.idx('g', MAXG);
+    const name = this.arg('name') ?? this.options.device ?? this.host.devices[0].name;
+    this.begin('device_open');
+    const fd = this.proc.ioctl(this.gfd[g], VFIO_GROUP_GET_DEVICE_FD, new TextEncoder().encode(`${name}\0`));
+    this.res(fd < 0 ? fd : 0);
+    if (fd < 0) {
+      this.end();
+      return;
+    }
+    if (this.dfd >= 0) this.proc.close(this.dfd);
+    this.dfd = fd;
+    const di = new Uint8Array(DEVICE_INFO_SIZE);
+    const dv = new DataView(di.buffer);
+    dv.setUint32(0, DEVICE_INFO_SIZE, true);
+    if (this.proc.ioctl(this.dfd, VFIO_DEVICE_GET_INFO, di) === 0) {
+      this.rec.dev_flags = dv.getUint32(4, true);
+      this.rec.num_regions = dv.getUint32(8, true);
+      this.rec.num_irqs = dv.getUint32(12, true);
+    }
+    const bar0 = this.regionInfo(VFIO_PCI_BAR0_REGION_INDEX);
+    if (bar0) {
+      this.bar0Off = bar0.offset;
+      this.rec.bar0 = { size: hex(bar0.size), flags: bar0.flags };
+    }
+    const cfg = this.regionInfo(VFIO_PCI_CONFIG_REGION_INDEX);
+    if (cfg) this.cfgOff = cfg.offset;
+    if (this.argu('master', 1n) !== 0n) {
+      const cmd = new Uint8Array(2);
+      if (this.proc.pread(this.dfd, cmd, this.cfgOff + 4) === 2) {
+        cmd[0] |= 0x6;
+        const w = this.proc.pwrite(this.dfd, cmd, this.cfgOff + 4);
+        this.proc.pread(this.dfd, cmd, this.cfgOff + 4);
+        this.rec.pci_command = `0x${(cmd[0] | (cmd[1] << 8)).toString(16)}`;
+        this.rec.cmd_write = w < 0 ? -1 : w;
+      }
+    }
+    this.end();
+  }
+
+  op_device_close(): void {
+    this.begin('device_close');
+    this.res(this.proc.close(this.dfd));
+    this.dfd = -1;
+    this.end();
+  }
+
+  private barRd32(reg: number): number {
+    const b = new Uint8Array(4);
+    if (this.proc.pread(this.dfd, b, this.bar0Off + reg) !== 4) return 0xffff_ffff;
+    return new DataView(b.buffer).getUint32(0, true);
+  }
+
+  private barWr32(reg: number, v: number): number {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v >>> 0, true);
+    return this.proc.pwrite(this.dfd, b, this.bar0Off + reg) === 4 ? 0 : -1;
+  }
+
+  op_edu_dma(): void {
+    const iova = this.argu('iova', 0n);
+    const size = this.argu('size', 0x1000n);
+    const dir = Number(BigInt.asUintN(32, this.argu('dir', 0n)));
+    const eoff = Number(BigInt.asUintN(32, this.argu('edu_off', 0n)));
+    this.begin('edu_dma');
+    if (this.dfd < 0 || size === 0n || BigInt(eoff) + size > 0x1000n) {
+      this.res(-22);
+      this.end();
+      return;
+    }
+    const t0 = performance.now();
+    const id = this.barRd32(0x0);
+    const lo = Number(iova & 0xffff_ffffn);
+    let r = 0;
+    if (dir === 0) {
+      r |= this.barWr32(0x80, lo);
+      r |= this.barWr32(0x88, 0x40000 + eoff);
+    } else {
+      r |= this.barWr32(0x80, 0x40000 + eoff);
+      r |= this.barWr32(0x88, lo);
+    }
+    r |= this.barWr32(0x90, Number(size & 0xffff_ffffn));
+    r |= this.barWr32(0x98, 1 | (dir ? 2 : 0));
+    let cmd = 1;
+    if (r === 0) cmd = this.barRd32(0x98);
+    if (r) this.res(-5);
+    else this.res(cmd & 1 ? -110 : 0);
+    this.rec.edu_id = `0x${id.toString(16)}`;
+    this.rec.cmd = `0x${cmd.toString(16)}`;
+    this.rec.ms = Number((performance.now() - t0).toFixed(1));
     this.end();
   }
 

@@ -1,0 +1,171 @@
+/**
+ * QEMU's `edu` educational PCI device (hw/misc/edu.c, docs/specs/edu.rst), as vfio-pci presents it:
+ * vendor 0x1234, device 0x11e8, revision 0x10; BAR0 is 1 MiB of registers; a 4 KiB DMA buffer that
+ * the DMA engine addresses at 0x40000. DMA goes through the host IOMMU with the device's requester
+ * ID; its outcome is the IOMMU's business: the device reports nothing and finishes the command
+ * either way (QEMU's behaviour). Registers (32-bit unless noted):
+ * 0x00 identification 0x010000ed, 0x04 liveness (reads ~value), 0x08 factorial, 0x20 status,
+ * 0x24 interrupt status, 0x60 raise, 0x64 acknowledge, 0x80/0x88/0x90 DMA source/destination/count
+ * (64-bit), 0x98 DMA command (bit 0 run, bit 1 edu -> RAM, bit 2 interrupt when done).
+ */
+
+import type { Device } from '../iommu/group.ts';
+import { type DmaResult, pciDma } from './dma.ts';
+import { PCI_CAP_ID_MSI, PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_INTERRUPT_PIN, PciFunction } from './pci.ts';
+
+export const EDU_ID = 0x010000ed;
+export const EDU_DMA_START = 0x40000;
+export const EDU_DMA_SIZE = 0x1000;
+const DMA_RUN = 1;
+const DMA_DIR_TO_RAM = 2;
+const DMA_IRQ = 4;
+const STATUS_COMPUTING = 1;
+const STATUS_IRQFACT = 0x80;
+const FACT_IRQ = 0x1;
+const DMA_IRQ_BIT = 0x100;
+
+export class EduDevice extends PciFunction {
+  readonly buffer = new Uint8Array(EDU_DMA_SIZE);
+  /** Devices' DMA address mask: 28 bits by default (the edu's dma_mask property). */
+  dmaMask = 2 ** 28 - 1;
+  private liveness = 0;
+  private fact = 0;
+  private status = 0;
+  irqStatus = 0;
+  dmaSrc = 0;
+  dmaDst = 0;
+  dmaCount = 0;
+  dmaCmd = 0;
+  /** What the last DMA did (for tests and the CLI): null before any. */
+  lastDma: (DmaResult & { dir: 0 | 1; addr: number; len: number }) | null = null;
+
+  /**
+   * `firmwareCommand`: the command register as the platform firmware left it. On x86 (SeaBIOS) it is
+   * I/O | memory | SERR (0x103; oracle i1-dma-v2 on x86 reads 0x107 after setting bus master and
+   * memory); on arm64 `virt` nothing enables the device before vfio-pci does (0x2, then 0x6).
+   */
+  constructor(
+    readonly dev: Device,
+    private readonly firmwareCommand = PCI_COMMAND_MEMORY,
+  ) {
+    super(0x1234, 0x11e8, 0x10, 0x00ff00);
+    this.config[PCI_INTERRUPT_PIN] = 1;
+    // MSI capability, one vector, 64-bit addresses (msi_init(pdev, 0, 1, true, false)).
+    this.addCapability(0x40, [PCI_CAP_ID_MSI, 0, 0x80, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    this.wmask[0x42] = 0x71; // MSI enable and multiple-message enable
+    this.addBar(0, {
+      size: 1 << 20,
+      read: (off, len) => this.mmioRead(off, len),
+      write: (off, len, v) => this.mmioWrite(off, len, v),
+    });
+    this.reset();
+  }
+
+  reset(): void {
+    // pci_enable_device by vfio-pci leaves memory decoding on ("enabling device (0000 -> 0002)").
+    const cmd = this.firmwareCommand | PCI_COMMAND_MEMORY;
+    this.config[PCI_COMMAND] = cmd & 0xff;
+    this.config[PCI_COMMAND + 1] = cmd >> 8;
+    this.liveness = 0;
+    this.fact = 0;
+    this.status = 0;
+    this.irqStatus = 0;
+    this.dmaSrc = this.dmaDst = this.dmaCount = this.dmaCmd = 0;
+  }
+
+  private mmioRead(off: number, len: number): number {
+    if (off < 0x80 && len !== 4) return 0xffff_ffff;
+    if (off >= 0x80 && len !== 4 && len !== 8) return 0xffff_ffff;
+    switch (off) {
+      case 0x00:
+        return EDU_ID;
+      case 0x04:
+        return ~this.liveness >>> 0;
+      case 0x08:
+        return this.fact;
+      case 0x20:
+        return this.status;
+      case 0x24:
+        return this.irqStatus;
+      case 0x80:
+        return this.dmaSrc;
+      case 0x88:
+        return this.dmaDst;
+      case 0x90:
+        return this.dmaCount;
+      case 0x98:
+        return this.dmaCmd;
+      default:
+        return 0xffff_ffff;
+    }
+  }
+
+  private mmioWrite(off: number, len: number, value: number): void {
+    if (off < 0x80 && len !== 4) return;
+    if (off >= 0x80 && len !== 4 && len !== 8) return;
+    switch (off) {
+      case 0x04:
+        this.liveness = value >>> 0;
+        break;
+      case 0x08:
+        if (this.status & STATUS_COMPUTING) break;
+        this.fact = factorial(value >>> 0);
+        if (this.status & STATUS_IRQFACT) this.raise(FACT_IRQ);
+        break;
+      case 0x20:
+        this.status = (this.status & STATUS_COMPUTING) | (value & STATUS_IRQFACT);
+        break;
+      case 0x60:
+        this.raise(value >>> 0);
+        break;
+      case 0x64:
+        this.irqStatus &= ~value >>> 0;
+        break;
+      case 0x80:
+        if (!(this.dmaCmd & DMA_RUN)) this.dmaSrc = value;
+        break;
+      case 0x88:
+        if (!(this.dmaCmd & DMA_RUN)) this.dmaDst = value;
+        break;
+      case 0x90:
+        if (!(this.dmaCmd & DMA_RUN)) this.dmaCount = value;
+        break;
+      case 0x98:
+        // A write without RUN is ignored; with RUN it replaces the whole command (dma_rw).
+        if (!(value & DMA_RUN) || this.dmaCmd & DMA_RUN) break;
+        this.dmaCmd = value >>> 0;
+        this.runDma();
+        break;
+    }
+  }
+
+  /** The DMA engine (edu_dma_timer): runs to completion; the IOMMU's verdict is not looked at. */
+  private runDma(): void {
+    const toRam = (this.dmaCmd & DMA_DIR_TO_RAM) !== 0;
+    const bufAddr = toRam ? this.dmaSrc : this.dmaDst;
+    const cnt = this.dmaCount;
+    // QEMU's edu_check_range aborts the whole emulator on a buffer range outside [0x40000, 0x41000);
+    // the model refuses the command instead and finishes it without touching anything.
+    if (bufAddr < EDU_DMA_START || bufAddr + cnt > EDU_DMA_START + EDU_DMA_SIZE || cnt > EDU_DMA_SIZE) {
+      this.dmaCmd &= ~DMA_RUN;
+      return;
+    }
+    const off = bufAddr - EDU_DMA_START;
+    const ram = (toRam ? this.dmaDst : this.dmaSrc) & this.dmaMask;
+    const r = pciDma(this.dev, this.busMaster, ram, this.buffer, off, cnt, toRam);
+    this.lastDma = { ...r, dir: toRam ? 1 : 0, addr: ram, len: cnt };
+    this.dmaCmd &= ~DMA_RUN;
+    if (this.dmaCmd & DMA_IRQ) this.raise(DMA_IRQ_BIT);
+  }
+
+  private raise(bits: number): void {
+    this.irqStatus |= bits;
+    this.onInterrupt?.(this.irqStatus);
+  }
+}
+
+function factorial(n: number): number {
+  let r = 1;
+  for (let i = 2; i <= n; i++) r = (r * i) >>> 0;
+  return r;
+}

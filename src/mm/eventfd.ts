@@ -1,0 +1,32 @@
+/**
+ * eventfd(2): a 64-bit counter. Writes add, a read returns the count and resets it (-EAGAIN at 0,
+ * as a non-blocking eventfd does). VFIO signals interrupts through it.
+ */
+
+import { EAGAIN, EINVAL } from '../uapi/errno.ts';
+import type { Current, KernelFile } from './file.ts';
+
+export class EventFd implements KernelFile {
+  readonly kind = 'eventfd';
+  count = 0n;
+
+  signal(n = 1n): void {
+    this.count += n;
+  }
+
+  read(_current: Current, dst: Uint8Array, _offset: number): number {
+    if (dst.byteLength < 8) return -EINVAL;
+    if (this.count === 0n) return -EAGAIN;
+    new DataView(dst.buffer, dst.byteOffset, 8).setBigUint64(0, this.count, true);
+    this.count = 0n;
+    return 8;
+  }
+
+  write(_current: Current, src: Uint8Array, _offset: number): number {
+    if (src.byteLength < 8) return -EINVAL;
+    const v = new DataView(src.buffer, src.byteOffset, 8).getBigUint64(0, true);
+    if (v === 0xffff_ffff_ffff_ffffn) return -EINVAL;
+    this.count += v;
+    return 8;
+  }
+}

@@ -1,0 +1,376 @@
+/**
+ * The vfio-pci device file (drivers/vfio/pci/vfio_pci_core.c, vfio_pci_config.c, vfio_pci_rdwr.c,
+ * vfio_pci_intrs.c) for a modelled PCI function: GET_INFO, GET_REGION_INFO, GET_IRQ_INFO,
+ * SET_IRQS, RESET; pread/pwrite at region offsets (index << 40); mmap of BARs. The command
+ * register's bus-master bit gates the device's DMA; BAR access needs memory decoding on (EIO).
+ * Opening enables the device; the last close disables it (bus mastering off) and drops its IRQs.
+ */
+
+import type { PciFunction } from '../device/pci.ts';
+import { PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from '../device/pci.ts';
+import { EventFd } from '../mm/eventfd.ts';
+import type { Current, FileMapping, KernelFile } from '../mm/file.ts';
+import type { UserArg } from '../mm/uaccess.ts';
+import { EBADF, EFAULT, EINVAL, EIO, ENOTTY } from '../uapi/errno.ts';
+import {
+  DEVICE_INFO_SIZE,
+  decodeRegionInfo,
+  encodeRegionInfo,
+  IRQ_INFO_SIZE,
+  IRQ_SET_SIZE,
+  REGION_INFO_SIZE,
+  regionOffset,
+  VFIO_DEVICE_FLAGS_PCI,
+  VFIO_DEVICE_FLAGS_RESET,
+  VFIO_IRQ_INFO_AUTOMASKED,
+  VFIO_IRQ_INFO_EVENTFD,
+  VFIO_IRQ_INFO_MASKABLE,
+  VFIO_IRQ_INFO_NORESIZE,
+  VFIO_IRQ_SET_ACTION_MASK,
+  VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_ACTION_TYPE_MASK,
+  VFIO_IRQ_SET_ACTION_UNMASK,
+  VFIO_IRQ_SET_DATA_BOOL,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE,
+  VFIO_IRQ_SET_DATA_TYPE_MASK,
+  VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_PCI_ERR_IRQ_INDEX,
+  VFIO_PCI_INTX_IRQ_INDEX,
+  VFIO_PCI_MSI_IRQ_INDEX,
+  VFIO_PCI_MSIX_IRQ_INDEX,
+  VFIO_PCI_NUM_IRQS,
+  VFIO_PCI_NUM_REGIONS,
+  VFIO_PCI_REQ_IRQ_INDEX,
+  VFIO_PCI_ROM_REGION_INDEX,
+  VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE,
+} from '../uapi/vfio-device.ts';
+import {
+  VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_IRQ_INFO,
+  VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_DEVICE_RESET,
+  VFIO_DEVICE_SET_IRQS,
+} from '../uapi/vfio.ts';
+
+const REGION_MASK = 2 ** 40;
+
+/** What vfio-pci keeps per device across opens (struct vfio_pci_core_device). */
+export class VfioPciDevice {
+  openCount = 0;
+  /** Per IRQ index: the eventfds set for TRIGGER, by vector. */
+  readonly triggers: (EventFd | null)[][] = [[], [], [], [], []];
+  intxMasked = false;
+  /** Physical address of each BAR (where the host placed it). */
+  readonly barPa: number[];
+
+  constructor(
+    readonly fn: PciFunction,
+    barBase: number,
+  ) {
+    let pa = barBase;
+    this.barPa = fn.bars.map((b) => {
+      if (b === null) return 0;
+      pa = Math.ceil(pa / b.size) * b.size;
+      const at = pa;
+      pa += b.size;
+      return at;
+    });
+    fn.onInterrupt = () => this.interrupt();
+  }
+
+  /** The device raised an interrupt: MSI vector 0 if enabled, else INTx (auto-masked). */
+  private interrupt(): void {
+    const msi = this.triggers[VFIO_PCI_MSI_IRQ_INDEX][0];
+    if (msi) {
+      msi.signal();
+      return;
+    }
+    const intx = this.triggers[VFIO_PCI_INTX_IRQ_INDEX][0];
+    if (intx && !this.intxMasked) {
+      this.intxMasked = true;
+      intx.signal();
+    }
+  }
+
+  /** vfio_pci_get_irq_count */
+  irqCount(index: number): number {
+    switch (index) {
+      case VFIO_PCI_INTX_IRQ_INDEX:
+        return this.fn.config[0x3d] ? 1 : 0;
+      case VFIO_PCI_MSI_IRQ_INDEX:
+        return this.msiVectors();
+      case VFIO_PCI_MSIX_IRQ_INDEX:
+        return 0;
+      case VFIO_PCI_ERR_IRQ_INDEX:
+        return 0; // conventional PCI: no AER
+      case VFIO_PCI_REQ_IRQ_INDEX:
+        return 1;
+      default:
+        return 0;
+    }
+  }
+
+  private msiVectors(): number {
+    for (let cap = this.fn.config[0x34]; cap !== 0; cap = this.fn.config[cap + 1])
+      if (this.fn.config[cap] === 0x05) return 1 << ((this.fn.config[cap + 2] >> 1) & 7);
+    return 0;
+  }
+}
+
+export class VfioPciDeviceFile implements KernelFile {
+  readonly kind = 'vfio-device';
+
+  constructor(
+    readonly vdev: VfioPciDevice,
+    /** Called once when the file is released (drops the group's references). */
+    private readonly onRelease: () => void,
+  ) {
+    if (vdev.openCount++ === 0) {
+      // vfio_pci_core_enable: pci_enable_device turns memory decoding on.
+      vdev.fn.reset();
+      vdev.fn.writeConfig(0x04, 2, vdev.fn.command | PCI_COMMAND_MEMORY);
+    }
+  }
+
+  ioctl(current: Current, request: number, arg: UserArg): number {
+    switch (request) {
+      case VFIO_DEVICE_GET_INFO:
+        return this.getInfo(arg);
+      case VFIO_DEVICE_GET_REGION_INFO:
+        return this.getRegionInfo(arg);
+      case VFIO_DEVICE_GET_IRQ_INFO:
+        return this.getIrqInfo(arg);
+      case VFIO_DEVICE_SET_IRQS:
+        return this.setIrqs(current, arg);
+      case VFIO_DEVICE_RESET:
+        return -EINVAL; // the edu has no FLR or PM reset: reset_works is false
+      default:
+        return -ENOTTY;
+    }
+  }
+
+  private getInfo(arg: UserArg): number {
+    const b = arg.copyFrom(16);
+    if (typeof b === 'number') return b;
+    const v = new DataView(b.buffer);
+    const argsz = v.getUint32(0, true);
+    if (argsz < 16) return -EINVAL;
+    const out = new Uint8Array(Math.min(argsz, DEVICE_INFO_SIZE));
+    const o = new DataView(out.buffer);
+    o.setUint32(0, argsz, true);
+    o.setUint32(4, VFIO_DEVICE_FLAGS_PCI | (this.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0), true);
+    o.setUint32(8, VFIO_PCI_NUM_REGIONS, true);
+    o.setUint32(12, VFIO_PCI_NUM_IRQS, true);
+    return arg.copyTo(out.subarray(0, 16)) < 0 ? -EFAULT : 0;
+  }
+
+  get resetWorks(): boolean {
+    return false;
+  }
+
+  private getRegionInfo(arg: UserArg): number {
+    const b = arg.copyFrom(REGION_INFO_SIZE);
+    if (typeof b === 'number') return b;
+    const info = decodeRegionInfo(b);
+    if (info.argsz < REGION_INFO_SIZE) return -EINVAL;
+    const fn = this.vdev.fn;
+    let size = 0n;
+    let flags = 0;
+    switch (info.index) {
+      case VFIO_PCI_CONFIG_REGION_INDEX:
+        size = 256n;
+        flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+        break;
+      case VFIO_PCI_ROM_REGION_INDEX:
+      case 8: // VGA: not a VGA device
+        break;
+      default: {
+        if (info.index >= VFIO_PCI_NUM_REGIONS) return -EINVAL;
+        const bar = fn.bars[info.index];
+        if (bar) {
+          size = BigInt(bar.size);
+          flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+          if (bar.size >= 4096) flags |= VFIO_REGION_INFO_FLAG_MMAP;
+        }
+      }
+    }
+    const out = encodeRegionInfo({
+      argsz: info.argsz,
+      flags,
+      index: info.index,
+      capOffset: 0,
+      size,
+      offset: BigInt(regionOffset(info.index)),
+    });
+    return arg.copyTo(out) < 0 ? -EFAULT : 0;
+  }
+
+  private getIrqInfo(arg: UserArg): number {
+    const b = arg.copyFrom(IRQ_INFO_SIZE);
+    if (typeof b === 'number') return b;
+    const v = new DataView(b.buffer);
+    const argsz = v.getUint32(0, true);
+    const index = v.getUint32(8, true);
+    if (argsz < IRQ_INFO_SIZE || index >= VFIO_PCI_NUM_IRQS) return -EINVAL;
+    let flags = VFIO_IRQ_INFO_EVENTFD;
+    if (index === VFIO_PCI_INTX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+    else if (index === VFIO_PCI_MSI_IRQ_INDEX || index === VFIO_PCI_ERR_IRQ_INDEX || index === VFIO_PCI_REQ_IRQ_INDEX)
+      flags |= VFIO_IRQ_INFO_NORESIZE;
+    v.setUint32(4, flags, true);
+    v.setUint32(12, this.vdev.irqCount(index), true);
+    return arg.copyTo(b) < 0 ? -EFAULT : 0;
+  }
+
+  /** vfio_set_irqs_validate_and_prepare, then the per-index action. */
+  private setIrqs(current: Current, arg: UserArg): number {
+    const b = arg.copyFrom(IRQ_SET_SIZE);
+    if (typeof b === 'number') return b;
+    const v = new DataView(b.buffer);
+    const argsz = v.getUint32(0, true);
+    const flags = v.getUint32(4, true);
+    const index = v.getUint32(8, true);
+    const start = v.getUint32(12, true);
+    const count = v.getUint32(16, true);
+    if (argsz < IRQ_SET_SIZE || index >= VFIO_PCI_NUM_IRQS) return -EINVAL;
+    let size: number;
+    switch (flags & VFIO_IRQ_SET_DATA_TYPE_MASK) {
+      case VFIO_IRQ_SET_DATA_NONE:
+        size = 0;
+        break;
+      case VFIO_IRQ_SET_DATA_BOOL:
+        size = 1;
+        break;
+      case VFIO_IRQ_SET_DATA_EVENTFD:
+        size = 4;
+        break;
+      default:
+        return -EINVAL;
+    }
+    if (flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) return -EINVAL;
+    const action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+    if (action !== VFIO_IRQ_SET_ACTION_MASK && action !== VFIO_IRQ_SET_ACTION_UNMASK && action !== VFIO_IRQ_SET_ACTION_TRIGGER)
+      return -EINVAL;
+    const max = this.vdev.irqCount(index);
+    if (max === 0 || start >= max || start + count > max) {
+      // DATA_NONE with count 0 on TRIGGER disables the index, which needs no vectors.
+      if (!(count === 0 && size === 0 && action === VFIO_IRQ_SET_ACTION_TRIGGER && max > 0)) return -EINVAL;
+    }
+    let data: Uint8Array = new Uint8Array(0);
+    if (size > 0) {
+      if (argsz - IRQ_SET_SIZE < count * size) return -EINVAL;
+      const d = arg.copyFrom(count * size, IRQ_SET_SIZE);
+      if (typeof d === 'number') return d;
+      data = d;
+    }
+    const vd = this.vdev;
+    if (action === VFIO_IRQ_SET_ACTION_TRIGGER) {
+      if (size === 4) {
+        const dv = new DataView(data.buffer);
+        const files: (EventFd | null)[] = [];
+        for (let i = 0; i < count; i++) {
+          const fd = dv.getInt32(4 * i, true);
+          if (fd < 0) {
+            files.push(null);
+            continue;
+          }
+          const f = current.fdget(fd);
+          if (!(f instanceof EventFd)) return -EBADF;
+          files.push(f);
+        }
+        files.forEach((f, i) => {
+          vd.triggers[index][start + i] = f;
+        });
+        return 0;
+      }
+      if (size === 0 && count === 0) {
+        vd.triggers[index] = [];
+        return 0;
+      }
+      // Software trigger: signal the set eventfds (all, or those whose bool is true).
+      for (let i = 0; i < count; i++) if (size === 0 || data[i]) vd.triggers[index][start + i]?.signal();
+      return 0;
+    }
+    if (index !== VFIO_PCI_INTX_IRQ_INDEX) return -ENOTTY;
+    if (size === 1 && !data[0]) return 0;
+    vd.intxMasked = action === VFIO_IRQ_SET_ACTION_MASK;
+    return 0;
+  }
+
+  read(_current: Current, dst: Uint8Array, offset: number): number {
+    return this.rw(dst, offset, false);
+  }
+
+  write(_current: Current, src: Uint8Array, offset: number): number {
+    return this.rw(src, offset, true);
+  }
+
+  /** vfio_pci_rw: the region from the offset's top bits; config and BAR accesses in natural pieces. */
+  private rw(buf: Uint8Array, offset: number, write: boolean): number {
+    const index = Math.floor(offset / REGION_MASK);
+    const off = offset % REGION_MASK;
+    const fn = this.vdev.fn;
+    let len = buf.byteLength;
+    let access: (o: number, n: number, v: number) => number;
+    if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
+      if (off >= 256) return -EINVAL;
+      len = Math.min(len, 256 - off);
+      access = (o, n, v) => {
+        if (write) fn.writeConfig(o, n, v);
+        return write ? 0 : fn.readConfig(o, n);
+      };
+    } else if (index < 6 && fn.bars[index]) {
+      const bar = fn.bars[index]!;
+      if (off >= bar.size) return -EINVAL;
+      if (!(fn.command & PCI_COMMAND_MEMORY)) return -EIO;
+      len = Math.min(len, bar.size - off);
+      access = (o, n, v) => {
+        if (write) bar.write(o, n, v);
+        return write ? 0 : bar.read(o, n);
+      };
+    } else {
+      return -EINVAL;
+    }
+    let pos = 0;
+    while (pos < len) {
+      let n = index === VFIO_PCI_CONFIG_REGION_INDEX ? 4 : 8;
+      while (n > 1 && ((off + pos) % n !== 0 || pos + n > len)) n >>= 1;
+      if (write) {
+        let value = 0;
+        for (let i = n - 1; i >= 0; i--) value = value * 256 + buf[pos + i];
+        access(off + pos, n, value);
+      } else {
+        let value = access(off + pos, n, 0);
+        for (let i = 0; i < n; i++) {
+          buf[pos + i] = value % 256;
+          value = Math.floor(value / 256);
+        }
+      }
+      pos += n;
+    }
+    return len;
+  }
+
+  /** vfio_pci_core_mmap: BARs only, within the BAR, page aligned. */
+  mmap(_current: Current, offset: number, len: number): FileMapping | number {
+    const index = Math.floor(offset / REGION_MASK);
+    const off = offset % REGION_MASK;
+    if (index >= VFIO_PCI_ROM_REGION_INDEX) return -EINVAL;
+    const bar = this.vdev.fn.bars[index];
+    if (!bar || bar.size < 4096 || off % 4096 !== 0 || off + len > bar.size) return -EINVAL;
+    return { pa: this.vdev.barPa[index] + off, mmio: bar, mmioOffset: off };
+  }
+
+  release(): void {
+    const vd = this.vdev;
+    if (--vd.openCount === 0) {
+      // vfio_pci_core_disable: bus mastering off, interrupts torn down.
+      vd.fn.writeConfig(0x04, 2, vd.fn.command & ~PCI_COMMAND_MASTER);
+      for (let i = 0; i < vd.triggers.length; i++) vd.triggers[i] = [];
+      vd.intxMasked = false;
+    }
+    this.onRelease();
+  }
+}
