@@ -15,7 +15,10 @@ import { runProbeFiles } from '../src/scenario/probe/index.ts';
 import { comparable, listRecordings, loadRecording } from './helpers/recordings.ts';
 
 const ROOTS = [join(import.meta.dirname, 'kernel-answers'), join(import.meta.dirname, 'oracle/answers')];
-const SCENARIO_DIRS = [join(import.meta.dirname, 'kernel-answers/scenarios'), join(import.meta.dirname, 'oracle/probes')];
+const SCENARIO_DIRS = [
+  join(import.meta.dirname, 'kernel-answers/scenarios'),
+  join(import.meta.dirname, 'oracle/probes'),
+];
 
 function scenarioText(name: string): string {
   for (const d of SCENARIO_DIRS) if (existsSync(join(d, name))) return readFileSync(join(d, name), 'utf8');
@@ -53,7 +56,8 @@ for (const root of ROOTS) {
         rec.scenarios.forEach((_s, i) => {
           const got = results[i].lines.map(comparable);
           const want = rec.lines[i].map(comparable);
-          for (let k = 0; k < Math.max(got.length, want.length); k++) expect(got[k], `${rec.scenarios[i]} seq ${k}`).toEqual(want[k]);
+          for (let k = 0; k < Math.max(got.length, want.length); k++)
+            expect(got[k], `${rec.scenarios[i]} seq ${k}`).toEqual(want[k]);
         });
       });
     }

@@ -10,9 +10,9 @@
  */
 
 import { EduDevice } from '../device/edu.ts';
-import { IntelIommu } from '../iommu/intel.ts';
-import { Device, IommuGroup, type IommuHw } from '../iommu/group.ts';
 import type { IommuDriver } from '../iommu/driver.ts';
+import { Device, IommuGroup, type IommuHw } from '../iommu/group.ts';
+import { IntelIommu } from '../iommu/intel.ts';
 import { VirtioIommu } from '../iommu/virtio.ts';
 import type { KernelFile } from '../mm/file.ts';
 import { PhysMem } from '../mm/physmem.ts';
@@ -131,7 +131,10 @@ export class Host {
   setParam(key: string, value: string): void {
     const p = this.moduleParams.get(key);
     if (p === undefined)
-      throw new HostConfigError('param', `unknown module parameter '${key}' (known: ${[...this.moduleParams.keys()].join(', ')})`);
+      throw new HostConfigError(
+        'param',
+        `unknown module parameter '${key}' (known: ${[...this.moduleParams.keys()].join(', ')})`,
+      );
     const v = parseParam(p.kind, value);
     if (v === undefined) throw new HostConfigError('param', `'${value}' is not a valid ${p.kind} for ${key}`);
     p.set(v);
@@ -152,20 +155,56 @@ export class Host {
 
   private registerParams(): void {
     const vp = this.vfioParams;
-    const add = (module: string, name: string, kind: 'bool' | 'uint', get: () => boolean | number, set: (v: never) => void): void => {
-      this.moduleParams.set(`${module}.${name}`, { module, name, kind, get, set: set as (v: boolean | number) => void });
+    const add = (
+      module: string,
+      name: string,
+      kind: 'bool' | 'uint',
+      get: () => boolean | number,
+      set: (v: never) => void,
+    ): void => {
+      this.moduleParams.set(`${module}.${name}`, {
+        module,
+        name,
+        kind,
+        get,
+        set: set as (v: boolean | number) => void,
+      });
     };
-    add('vfio_iommu_type1', 'dma_entry_limit', 'uint', () => vp.dmaEntryLimit, (v: number) => {
-      vp.dmaEntryLimit = v;
-    });
-    add('vfio_iommu_type1', 'allow_unsafe_interrupts', 'bool', () => vp.allowUnsafeInterrupts, (v: boolean) => {
-      vp.allowUnsafeInterrupts = v;
-    });
-    add('vfio_iommu_type1', 'disable_hugepages', 'bool', () => vp.disableHugepages, (v: boolean) => {
-      vp.disableHugepages = v;
-    });
-    add('vfio', 'enable_unsafe_noiommu_mode', 'bool', () => vp.enableUnsafeNoiommuMode, (v: boolean) => {
-      vp.enableUnsafeNoiommuMode = v;
-    });
+    add(
+      'vfio_iommu_type1',
+      'dma_entry_limit',
+      'uint',
+      () => vp.dmaEntryLimit,
+      (v: number) => {
+        vp.dmaEntryLimit = v;
+      },
+    );
+    add(
+      'vfio_iommu_type1',
+      'allow_unsafe_interrupts',
+      'bool',
+      () => vp.allowUnsafeInterrupts,
+      (v: boolean) => {
+        vp.allowUnsafeInterrupts = v;
+      },
+    );
+    add(
+      'vfio_iommu_type1',
+      'disable_hugepages',
+      'bool',
+      () => vp.disableHugepages,
+      (v: boolean) => {
+        vp.disableHugepages = v;
+      },
+    );
+    add(
+      'vfio',
+      'enable_unsafe_noiommu_mode',
+      'bool',
+      () => vp.enableUnsafeNoiommuMode,
+      (v: boolean) => {
+        vp.enableUnsafeNoiommuMode = v;
+      },
+    );
   }
 }

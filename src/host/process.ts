@@ -3,9 +3,9 @@
  * fd table. Its system calls return what the real ones return: a value >= 0, or -errno.
  */
 
-import { type MmapOptions, MmStruct } from '../mm/mm.ts';
 import { EventFd } from '../mm/eventfd.ts';
 import type { Current, KernelFile } from '../mm/file.ts';
+import { type MmapOptions, MmStruct } from '../mm/mm.ts';
 import { type Credentials, type Rlimit, Task } from '../mm/task.ts';
 import { type IoctlArg, UserArg } from '../mm/uaccess.ts';
 import { EBADF, EINVAL, EMFILE, ENODEV, ENOTTY } from '../uapi/errno.ts';
@@ -41,7 +41,10 @@ export class Process implements Current {
     readonly host: Host,
     options: ProcessOptions = {},
   ) {
-    this.task = new Task(options, options.memlock ?? { cur: host.profile.defaultMemlock, max: host.profile.defaultMemlock });
+    this.task = new Task(
+      options,
+      options.memlock ?? { cur: host.profile.defaultMemlock, max: host.profile.defaultMemlock },
+    );
     this.mm = new MmStruct(host.phys, host.profile.longtermPinsZeroPage);
     for (let fd = 0; fd < 3; fd++) this.fds.set(fd, new Tty());
   }

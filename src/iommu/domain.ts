@@ -9,9 +9,9 @@
  */
 
 import { EINVAL, ENODEV } from '../uapi/errno.ts';
-import type { Device } from './group.ts';
 import type { IommuDriver } from './driver.ts';
-import { type IotlbGather, gatherAdd } from './types.ts';
+import type { Device } from './group.ts';
+import { gatherAdd, type IotlbGather } from './types.ts';
 
 export type DomainType = 'unmanaged' | 'dma' | 'identity' | 'blocked' | 'nested';
 

@@ -62,7 +62,8 @@ class MappingTable {
   insert(m: Mapping): boolean {
     let i = this.list.length;
     while (i > 0 && this.list[i - 1].start > m.start) i--;
-    const clash = (i > 0 && this.list[i - 1].end > m.start) || (i < this.list.length && this.list[i].start < m.end);
+    const clash =
+      (i > 0 && this.list[i - 1].end > m.start) || (i < this.list.length && this.list[i].start < m.end);
     if (clash && !this.allowOverlap) return false;
     if (clash) this.overlaps = true;
     this.list.splice(i, 0, m);

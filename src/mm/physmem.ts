@@ -76,8 +76,7 @@ export class PhysMem {
       const inPage = Math.min(len, PAGE_SIZE - (pa & PAGE_MASK));
       const frame = this.frames.get(Math.floor(pa / PAGE_SIZE));
       if (frame === undefined) dst.fill(0, dstOff, dstOff + inPage);
-      else
-        dst.set(new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage), dstOff);
+      else dst.set(new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage), dstOff);
       pa += inPage;
       dstOff += inPage;
       len -= inPage;

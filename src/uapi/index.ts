@@ -1,5 +1,5 @@
 export * from './errno.ts';
 export * from './ioctl.ts';
+export * from './profile.ts';
 export * from './vfio.ts';
 export * from './vfio-device.ts';
-export * from './profile.ts';

@@ -13,6 +13,13 @@ import type { Current, FileMapping, KernelFile } from '../mm/file.ts';
 import type { UserArg } from '../mm/uaccess.ts';
 import { EBADF, EFAULT, EINVAL, EIO, ENOTTY } from '../uapi/errno.ts';
 import {
+  VFIO_DEVICE_GET_INFO,
+  VFIO_DEVICE_GET_IRQ_INFO,
+  VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_DEVICE_RESET,
+  VFIO_DEVICE_SET_IRQS,
+} from '../uapi/vfio.ts';
+import {
   DEVICE_INFO_SIZE,
   decodeRegionInfo,
   encodeRegionInfo,
@@ -47,13 +54,6 @@ import {
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
 } from '../uapi/vfio-device.ts';
-import {
-  VFIO_DEVICE_GET_INFO,
-  VFIO_DEVICE_GET_IRQ_INFO,
-  VFIO_DEVICE_GET_REGION_INFO,
-  VFIO_DEVICE_RESET,
-  VFIO_DEVICE_SET_IRQS,
-} from '../uapi/vfio.ts';
 
 const REGION_MASK = 2 ** 40;
 
@@ -217,7 +217,11 @@ export class VfioPciDeviceFile implements KernelFile {
     if (argsz < IRQ_INFO_SIZE || index >= VFIO_PCI_NUM_IRQS) return -EINVAL;
     let flags = VFIO_IRQ_INFO_EVENTFD;
     if (index === VFIO_PCI_INTX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
-    else if (index === VFIO_PCI_MSI_IRQ_INDEX || index === VFIO_PCI_ERR_IRQ_INDEX || index === VFIO_PCI_REQ_IRQ_INDEX)
+    else if (
+      index === VFIO_PCI_MSI_IRQ_INDEX ||
+      index === VFIO_PCI_ERR_IRQ_INDEX ||
+      index === VFIO_PCI_REQ_IRQ_INDEX
+    )
       flags |= VFIO_IRQ_INFO_NORESIZE;
     v.setUint32(4, flags, true);
     v.setUint32(12, this.vdev.irqCount(index), true);
@@ -251,7 +255,11 @@ export class VfioPciDeviceFile implements KernelFile {
     }
     if (flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) return -EINVAL;
     const action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
-    if (action !== VFIO_IRQ_SET_ACTION_MASK && action !== VFIO_IRQ_SET_ACTION_UNMASK && action !== VFIO_IRQ_SET_ACTION_TRIGGER)
+    if (
+      action !== VFIO_IRQ_SET_ACTION_MASK &&
+      action !== VFIO_IRQ_SET_ACTION_UNMASK &&
+      action !== VFIO_IRQ_SET_ACTION_TRIGGER
+    )
       return -EINVAL;
     const max = this.vdev.irqCount(index);
     if (max === 0 || start >= max || start + count > max) {

@@ -66,7 +66,9 @@ export function vfioIommuDirtyPages(s: Type1State, current: Current, arg: UserAr
   const argsz = v.getUint32(0, true);
   const flags = v.getUint32(4, true);
   const mask =
-    VFIO_IOMMU_DIRTY_PAGES_FLAG_START | VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP | VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
+    VFIO_IOMMU_DIRTY_PAGES_FLAG_START |
+    VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP |
+    VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
   if (argsz < DIRTY_BITMAP_SIZE || flags & ~mask) return -EINVAL;
   if (flags & (flags - 1)) return -EINVAL; // exactly one operation
   if (flags & VFIO_IOMMU_DIRTY_PAGES_FLAG_START) {
@@ -119,7 +121,11 @@ function getBitmap(s: Type1State, current: Current, arg: UserArg, argsz: number)
   const last = s.dmas.findContaining(end - s.pgsize);
   if (last !== undefined && last.iova + last.size !== end) return -EINVAL;
   const user = userPointer(current.mm, bitmap.data);
-  for (let dma = s.dmas.firstOverlapping(start, end); dma !== undefined && dma.iova < end; dma = s.dmas.next(dma)) {
+  for (
+    let dma = s.dmas.firstOverlapping(start, end);
+    dma !== undefined && dma.iova < end;
+    dma = s.dmas.next(dma)
+  ) {
     if (dma.iova < start) continue;
     const w = updateUserBitmap(s, user, dma, start);
     if (w < 0) return w;

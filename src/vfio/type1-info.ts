@@ -10,8 +10,8 @@ import {
   DIRTY_BITMAP_SIZE_MAX,
   encodeInfoCaps,
   encodeIommuInfoHeader,
-  IOMMU_INFO_SIZE,
   type InfoCap,
+  IOMMU_INFO_SIZE,
   VFIO_IOMMU_INFO_CAPS,
   VFIO_IOMMU_INFO_PGSIZES,
   VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
@@ -35,7 +35,12 @@ export function vfioIommuGetInfo(s: Type1State, arg: UserArg): number {
   if (p.capsAlign8) copyLen = Math.min(argsz, IOMMU_INFO_SIZE);
   else if (p.infoCaps && argsz >= INFO_CAP_OFFSET_END) copyLen = INFO_CAP_OFFSET_END;
 
-  const header = { argsz, flags: p.infoFlagPgsizes ? VFIO_IOMMU_INFO_PGSIZES : 0, iovaPgsizes: s.pgsizeBitmap, capOffset: 0 };
+  const header = {
+    argsz,
+    flags: p.infoFlagPgsizes ? VFIO_IOMMU_INFO_PGSIZES : 0,
+    iovaPgsizes: s.pgsizeBitmap,
+    capOffset: 0,
+  };
   if (p.infoCaps) {
     const caps = buildCaps(s);
     const chain = encodeInfoCaps(caps, p.capsAlign8);
@@ -67,6 +72,10 @@ function buildCaps(s: Type1State): InfoCap[] {
     { id: VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, version: 1, avail: s.dmaAvail },
   ];
   if (s.iovaList.length > 0)
-    caps.push({ id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, version: 1, ranges: s.iovaList.map((r) => ({ ...r })) });
+    caps.push({
+      id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+      version: 1,
+      ranges: s.iovaList.map((r) => ({ ...r })),
+    });
   return caps;
 }

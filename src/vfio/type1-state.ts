@@ -80,7 +80,11 @@ export class Type1State {
   findDma(start: number, end: number): VfioDma | undefined {
     if (!this.profile.endOfSpaceBug) return this.dmas.findOverlap(start, end);
     if (end === TWO_64) return undefined;
-    for (let d = this.dmas.firstOverlapping(start, end); d !== undefined && d.iova < end; d = this.dmas.next(d))
+    for (
+      let d = this.dmas.firstOverlapping(start, end);
+      d !== undefined && d.iova < end;
+      d = this.dmas.next(d)
+    )
       if (d.iova + d.size !== TWO_64) return d;
     return undefined;
   }

@@ -51,7 +51,12 @@ export function vfioIommuUnmapDma(s: Type1State, current: Current, arg: UserArg)
   }
   const res = doUnmap(s, current, unmap.iova, unmap.size, unmap.flags, bitmap);
   if (res.ret < 0) return res.ret;
-  const out = encodeDmaUnmap({ argsz: unmap.argsz, flags: unmap.flags, iova: unmap.iova, size: res.unmapped });
+  const out = encodeDmaUnmap({
+    argsz: unmap.argsz,
+    flags: unmap.flags,
+    iova: unmap.iova,
+    size: res.unmapped,
+  });
   return arg.copyTo(out) < 0 ? -EFAULT : 0;
 }
 

@@ -247,7 +247,8 @@ export class Type1Iommu {
     if (!s.profile.iovaList) return;
     let list: typeof s.iovaList = [];
     for (const d of s.domains) list = aperResize(list, d.domain.apertureStart, d.domain.apertureEnd);
-    for (const d of s.domains) for (const g of d.groups) list = resvExclude(list, iommuGetGroupResvRegions(g));
+    for (const d of s.domains)
+      for (const g of d.groups) list = resvExclude(list, iommuGetGroupResvRegions(g));
     s.iovaList = list;
   }
 }

@@ -13,7 +13,11 @@ import { VfioGroup, VfioGroupFile } from './group.ts';
 import type { VfioParams } from './params.ts';
 
 /** Opens a device file for a device whose group is in a container with an IOMMU (set by the host). */
-export type DeviceFileFactory = (device: Device, groupFile: VfioGroupFile, current: Current) => KernelFile | number;
+export type DeviceFileFactory = (
+  device: Device,
+  groupFile: VfioGroupFile,
+  current: Current,
+) => KernelFile | number;
 
 export class VfioCore {
   readonly groups = new Map<number, VfioGroup>();

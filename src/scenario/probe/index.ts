@@ -4,11 +4,11 @@
  */
 
 import { Host, type HostOptions } from '../../host/host.ts';
-import { parseProbe, type ProbeLine } from './parse.ts';
+import { type ProbeLine, parseProbe } from './parse.ts';
 import { type ProbeOptions, ProbeProcess, type ProbeRecord } from './runner.ts';
 
-export { parseProbe, parseU64, ProbeSyntaxError, type ProbeLine } from './parse.ts';
 export { PROBE_OPS } from './ops.ts';
+export { type ProbeLine, ProbeSyntaxError, parseProbe, parseU64 } from './parse.ts';
 export type { ProbeOptions, ProbeRecord } from './runner.ts';
 
 export interface ProbeFile {

@@ -49,7 +49,10 @@ export const PROBE_OPS: Record<string, OpSpec> = {
     },
     required: ['iova', 'size', 'count'],
   },
-  unmap_loop: { args: { c: n, iova: n, size: n, count: n, iova_stride: n }, required: ['iova', 'size', 'count'] },
+  unmap_loop: {
+    args: { c: n, iova: n, size: n, count: n, iova_stride: n },
+    required: ['iova', 'size', 'count'],
+  },
   buffer: { args: { size: n, touch: s }, required: ['size'] },
   setrlimit_memlock: { args: { cur: n, max: n } },
   drop_priv: { args: { uid: n, gid: n } },
@@ -57,7 +60,10 @@ export const PROBE_OPS: Record<string, OpSpec> = {
   sleep: { args: { ms: n }, required: ['ms'] },
   device_open: { args: { g: n, name: s, master: n } },
   device_close: { args: {} },
-  edu_dma: { args: { iova: n, size: n, dir: n, edu_off: n, timeout_ms: n }, required: ['iova', 'size', 'dir'] },
+  edu_dma: {
+    args: { iova: n, size: n, dir: n, edu_off: n, timeout_ms: n },
+    required: ['iova', 'size', 'dir'],
+  },
   fill: { args: { off: n, size: n, seed: n } },
   zero: { args: { off: n, size: n } },
   cmp_buf: { args: { off: n, off2: n, size: n } },
@@ -67,7 +73,11 @@ export const PROBE_OPS: Record<string, OpSpec> = {
   bind_iommufd: { args: { fd: n, flags: n, argsz: n, master: n }, iommufd: true },
   get_hw_info: { args: { dev_id: n, data_len: n }, iommufd: true },
   ioas_alloc: { args: { a: n }, iommufd: true },
-  ioas_map: { args: { a: n, iova: n, size: n, off: n, vaddr: n, flags: n }, required: ['iova'], iommufd: true },
+  ioas_map: {
+    args: { a: n, iova: n, size: n, off: n, vaddr: n, flags: n },
+    required: ['iova'],
+    iommufd: true,
+  },
   ioas_unmap: { args: { a: n, iova: n, size: n }, required: ['iova'], iommufd: true },
   hwpt_alloc: {
     args: {
@@ -157,7 +167,11 @@ export const PROBE_OPS: Record<string, OpSpec> = {
     iommufd: true,
   },
   s1_init: { args: { root: n, pool: n, pool_end: n, ipa_base: n }, iommufd: true },
-  s1_map: { args: { va: n, ipa: n, size: n, ro: n, af: n, attr: n, ng: n, desc: n }, required: ['va'], iommufd: true },
+  s1_map: {
+    args: { va: n, ipa: n, size: n, ro: n, af: n, attr: n, ng: n, desc: n },
+    required: ['va'],
+    iommufd: true,
+  },
   s1_set: {
     args: { va: n, level: n, desc: n, ipa: n, invalid: n, ro: n, af: n, attr: n, ng: n },
     required: ['va'],

@@ -65,7 +65,8 @@ export function parseProbe(text: string, file: string): ProbeLine[] {
     if (toks.length === 0) continue;
     const op = toks[0];
     const spec = PROBE_OPS[op];
-    if (spec === undefined) throw new ProbeSyntaxError(file, lineNo, 'op', `unknown op '${op}'${suggest(op)}`);
+    if (spec === undefined)
+      throw new ProbeSyntaxError(file, lineNo, 'op', `unknown op '${op}'${suggest(op)}`);
     const args: [string, string][] = [];
     for (const tok of toks.slice(1, 1 + MAXKV)) {
       const eq = tok.indexOf('=');
@@ -73,9 +74,19 @@ export function parseProbe(text: string, file: string): ProbeLine[] {
       const v = eq < 0 ? '' : tok.slice(eq + 1);
       const kind = spec.args[k];
       if (kind === undefined)
-        throw new ProbeSyntaxError(file, lineNo, k, `'${op}' takes no argument '${k}' (it takes: ${Object.keys(spec.args).join(', ') || 'none'})`);
+        throw new ProbeSyntaxError(
+          file,
+          lineNo,
+          k,
+          `'${op}' takes no argument '${k}' (it takes: ${Object.keys(spec.args).join(', ') || 'none'})`,
+        );
       if (kind === 'number' && !isProbeNumber(v))
-        throw new ProbeSyntaxError(file, lineNo, k, `'${v}' is not a number (C literal like 0x1000 or 4096, or inf/max/-1)`);
+        throw new ProbeSyntaxError(
+          file,
+          lineNo,
+          k,
+          `'${v}' is not a number (C literal like 0x1000 or 4096, or inf/max/-1)`,
+        );
       args.push([k, v]);
     }
     for (const req of spec.required ?? [])
@@ -104,6 +115,10 @@ function editDistance(a: string, b: string): number {
   for (let j = 1; j <= b.length; j++) dp[0][j] = j;
   for (let i = 1; i <= a.length; i++)
     for (let j = 1; j <= b.length; j++)
-      dp[i][j] = Math.min(dp[i - 1][j] + 1, dp[i][j - 1] + 1, dp[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      dp[i][j] = Math.min(
+        dp[i - 1][j] + 1,
+        dp[i][j - 1] + 1,
+        dp[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
   return dp[a.length][b.length];
 }

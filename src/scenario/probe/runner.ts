@@ -9,14 +9,6 @@ import type { Host } from '../../host/host.ts';
 import type { Process } from '../../host/process.ts';
 import { errnoName } from '../../uapi/errno.ts';
 import {
-  DEVICE_INFO_SIZE,
-  decodeRegionInfo,
-  encodeRegionInfo,
-  REGION_INFO_SIZE,
-  VFIO_PCI_BAR0_REGION_INDEX,
-  VFIO_PCI_CONFIG_REGION_INDEX,
-} from '../../uapi/vfio-device.ts';
-import {
   decodeDmaUnmap,
   encodeDmaMap,
   encodeDmaUnmap,
@@ -33,6 +25,14 @@ import {
   VFIO_IOMMU_UNMAP_DMA,
   VFIO_SET_IOMMU,
 } from '../../uapi/vfio.ts';
+import {
+  DEVICE_INFO_SIZE,
+  decodeRegionInfo,
+  encodeRegionInfo,
+  REGION_INFO_SIZE,
+  VFIO_PCI_BAR0_REGION_INDEX,
+  VFIO_PCI_CONFIG_REGION_INDEX,
+} from '../../uapi/vfio-device.ts';
 import { formatCaps } from './caps.ts';
 import { PROBE_OPS } from './ops.ts';
 import { type ProbeLine, parseU64 } from './parse.ts';
@@ -51,7 +51,6 @@ export interface ProbeOptions {
 const MAXC = 4;
 const MAXG = 4;
 const MIB64 = 64n << 20n;
-
 
 const hex = (v: bigint | number): string => `0x${BigInt.asUintN(64, BigInt(v)).toString(16)}`;
 
@@ -117,10 +116,6 @@ export class ProbeProcess {
     return v === undefined ? def : parseU64(v);
   }
 
-  private argn(k: string, def: number): number {
-    return Number(this.argu(k, BigInt(def)));
-  }
-
   /** idx(): a slot number, 0 when out of range. */
   private idx(k: string, max: number): number {
     const i = BigInt.asIntN(32, this.argu(k, 0n));
@@ -180,7 +175,7 @@ export class ProbeProcess {
       if (this.cfd[c] >= 0) this.proc.close(this.cfd[c]);
       this.cfd[c] = fd;
     }
-    this.res(fd < 0 ? fd : 0);
+    this.res(Math.min(fd, 0));
     this.end();
   }
 
@@ -226,7 +221,7 @@ export class ProbeProcess {
       if (this.gfd[g] >= 0) this.proc.close(this.gfd[g]);
       this.gfd[g] = fd;
     }
-    this.res(fd < 0 ? fd : 0);
+    this.res(Math.min(fd, 0));
     this.rec.group = num;
     this.end();
   }
@@ -397,7 +392,14 @@ export class ProbeProcess {
     const nslots = ostride !== 0n ? BigInt.asUintN(64, bsz - off - size) / ostride + 1n : 1n;
     for (i = 0n; i < count; i++) {
       const o = off + (i % nslots) * ostride;
-      const r = this.doMap(c, BigInt.asUintN(64, iova + i * istride), size, BigInt.asUintN(64, BigInt(this.buf) + o), flags, 32);
+      const r = this.doMap(
+        c,
+        BigInt.asUintN(64, iova + i * istride),
+        size,
+        BigInt.asUintN(64, BigInt(this.buf) + o),
+        flags,
+        32,
+      );
       if (r < 0) {
         fails++;
         if (firstErrIdx < 0n) {
@@ -514,7 +516,14 @@ export class ProbeProcess {
 
   // ---- device and edu DMA ops ----
   private regionInfo(index: number): { size: bigint; flags: number; offset: number } | undefined {
-    const ri = encodeRegionInfo({ argsz: REGION_INFO_SIZE, flags: 0, index, capOffset: 0, size: 0n, offset: 0n });
+    const ri = encodeRegionInfo({
+      argsz: REGION_INFO_SIZE,
+      flags: 0,
+      index,
+      capOffset: 0,
+      size: 0n,
+      offset: 0n,
+    });
     if (this.proc.ioctl(this.dfd, VFIO_DEVICE_GET_REGION_INFO, ri) !== 0) return undefined;
     const d = decodeRegionInfo(ri);
     return { size: d.size, flags: d.flags, offset: Number(d.offset) };
@@ -525,7 +534,7 @@ export class ProbeProcess {
     const name = this.arg('name') ?? this.options.device ?? this.host.devices[0].name;
     this.begin('device_open');
     const fd = this.proc.ioctl(this.gfd[g], VFIO_GROUP_GET_DEVICE_FD, new TextEncoder().encode(`${name}\0`));
-    this.res(fd < 0 ? fd : 0);
+    this.res(Math.min(fd, 0));
     if (fd < 0) {
       this.end();
       return;
@@ -677,5 +686,3 @@ export class ProbeProcess {
     this.end();
   }
 }
-
-
