@@ -31,6 +31,8 @@ export interface HostOptions {
   kernel?: KernelVersion;
   /** Host IOMMU: 'intel' (default), 'virtio' or 'smmuv3'. */
   iommu?: HostIommuKind;
+  /** SMMUv3 stages: 's1s2' (default, QEMU 10 `virt`), 's1' or 's2'. */
+  smmu?: 's1' | 's2' | 's1s2';
   /** Module parameters, as on the kernel command line: { 'vfio_iommu_type1.dma_entry_limit': '100' }. */
   params?: Record<string, string>;
   /** RAM size in bytes (default 64 GiB; untouched memory costs nothing). */

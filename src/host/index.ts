@@ -8,3 +8,4 @@ export {
   VfioContainerHandle,
   VfioGroupHandle,
 } from './vfio-api.ts';
+export { stateDigest } from './digest.ts';

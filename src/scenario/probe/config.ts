@@ -9,7 +9,7 @@ import { KERNEL_VERSIONS, type KernelVersion } from '../../uapi/profile.ts';
 import type { ProbeOptions } from './runner.ts';
 
 export interface RecordingConfig {
-  host: HostOptions & { smmu?: 's1' | 's2' | 's1s2' };
+  host: HostOptions;
   probe: ProbeOptions;
 }
 

@@ -1,0 +1,54 @@
+/**
+ * `vfio-nest probe FILE...`: run probe files (kernel-answers/README.md format) against a modelled
+ * host and print the JSON lines the real probe prints on a real kernel.
+ */
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { HostConfigError } from '../host/host.ts';
+import { ProbeSyntaxError, runProbeFiles } from '../scenario/probe/index.ts';
+import { HOST_OPTION_HELP, HOST_OPTION_SPEC, hostOptionsFrom } from './host-options.ts';
+import { EXIT_OK, type Out, UsageError } from './style.ts';
+
+export const PROBE_HELP = `Usage: vfio-nest probe FILE... [options]
+
+Runs probe files (the format of kernel-answers/README.md) against the model and prints one JSON
+line per operation, exactly as probe/vfioprobe.c prints them on a real kernel. Each file runs in a
+fresh process on the same host.
+
+${HOST_OPTION_HELP}
+
+Examples:
+  vfio-nest probe test/kernel-answers/scenarios/d-nesting.txt --kernel 6.1 --iommu intel
+  vfio-nest probe my.txt --config 6.12-virtio
+  vfio-nest probe my.txt --iommu virtio --param vfio_iommu_type1.allow_unsafe_interrupts=1`;
+
+export function probeCommand(argv: string[], out: Out): number {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { ...HOST_OPTION_SPEC, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    out.write(`${PROBE_HELP}\n`);
+    return EXIT_OK;
+  }
+  if (positionals.length === 0) throw new UsageError('no probe file given (see vfio-nest probe --help)');
+  const opts = hostOptionsFrom(values);
+  const files = positionals.map((name) => {
+    try {
+      return { name, text: readFileSync(name, 'utf8') };
+    } catch (e) {
+      throw new UsageError(`${name}: cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  });
+  try {
+    for (const r of runProbeFiles(files, opts.host, opts.probe))
+      for (const line of r.lines) out.write(`${JSON.stringify(line)}\n`);
+  } catch (e) {
+    if (e instanceof ProbeSyntaxError || e instanceof HostConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+  return EXIT_OK;
+}

@@ -1,0 +1,77 @@
+/**
+ * DESIGN.md's layer rule as a test: data flows down, nothing imports upward, no import cycles
+ * between layers, and the core (below scenario/) imports nothing outside the project but node:
+ * built-ins it is allowed to use in the browser too (none).
+ */
+
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, resolve, dirname } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = resolve(import.meta.dirname, '../src');
+
+/** Rank of each layer: a file may import only from layers of lower or equal rank (equal = itself). */
+const RANK: Record<string, number> = {
+  uapi: 0,
+  mm: 1,
+  pgtable: 2,
+  smmu: 3,
+  iommu: 4,
+  device: 5,
+  vfio: 6,
+  iommufd: 6,
+  host: 7,
+  guest: 8,
+  vmm: 8,
+  scenario: 9,
+  cli: 10,
+  web: 10,
+  server: 10,
+};
+const CORE_MAX_RANK = 8;
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+function imports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gms)].map((m) => m[1]);
+}
+
+const layerOf = (file: string): string => relative(SRC, file).split('/')[0];
+
+describe('layers', () => {
+  const all = files(SRC);
+
+  it('every folder under src/ is a known layer', () => {
+    const unknown = [...new Set(all.map(layerOf))].filter((l) => RANK[l] === undefined && !l.endsWith('.ts'));
+    expect(unknown).toEqual([]);
+  });
+
+  it('no file imports from a higher layer or from a sibling layer of the same rank', () => {
+    const bad: string[] = [];
+    for (const f of all) {
+      const from = layerOf(f);
+      for (const spec of imports(f)) {
+        if (!spec.startsWith('.')) continue;
+        const to = layerOf(resolve(dirname(f), spec));
+        if (to === from) continue;
+        if (RANK[to] === undefined || RANK[to] >= RANK[from]) bad.push(`${relative(SRC, f)} -> ${spec}`);
+      }
+    }
+    expect(bad).toEqual([]);
+  });
+
+  it('the core has no runtime dependencies (only relative imports)', () => {
+    const bad: string[] = [];
+    for (const f of all) {
+      if ((RANK[layerOf(f)] ?? 99) > CORE_MAX_RANK) continue;
+      for (const spec of imports(f)) if (!spec.startsWith('.')) bad.push(`${relative(SRC, f)} -> ${spec}`);
+    }
+    expect(bad).toEqual([]);
+  });
+});
