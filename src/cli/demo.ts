@@ -34,7 +34,9 @@ export function describeRecord(rec: ProbeRecord): string {
   if (rec.op === 'unmap' && ret === 0) answer += ` (unmapped ${(rec.out as { size: string }).size})`;
   if (rec.op === 'get_info' && ret === 0) {
     const caps = (rec.caps as Record<string, unknown>[] | undefined) ?? [];
-    const ranges = caps.find((c) => c.name === 'iova_range')?.iova_ranges as { start: string; end: string }[] | undefined;
+    const ranges = caps.find((c) => c.name === 'iova_range')?.iova_ranges as
+      | { start: string; end: string }[]
+      | undefined;
     answer += ` pgsizes ${rec.iova_pgsizes}`;
     if (ranges) answer += ` ranges ${ranges.map((r) => `[${r.start}, ${r.end}]`).join(' ')}`;
   }
@@ -60,7 +62,10 @@ export function demoCommand(argv: string[], out: Out, _err: Out): number {
   const p = new ProbeProcess(host, null, opts.probe);
   if (!values.json)
     out.write(
-      paint('bold', `vfio-nest: type-1 on a ${host.iommu.name} host, kernel ${host.profile.version} profile\n\n`),
+      paint(
+        'bold',
+        `vfio-nest: type-1 on a ${host.iommu.name} host, kernel ${host.profile.version} profile\n\n`,
+      ),
     );
   for (const [i, raw] of text.split('\n').entries()) {
     const narration = /^#\s?(.*)$/.exec(raw);
@@ -80,6 +85,7 @@ export function demoCommand(argv: string[], out: Out, _err: Out): number {
     }
   }
   p.exit();
-  if (!values.json) out.write(`\nAfter exit: VmLck ${p.proc.status().VmLck_kB} kB, pinned pages ${p.proc.mm.pinnedPages}\n`);
+  if (!values.json)
+    out.write(`\nAfter exit: VmLck ${p.proc.status().VmLck_kB} kB, pinned pages ${p.proc.mm.pinnedPages}\n`);
   return EXIT_OK;
 }

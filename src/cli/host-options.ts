@@ -48,7 +48,9 @@ export function hostOptionsFrom(v: HostArgs): { host: HostOptions; probe: ProbeO
   if (v.config !== undefined) {
     const cfg = configFromName(v.config);
     if (cfg === undefined)
-      throw new UsageError(`--config: '${v.config}' is not a configuration name like 6.12-intel or 6.1-smmuv3-s1`);
+      throw new UsageError(
+        `--config: '${v.config}' is not a configuration name like 6.12-intel or 6.1-smmuv3-s1`,
+      );
     host = { ...cfg.host };
     probe = { ...cfg.probe };
   }
@@ -63,7 +65,8 @@ export function hostOptionsFrom(v: HostArgs): { host: HostOptions; probe: ProbeO
     host.iommu = v.iommu as HostOptions['iommu'];
   }
   if (v.smmu !== undefined) {
-    if (!['s1', 's2', 's1s2'].includes(v.smmu)) throw new UsageError(`--smmu: '${v.smmu}' is not one of s1, s2, s1s2`);
+    if (!['s1', 's2', 's1s2'].includes(v.smmu))
+      throw new UsageError(`--smmu: '${v.smmu}' is not one of s1, s2, s1s2`);
     host.smmu = v.smmu as HostOptions['smmu'];
   }
   for (const p of v.param ?? []) {

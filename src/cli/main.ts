@@ -1,10 +1,11 @@
 #!/usr/bin/env node
+
 /**
  * The vfio-nest command line: a thin layer over the library.
  */
 
-import { probeCommand, PROBE_HELP } from './probe.ts';
-import { demoCommand, DEMO_HELP } from './demo.ts';
+import { DEMO_HELP, demoCommand } from './demo.ts';
+import { PROBE_HELP, probeCommand } from './probe.ts';
 import { EXIT_OK, EXIT_USAGE, type Out, UsageError } from './style.ts';
 
 const VERSION = '0.1.0';
@@ -20,7 +21,10 @@ Commands:
 
 Run \`vfio-nest <command> --help\` for a command's options and examples.`;
 
-const COMMANDS: Record<string, { run: (argv: string[], out: Out, err: Out) => number | Promise<number>; help: string }> = {
+const COMMANDS: Record<
+  string,
+  { run: (argv: string[], out: Out, err: Out) => number | Promise<number>; help: string }
+> = {
   probe: { run: (argv, out) => probeCommand(argv, out), help: PROBE_HELP },
   demo: { run: (argv, out, err) => demoCommand(argv, out, err), help: DEMO_HELP },
 };
@@ -48,7 +52,10 @@ export async function main(argv: string[], out: Out, err: Out): Promise<number> 
   try {
     return await c.run(rest, out, err);
   } catch (e) {
-    if (e instanceof UsageError || (e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) {
+    if (
+      e instanceof UsageError ||
+      (e instanceof TypeError && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+    ) {
       err.write(`vfio-nest ${cmd}: ${e.message}\n`);
       return EXIT_USAGE;
     }

@@ -33,8 +33,14 @@ export class PhysMem {
   /** One-entry lookup cache: the hot path reads the same table page repeatedly. */
   private lastPfn = -1;
   private lastFrame: Uint32Array | undefined;
-  /** Bump pointer for never-used memory and free lists per frame size for reuse. */
+  /**
+   * Bump pointers for never-used memory: huge frames grow up from the bottom, 4 KiB frames down from
+   * the top, so pages faulted in one after another are not physically contiguous (as with the
+   * kernel's page allocator) and 4 KiB-backed DMA maps into 4 KiB IOMMU pages, not by-chance blocks.
+   * Free lists per frame size hold freed frames for reuse.
+   */
   private next: number;
+  private nextSmall: number;
   private readonly free = new Map<FrameLg2, number[]>([
     [12, []],
     [21, []],
@@ -47,6 +53,7 @@ export class PhysMem {
     this.base = options.base ?? 0;
     this.size = options.size ?? 64 * 2 ** 30;
     this.next = this.base;
+    this.nextSmall = this.base + this.size;
   }
 
   /** True when [pa, pa + len) is RAM. */
@@ -122,10 +129,16 @@ export class PhysMem {
     const size = 2 ** lg2;
     let pa = list.pop();
     if (pa === undefined) {
-      const aligned = Math.ceil(this.next / size) * size;
-      if (aligned + size > this.base + this.size) return -1;
-      pa = aligned;
-      this.next = aligned + size;
+      if (lg2 === 12) {
+        if (this.nextSmall - size < this.next) return -1;
+        this.nextSmall -= size;
+        pa = this.nextSmall;
+      } else {
+        const aligned = Math.ceil(this.next / size) * size;
+        if (aligned + size > this.nextSmall) return -1;
+        pa = aligned;
+        this.next = aligned + size;
+      }
     }
     this.allocatedBytes += size;
     return pa;

@@ -6,8 +6,8 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Host } from '../../src/host/host.ts';
 import { stateDigest } from '../../src/host/digest.ts';
+import { Host } from '../../src/host/host.ts';
 import type { Process } from '../../src/host/process.ts';
 import { VfioContainerHandle, VfioGroupHandle } from '../../src/host/vfio-api.ts';
 import { RLIM_INFINITY } from '../../src/mm/task.ts';
@@ -29,15 +29,38 @@ type Op =
   | { k: 'raw'; fd: number; nr: number; bytes: number[] };
 
 // fd 3 is usually the container and 4 the group (the setup prefix opens them in that order).
-const fdArb = fc.oneof({ arbitrary: fc.constantFrom(3, 4), weight: 6 }, { arbitrary: fc.integer({ min: -1, max: 8 }), weight: 1 });
+const fdArb = fc.oneof(
+  { arbitrary: fc.constantFrom(3, 4), weight: 6 },
+  { arbitrary: fc.integer({ min: -1, max: 8 }), weight: 1 },
+);
 /** Most runs begin by assigning the device, so later calls reach the backend. */
 const setupArb = fc.constantFrom<Op[]>(
   [],
   [{ k: 'openContainer' }, { k: 'openGroup' }, { k: 'setContainer', g: 4, c: 3 }],
-  [{ k: 'openContainer' }, { k: 'openGroup' }, { k: 'setContainer', g: 4, c: 3 }, { k: 'setIommu', c: 3, type: 1 }],
-  [{ k: 'openContainer' }, { k: 'openGroup' }, { k: 'setContainer', g: 4, c: 3 }, { k: 'setIommu', c: 3, type: 3 }],
-  [{ k: 'openContainer' }, { k: 'openGroup' }, { k: 'setContainer', g: 4, c: 3 }, { k: 'setIommu', c: 3, type: 3 }],
-  [{ k: 'openContainer' }, { k: 'openGroup' }, { k: 'setContainer', g: 4, c: 3 }, { k: 'setIommu', c: 3, type: 6 }],
+  [
+    { k: 'openContainer' },
+    { k: 'openGroup' },
+    { k: 'setContainer', g: 4, c: 3 },
+    { k: 'setIommu', c: 3, type: 1 },
+  ],
+  [
+    { k: 'openContainer' },
+    { k: 'openGroup' },
+    { k: 'setContainer', g: 4, c: 3 },
+    { k: 'setIommu', c: 3, type: 3 },
+  ],
+  [
+    { k: 'openContainer' },
+    { k: 'openGroup' },
+    { k: 'setContainer', g: 4, c: 3 },
+    { k: 'setIommu', c: 3, type: 3 },
+  ],
+  [
+    { k: 'openContainer' },
+    { k: 'openGroup' },
+    { k: 'setContainer', g: 4, c: 3 },
+    { k: 'setIommu', c: 3, type: 6 },
+  ],
 );
 const iovaArb = fc.oneof(
   fc.integer({ min: 0, max: 16 }).map((i) => 0x100000 + i * 0x1000),
@@ -102,7 +125,11 @@ function run(p: Process, buf: number, op: Op): number {
         argsz: op.argsz,
       });
     case 'unmap':
-      return new VfioContainerHandle(p, op.c).unmapDma({ iova: BigInt(op.iova), size: BigInt(op.pages) * 4096n, flags: op.flags }).ret;
+      return new VfioContainerHandle(p, op.c).unmapDma({
+        iova: BigInt(op.iova),
+        size: BigInt(op.pages) * 4096n,
+        flags: op.flags,
+      }).ret;
     case 'info':
       return new VfioContainerHandle(p, op.c).getInfo(op.argsz).ret;
     case 'dirty': {
@@ -143,7 +170,8 @@ describe('a failed ioctl changes nothing; exit returns every pin and charge', ()
             const before = stateDigest(host, [p]);
             const r = run(p, buf, op);
             if (r >= 0) succeeded.set(op.k, (succeeded.get(op.k) ?? 0) + 1);
-            if (r < 0 && op.k !== 'rlimit' && op.k !== 'drop') expect(stateDigest(host, [p]), `${op.k} -> ${r}`).toBe(before);
+            if (r < 0 && op.k !== 'rlimit' && op.k !== 'drop')
+              expect(stateDigest(host, [p]), `${op.k} -> ${r}`).toBe(before);
           }
           p.exit();
           expect(p.mm.lockedVm).toBe(0);
