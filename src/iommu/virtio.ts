@@ -14,6 +14,7 @@ import { IommuDomain } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
 import type { Device, IommuHw } from './group.ts';
 import { X86_MSI_WINDOW } from './intel.ts';
+import { type Range, RangeTree } from './range-tree.ts';
 import type { IommuCap, IotlbGather, ResvRegion } from './types.ts';
 
 /** VIRTIO_IOMMU_MAP_F_* */
@@ -21,52 +22,29 @@ const MAP_F_READ = 1;
 const MAP_F_WRITE = 2;
 const MAP_F_MMIO = 4;
 
-interface Mapping {
-  start: number;
-  /** Exclusive end. */
-  end: number;
+interface Mapping extends Range {
   pa: number;
   flags: number;
 }
 
 /**
- * One domain's mappings sorted by start. The device refuses a MAP that overlaps (QEMU's
- * virtio_iommu_map: S_INVAL); the driver's interval tree accepts overlaps, and since MAP statuses
- * come back asynchronously and are not checked, the driver ends up holding what the device refused.
+ * One domain's mappings. The device refuses a MAP that overlaps (QEMU's virtio_iommu_map: S_INVAL);
+ * the driver's interval tree accepts overlaps, and since MAP statuses come back asynchronously and
+ * are not checked, the driver ends up holding what the device refused.
  */
 class MappingTable {
-  readonly list: Mapping[] = [];
-  private overlaps = false;
+  readonly tree = new RangeTree<Mapping>();
 
   constructor(private readonly allowOverlap: boolean) {}
 
   /** The mapping with the lowest start that contains `iova` (interval_tree_iter_first). */
   find(iova: number): Mapping | undefined {
-    let lo = 0;
-    let hi = this.list.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.list[mid].start <= iova) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    // list[hi] is the last mapping starting at or below iova.
-    if (!this.overlaps) {
-      const m = this.list[hi];
-      return m !== undefined && iova < m.end ? m : undefined;
-    }
-    let found: Mapping | undefined;
-    for (let i = hi; i >= 0; i--) if (iova < this.list[i].end) found = this.list[i];
-    return found;
+    return this.tree.firstOverlapping(iova, iova + 1);
   }
 
   insert(m: Mapping): boolean {
-    let i = this.list.length;
-    while (i > 0 && this.list[i - 1].start > m.start) i--;
-    const clash =
-      (i > 0 && this.list[i - 1].end > m.start) || (i < this.list.length && this.list[i].start < m.end);
-    if (clash && !this.allowOverlap) return false;
-    if (clash) this.overlaps = true;
-    this.list.splice(i, 0, m);
+    if (!this.allowOverlap && this.tree.findOverlap(m.iova, m.iova + m.size) !== undefined) return false;
+    this.tree.insert(m);
     return true;
   }
 
@@ -76,29 +54,23 @@ class MappingTable {
    */
   removeDriver(start: number, end: number): number {
     let bytes = 0;
-    for (let i = 0; i < this.list.length; ) {
-      const m = this.list[i];
-      if (m.end <= start || m.start >= end) {
-        i++;
-        continue;
-      }
-      if (m.start < start) break;
-      bytes += m.end - m.start;
-      this.list.splice(i, 1);
+    for (let m = this.tree.firstOverlapping(start, end); m !== undefined && m.iova < end; ) {
+      if (m.iova < start) break;
+      const next = this.tree.next(m);
+      bytes += m.size;
+      this.tree.remove(m);
+      m = next;
     }
     return bytes;
   }
 
   /** The device's UNMAP: mappings inside [start, end) go; one straddling the range stops it (S_RANGE). */
   removeDevice(start: number, end: number): void {
-    for (let i = 0; i < this.list.length; ) {
-      const m = this.list[i];
-      if (m.end <= start || m.start >= end) {
-        i++;
-        continue;
-      }
-      if (m.start < start || m.end > end) return;
-      this.list.splice(i, 1);
+    for (let m = this.tree.firstOverlapping(start, end); m !== undefined && m.iova < end; ) {
+      if (m.iova < start || m.iova + m.size > end) return;
+      const next = this.tree.next(m);
+      this.tree.remove(m);
+      m = next;
     }
   }
 }
@@ -128,7 +100,7 @@ class VirtioIommuDevice implements IommuHw {
   map(domain: number, start: number, end: number, pa: number, flags: number): number {
     const t = this.domains.get(domain);
     if (t === undefined) return -EINVAL;
-    return t.insert({ start, end, pa, flags }) ? 0 : -EINVAL;
+    return t.insert({ iova: start, size: end - start, pa, flags }) ? 0 : -EINVAL;
   }
 
   /** VIRTIO_IOMMU_T_UNMAP */
@@ -143,8 +115,8 @@ class VirtioIommuDevice implements IommuHw {
       this.faults.push({ endpoint: dev.rid, iova, write });
       return -1;
     }
-    this.lastPageRemaining = m.end - iova;
-    return m.pa + (iova - m.start);
+    this.lastPageRemaining = m.iova + m.size - iova;
+    return m.pa + (iova - m.iova);
   }
 }
 
@@ -168,7 +140,7 @@ class VirtioDomain extends IommuDomain {
     if (prot & 1) flags |= MAP_F_READ;
     if (prot & 2) flags |= MAP_F_WRITE;
     if (prot & 16) flags |= MAP_F_MMIO;
-    this.mappings.insert({ start: iova, end: iova + size, pa, flags });
+    this.mappings.insert({ iova, size, pa, flags });
     // The request's status is not checked (viommu_add_req + iotlb_sync_map): a refused MAP is silent.
     this.driver.device.map(this.id, iova, iova + size, pa, flags);
     return size;
@@ -183,12 +155,12 @@ class VirtioDomain extends IommuDomain {
 
   iovaToPhys(iova: number): number {
     const m = this.mappings.find(iova);
-    return m === undefined ? -1 : m.pa + (iova - m.start);
+    return m === undefined ? -1 : m.pa + (iova - m.iova);
   }
 
   leafSize(iova: number): number {
     const m = this.mappings.find(iova);
-    return m === undefined ? 0 : m.end - m.start;
+    return m === undefined ? 0 : m.size;
   }
 }
 

@@ -1,5 +1,4 @@
 export { VfioContainer } from './container.ts';
-export { DmaTree, type Range } from './dma-tree.ts';
 export { VfioGroup, VfioGroupFile } from './group.ts';
 export { defaultVfioParams, type VfioParams } from './params.ts';
 export { Type1Iommu } from './type1.ts';

@@ -8,7 +8,7 @@ import type { IommuGroup } from '../iommu/group.ts';
 import type { Current } from '../mm/file.ts';
 import type { MmStruct } from '../mm/mm.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
-import { DmaTree, type Range } from './dma-tree.ts';
+import { type Range, RangeTree } from '../iommu/range-tree.ts';
 import type { IovaRange } from './iova-list.ts';
 import type { VfioParams } from './params.ts';
 
@@ -48,7 +48,7 @@ export class Type1State {
   readonly nesting: boolean;
   /** Most recently attached first (the kernel adds at the head). */
   domains: VfioDomain[] = [];
-  readonly dmas = new DmaTree<VfioDma>();
+  readonly dmas = new RangeTree<VfioDma>();
   dmaAvail: number;
   /** AND of the domains' page sizes; PAGE_MASK with no domain. */
   pgsizeBitmap = 0xffff_ffff_ffff_f000n;

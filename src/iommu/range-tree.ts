@@ -1,7 +1,8 @@
 /**
- * The DMA mapping list: disjoint [iova, iova + size) ranges kept in an AVL tree ordered by iova,
- * like type-1's rb-tree of vfio_dma. Every operation is O(log n), so the per-map cost at 65 535
- * mappings stays close to the cost at 1 000, and a huge mapping is one node.
+ * Ranges [iova, iova + size) in an AVL tree ordered by iova: type-1's rb-tree of vfio_dma and
+ * virtio-iommu's mapping trees. Every operation is O(log n), so the per-map cost at 65 535 mappings
+ * stays close to the cost at 1 000, and a huge mapping is one node. Ranges are disjoint, except
+ * where a driver's own bookkeeping lets them overlap (then the end order follows the start order).
  * Keys are numbers: IOVAs are multiples of 4 KiB, exact as doubles up to 2^64.
  */
 
@@ -57,7 +58,7 @@ function balance<T>(n: Node<T>): Node<T> {
   return n;
 }
 
-export class DmaTree<T extends Range> {
+export class RangeTree<T extends Range> {
   private root: Node<T> | null = null;
   private count = 0;
 
@@ -75,7 +76,7 @@ export class DmaTree<T extends Range> {
   remove(value: T): void {
     const before = this.count;
     this.root = this.removeAt(this.root, value.iova);
-    if (this.count === before) throw new Error(`DmaTree: no range at ${value.iova}`);
+    if (this.count === before) throw new Error(`RangeTree: no range at ${value.iova}`);
   }
 
   /** vfio_find_dma: any range overlapping [start, end), or undefined. */
