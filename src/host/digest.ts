@@ -23,7 +23,10 @@ function containerDigest(c: VfioContainer): unknown {
     inval: d.vaddrInvalid,
     dirty: d.dirtyBitmap,
     // Where the first and last page translate in every domain (cheap, and catches table changes).
-    pa: s.domains.map((dom) => [dom.domain.iovaToPhys(d.iova), dom.domain.iovaToPhys(d.iova + d.size - 4096)]),
+    pa: s.domains.map((dom) => [
+      dom.domain.iovaToPhys(d.iova),
+      dom.domain.iovaToPhys(d.iova + d.size - 4096),
+    ]),
   }));
   return {
     groups: c.groups.map((g) => g.id),

@@ -1,3 +1,4 @@
+export { stateDigest } from './digest.ts';
 export { Host, HostConfigError, type HostIommuKind, type HostOptions, pciRid } from './host.ts';
 export { Process, type ProcessOptions, type ProcStatus } from './process.ts';
 export {
@@ -8,4 +9,3 @@ export {
   VfioContainerHandle,
   VfioGroupHandle,
 } from './vfio-api.ts';
-export { stateDigest } from './digest.ts';
