@@ -5,10 +5,10 @@
 
 import type { IommuDomain } from '../iommu/domain.ts';
 import type { IommuGroup } from '../iommu/group.ts';
+import { type Range, RangeTree } from '../iommu/range-tree.ts';
 import type { Current } from '../mm/file.ts';
 import type { MmStruct } from '../mm/mm.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
-import { type Range, RangeTree } from '../iommu/range-tree.ts';
 import type { IovaRange } from './iova-list.ts';
 import type { VfioParams } from './params.ts';
 
