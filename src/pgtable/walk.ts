@@ -206,60 +206,79 @@ export function walk(
   hook: WalkFetchHook | null = null,
   trace: WalkTrace | null = null,
 ): number {
-  out.reads = 0;
   out.perms = 0;
   // Input beyond TxSZ: translation fault at level 0 (Arm ARM VAIsOutOfRange / IPAIsOutOfRange).
-  if (!(ia < regime.inputLimit)) return fail(out, FAULT_TRANSLATION, 0);
+  if (!(ia < regime.inputLimit)) {
+    out.reads = 0;
+    return fail(out, FAULT_TRANSLATION, 0);
+  }
+  const stage = regime.stage;
+  const inv = regime.inv;
+  const idxMask = regime.idxMask;
+  const oaLimit = regime.oaLimit;
+  const tableLoMask = regime.tableLoMask;
+  const lpa = regime.lpa;
   let level = regime.startLevel;
   let table = regime.ttb;
   let apTable = 0;
   let pxnTable = 0;
   let uxnTable = 0;
-  const hierarchical = regime.stage === 1 && !regime.hpd;
+  let reads = 0;
+  const hierarchical = stage === 1 && !regime.hpd;
   for (;;) {
-    const index = Math.floor(ia * regime.inv[level]) & regime.idxMask[level];
+    const index = Math.floor(ia * inv[level]) & idxMask[level];
     const descAddr = table + index * 8;
-    out.descAddr = descAddr;
     let pa = descAddr;
     if (hook !== null) {
-      pa = hook.fetchDescriptor(descAddr, regime.stage, level);
-      if (pa < 0) return fail(out, FAULT_FETCH, level);
+      pa = hook.fetchDescriptor(descAddr, stage, level);
+      if (pa < 0) {
+        out.reads = reads;
+        out.descAddr = descAddr;
+        return fail(out, FAULT_FETCH, level);
+      }
     }
     const lo = mem.readU32(pa) >>> 0;
     const hi = mem.readU32(pa + 4) >>> 0;
-    out.reads++;
-    out.descLo = lo;
-    out.descHi = hi;
-    if (trace !== null) trace.descriptor(regime.stage, level, index, descAddr, pa, lo, hi);
-    if ((lo & 1) === 0) return fail(out, FAULT_TRANSLATION, level);
-    if (level < 3 && (lo & 2) !== 0) {
+    reads++;
+    if (trace !== null) trace.descriptor(stage, level, index, descAddr, pa, lo, hi);
+    if ((lo & 3) === 3 && level < 3) {
       // Table descriptor: next-level address, checked against the output size (AArch64.S1Walk).
-      let next = (hi & 0xffff) * 4294967296 + ((lo & regime.tableLoMask) >>> 0);
-      if (regime.lpa) next += ((lo >>> 12) & 0xf) * POW2[48];
-      if (!(next < regime.oaLimit)) return fail(out, FAULT_ADDR_SIZE, level);
+      table = (lo & tableLoMask) >>> 0;
+      const top = hi & 0xffff;
+      if (top !== 0 || lpa) {
+        table += top * 4294967296;
+        if (lpa) table += ((lo >>> 12) & 0xf) * POW2[48];
+        if (!(table < oaLimit)) return leave(out, FAULT_ADDR_SIZE, level, reads, descAddr, lo, hi);
+      } else if (!(table < oaLimit)) {
+        return leave(out, FAULT_ADDR_SIZE, level, reads, descAddr, lo, hi);
+      }
       if (hierarchical) {
         apTable |= (hi >>> 29) & 3;
         pxnTable |= (hi >>> 27) & 1;
         uxnTable |= (hi >>> 28) & 1;
       }
-      table = next;
       level++;
       continue;
     }
+    out.reads = reads;
+    out.descAddr = descAddr;
+    out.descLo = lo;
+    out.descHi = hi;
+    if ((lo & 1) === 0) return fail(out, FAULT_TRANSLATION, level);
     // Leaf: a page at level 3, a block where the granule allows one; anything else is reserved.
     if (level === 3 ? (lo & 2) === 0 : regime.block[level] === 0) return fail(out, FAULT_TRANSLATION, level);
     const shift = regime.shift[level];
     let base: number;
     if (shift >= 32) base = (hi & 0xffff & ~((1 << (shift - 32)) - 1)) * 4294967296;
     else base = (hi & 0xffff) * 4294967296 + ((lo & ~((1 << shift) - 1)) >>> 0);
-    if (regime.lpa) base += ((lo >>> 12) & 0xf) * POW2[48];
+    if (lpa) base += ((lo >>> 12) & 0xf) * POW2[48];
     out.level = level;
     out.sizeLg2 = shift;
     // Leaf checks in the Arm ARM order: output address size, then access flag, then permission.
-    if (!(base < regime.oaLimit)) return fail(out, FAULT_ADDR_SIZE, level);
-    out.oa = base + (ia - Math.floor(ia * regime.inv[level]) * POW2[shift]);
+    if (!(base < oaLimit)) return fail(out, FAULT_ADDR_SIZE, level);
+    out.oa = base + (ia - Math.floor(ia * inv[level]) * POW2[shift]);
     const perms =
-      regime.stage === 1
+      stage === 1
         ? s1Permissions(regime, lo, hi, apTable, pxnTable, uxnTable)
         : s2Permissions(regime, lo, hi);
     out.perms = perms;
@@ -268,11 +287,28 @@ export function walk(
       return FAULT_NONE;
     }
     if ((lo & 0x400) === 0 && !regime.affd) return fail(out, FAULT_ACCESS, level);
-    const need = regime.stage === 1 ? S1_NEED[access & 7] : S2_NEED[access & 7];
+    const need = stage === 1 ? S1_NEED[access & 7] : S2_NEED[access & 7];
     if ((perms & need) === 0) return fail(out, FAULT_PERMISSION, level);
     out.fault = FAULT_NONE;
     return FAULT_NONE;
   }
+}
+
+/** Stops the walk at a table descriptor, recording where. */
+function leave(
+  out: WalkResult,
+  fault: number,
+  level: number,
+  reads: number,
+  descAddr: number,
+  lo: number,
+  hi: number,
+) {
+  out.reads = reads;
+  out.descAddr = descAddr;
+  out.descLo = lo;
+  out.descHi = hi;
+  return fail(out, fault, level);
 }
 
 function fail(out: WalkResult, fault: number, level: number): number {

@@ -35,7 +35,15 @@ export class TlbContext {
   /** Entries per size (log2) and the sizes present, smallest first. */
   readonly sizeCount = new Int32Array(64);
   sizes: number[] = [];
+  /** The smallest size present (log2) and 2^-size: the micro-TLB is probed with it first. */
+  size0 = 64;
+  inv0 = 0;
   count = 0;
+  /**
+   * A direct-mapped micro-TLB of recently used entries (by page number mod 64) in front of the hash
+   * table: invisible to software, it only saves the hash probe.
+   */
+  readonly micro: (TlbEntry | undefined)[] = new Array<TlbEntry | undefined>(64).fill(undefined);
 
   constructor(id: number, world: number, kind: number, vmid: number, asid: number) {
     this.id = id;
@@ -60,6 +68,8 @@ export class TlbEntry {
   granuleLg2: number;
   /** Stage-1 permission bits | stage-2 bits << 6 (a stage that does not translate grants all). */
   perms: number;
+  /** vaBase / 2^sizeLg2 (the hash key). */
+  readonly page: number;
   slot = -1;
   live = true;
 
@@ -81,6 +91,7 @@ export class TlbEntry {
     this.level = level;
     this.granuleLg2 = granuleLg2;
     this.perms = perms;
+    this.page = Math.floor(vaBase * INV_POW2[sizeLg2]);
   }
 }
 
@@ -128,15 +139,29 @@ export class Tlb {
 
   /** The entry of `ctx` covering `addr`, probing each entry size the context holds. */
   lookup(ctx: TlbContext, addr: number): TlbEntry | undefined {
+    // Micro-TLB at the smallest size first: the common hit costs one array load and two compares.
+    const page = Math.floor(addr * ctx.inv0);
+    const m = ctx.micro[page & 63];
+    if (m !== undefined && m.page === page && m.sizeLg2 === ctx.size0) return m;
+    return this.probe(ctx, addr);
+  }
+
+  private probe(ctx: TlbContext, addr: number): TlbEntry | undefined {
     const sizes = ctx.sizes;
     for (let i = 0; i < sizes.length; i++) {
       const k = sizes[i];
       const page = Math.floor(addr * INV_POW2[k]);
+      const m = ctx.micro[page & 63];
+      if (m !== undefined && m.page === page && m.sizeLg2 === k) return m;
       const tag = ctx.tagBase + k;
       let slot = this.hash(page, tag);
       for (;;) {
         const t = this.tags[slot];
-        if (t === tag && this.pages[slot] === page) return this.slots[slot];
+        if (t === tag && this.pages[slot] === page) {
+          const e = this.slots[slot]!;
+          ctx.micro[page & 63] = e;
+          return e;
+        }
         if (t === EMPTY) break;
         slot = (slot + 1) & this.mask;
       }
@@ -196,13 +221,18 @@ export class Tlb {
   }
 
   invalidateAll(): void {
+    if (this.count === 0) return;
     for (const e of this.slots) if (e !== undefined) e.live = false;
     this.tags.fill(EMPTY);
     this.slots.fill(undefined);
     for (const ctx of this.contexts.values()) {
+      if (ctx.count === 0) continue;
       ctx.sizeCount.fill(0);
       ctx.sizes = [];
+      ctx.size0 = 64;
+      ctx.inv0 = 0;
       ctx.count = 0;
+      ctx.micro.fill(undefined);
     }
     for (const e of this.fifo) e.live = false;
     this.fifo.length = 0;
@@ -252,6 +282,7 @@ export class Tlb {
     this.slots[hole] = undefined;
     this.count--;
     const ctx = e.ctx;
+    if (ctx.micro[e.page & 63] === e) ctx.micro[e.page & 63] = undefined;
     ctx.count--;
     if (--ctx.sizeCount[e.sizeLg2] === 0) ctx.sizes = sizesOf(ctx);
   }
@@ -274,6 +305,8 @@ export class Tlb {
 function sizesOf(ctx: TlbContext): number[] {
   const out: number[] = [];
   for (let k = 0; k < 64; k++) if (ctx.sizeCount[k] > 0) out.push(k);
+  ctx.size0 = out.length > 0 ? out[0] : 64;
+  ctx.inv0 = out.length > 0 ? INV_POW2[out[0]] : 0;
   return out;
 }
 

@@ -75,7 +75,9 @@ export class TranslationResult {
   /** Event type of the fault (0: none or a silent abort); details in `fault`. */
   event = 0;
   /** Terminated with no event (STE.Config abort, GBPA.ABORT, or out of range with the SMMU disabled). */
-  silent = false;
+  get silent(): boolean {
+    return this.pa < 0 && this.event === 0;
+  }
   tlbHit = false;
   /** The translation holds for the naturally aligned 2^sizeLg2 bytes around the input. */
   sizeLg2 = 12;
@@ -233,6 +235,7 @@ export class Translator implements WalkFetchHook {
       ssid === this.fastSsid &&
       this.fastGen === this.cache.generation
     ) {
+      // Same stream as last time and nothing invalidated since: its configuration is at hand.
       const tc = this.fastTc!;
       const ctx = tc.tlbCtx;
       if (ctx !== null) {
@@ -246,29 +249,33 @@ export class Translator implements WalkFetchHook {
             const pa = e.paBase + (iova - e.vaBase);
             r.pa = pa;
             r.event = 0;
-            r.silent = false;
             r.tlbHit = true;
             r.sizeLg2 = e.sizeLg2;
             r.ipa = e.ipaBase + (iova - e.vaBase);
             return pa;
           }
+          // A permission fault from the cached entry, as the slow path would report it.
+          this.begin(sid, ssid, iova, access, null);
+          this.setAttributes(tc, access);
+          this.hit(tc, e, iova, access);
+          return this.result.pa;
         }
       }
+      this.begin(sid, ssid, iova, access, null);
+      this.translateWith(tc, iova, access);
+    } else {
+      this.translateSlow(sid, ssid, iova, access, trace);
     }
-    return this.translateSlow(sid, ssid, iova, access, trace);
+    // Every path leaves its answer in `result.pa`: returning that field (never a call's result) keeps
+    // the returned PA an unboxed double where this method is inlined, so a hit allocates nothing.
+    return this.result.pa;
   }
 
-  private translateSlow(
-    sid: number,
-    ssid: number,
-    iova: number,
-    access: number,
-    trace: SmmuTrace | null,
-  ): number {
+  /** Resets the result for a new transaction. */
+  private begin(sid: number, ssid: number, iova: number, access: number, trace: SmmuTrace | null): void {
     const r = this.result;
     r.pa = -1;
     r.event = 0;
-    r.silent = false;
     r.tlbHit = false;
     r.sizeLg2 = 12;
     r.ipa = -1;
@@ -279,43 +286,67 @@ export class Translator implements WalkFetchHook {
     f.pnu = (access & ACCESS_PRIV) !== 0;
     f.ind = (access & 2) !== 0;
     this.trace = trace;
+  }
+
+  private translateSlow(
+    sid: number,
+    ssid: number,
+    iova: number,
+    access: number,
+    trace: SmmuTrace | null,
+  ): number {
+    this.begin(sid, ssid, iova, access, trace);
     if (!this.smmuEnabled) {
       // SMMUEN == 0: GBPA decides; out-of-range input is aborted without an event (IHI 0070 §3.4).
       if (this.gbpaAbort || !(iova < this.oasLimit)) return this.silent();
-      r.pa = iova;
+      this.result.pa = iova;
       return iova;
     }
-    const tc = this.lookupConfig(sid, ssv, ssid);
-    if (tc === null) return r.event === 0 ? this.silent() : this.terminate();
+    const tc = this.lookupConfig(sid, ssid >= 0, ssid);
+    if (tc === null) return this.result.event === 0 ? this.silent() : this.terminate();
     if (trace === null && !this.bypassCaches && this.cache.enabled) {
       this.fastSid = sid;
       this.fastSsid = ssid;
       this.fastTc = tc;
       this.fastGen = this.cache.generation;
     }
+    if (tc.tlbCtx !== null && !this.bypassCaches) {
+      let e = this.tlb.lookup(tc.tlbCtx, iova);
+      const g = tc.globalCtx;
+      if (e === undefined && g !== null && g.count > 0 && g !== tc.tlbCtx) e = this.tlb.lookup(g, iova);
+      if (e !== undefined) {
+        this.setAttributes(tc, access);
+        return this.hit(tc, e, iova, access);
+      }
+    }
+    return this.translateWith(tc, iova, access);
+  }
+
+  /** Post-STE-override PnU / InD for the event record. */
+  private setAttributes(tc: TransCfg, access: number): void {
     const ea = tc.access[access];
+    const f = this.result.fault;
     f.pnu = (ea & ACCESS_PRIV) !== 0;
     f.ind = (ea & 2) !== 0;
+  }
+
+  /** Translation once the configuration is known and the TLB missed (or could not be used). */
+  private translateWith(tc: TransCfg, iova: number, access: number): number {
+    this.setAttributes(tc, access);
     switch (tc.kind) {
       case TC_ABORT:
         return this.silent();
       case TC_BYPASS:
         // Both stages bypassed: an input above the OAS is a stage-1 Address Size fault (IHI 0070 §3.4).
         if (!(iova < this.oasLimit)) return this.fault(EVT_F_ADDR_SIZE, false, CLASS_IN, 0, true);
-        r.pa = iova;
+        this.result.pa = iova;
         return iova;
       case TC_S1_BYPASS:
         if (!(iova < this.iasLimit)) return this.fault(EVT_F_ADDR_SIZE, false, CLASS_IN, 0, true);
-        r.pa = iova;
+        this.result.pa = iova;
         return iova;
     }
-    if (tc.tlbCtx !== null && !this.bypassCaches) {
-      let e = this.tlb.lookup(tc.tlbCtx, iova);
-      const g = tc.globalCtx;
-      if (e === undefined && g !== null && g.count > 0 && g !== tc.tlbCtx) e = this.tlb.lookup(g, iova);
-      if (e !== undefined) return this.hit(tc, e, iova, access);
-    }
-    return this.walkAll(tc, iova, ea);
+    return this.walkAll(tc, iova, tc.access[access]);
   }
 
   /** A TLB hit in the slow path: the permission check decides, attributing a fault to its stage. */
@@ -623,7 +654,6 @@ export class Translator implements WalkFetchHook {
     const r = this.result;
     r.pa = -1;
     r.event = 0;
-    r.silent = true;
     return -1;
   }
 }
