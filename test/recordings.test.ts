@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromName } from '../src/scenario/probe/config.ts';
 import { runProbeFiles } from '../src/scenario/probe/index.ts';
-import { comparable, listRecordings, loadRecording } from './helpers/recordings.ts';
+import { comparable, eventsFromLog, listRecordings, loadRecording } from './helpers/recordings.ts';
 
 const ROOTS = [join(import.meta.dirname, 'kernel-answers'), join(import.meta.dirname, 'oracle/answers')];
 const SCENARIO_DIRS = [
@@ -26,7 +26,7 @@ function scenarioText(name: string): string {
 }
 
 /** Hosts the model cannot build yet; their recordings are listed as todo until they can. */
-const PENDING = new Set(['smmuv3', 'iommufd']);
+const PENDING = new Set(['iommufd']);
 
 for (const root of ROOTS) {
   describe(root.split('/').slice(-2).join('/'), () => {

@@ -44,8 +44,10 @@ export function probeCommand(argv: string[], out: Out): number {
     }
   });
   try {
-    for (const r of runProbeFiles(files, opts.host, opts.probe))
+    for (const r of runProbeFiles(files, opts.host, opts.probe)) {
       for (const line of r.lines) out.write(`${JSON.stringify(line)}\n`);
+      if (r.smmuEvents !== undefined) out.write(`${JSON.stringify({ smmu_events: r.smmuEvents })}\n`);
+    }
   } catch (e) {
     if (e instanceof ProbeSyntaxError || e instanceof HostConfigError) throw new UsageError(e.message);
     throw e;

@@ -10,12 +10,14 @@
  */
 
 import { EduDevice } from '../device/edu.ts';
+import { ArmSmmuV3 } from '../iommu/arm-smmu-v3.ts';
 import type { IommuDriver } from '../iommu/driver.ts';
 import { Device, IommuGroup, type IommuHw } from '../iommu/group.ts';
 import { IntelIommu } from '../iommu/intel.ts';
 import { VirtioIommu } from '../iommu/virtio.ts';
 import type { KernelFile } from '../mm/file.ts';
 import { PhysMem } from '../mm/physmem.ts';
+import { Smmu } from '../smmu/device.ts';
 import { ENOENT } from '../uapi/errno.ts';
 import { type KernelProfile, type KernelVersion, kernelProfile } from '../uapi/profile.ts';
 import { defaultVfioParams, type VfioParams } from '../vfio/params.ts';
@@ -74,6 +76,8 @@ export class Host {
   readonly edus = new Map<string, EduDevice>();
   private readonly vfioPci = new Map<Device, VfioPciDevice>();
   readonly moduleParams = new Map<string, ModuleParam>();
+  /** The SMMUv3 hardware, on an smmuv3 host. */
+  readonly smmu: Smmu | null = null;
 
   constructor(options: HostOptions = {}) {
     const version = options.kernel ?? '6.12';
@@ -96,8 +100,25 @@ export class Host {
       case 'virtio':
         this.iommu = new VirtioIommu(profile, this.phys);
         break;
+      case 'smmuv3': {
+        const preset = { s1s2: 'qemu-virt', s1: 'qemu-virt-s1', s2: 's2' }[options.smmu ?? 's1s2'];
+        if (preset === undefined) throw new HostConfigError('smmu', `unknown SMMU stages '${options.smmu}'`);
+        let drv: ArmSmmuV3 | undefined;
+        this.smmu = new Smmu(this.phys, {
+          preset,
+          interrupt: (line) => {
+            if (line === 'eventq') drv?.drainEvents();
+          },
+        });
+        drv = new ArmSmmuV3(profile, this.phys, this.smmu);
+        this.iommu = drv;
+        break;
+      }
       default:
-        throw new HostConfigError('iommu', `host IOMMU '${this.iommuKind}' is not available yet`);
+        throw new HostConfigError(
+          'iommu',
+          `unknown host IOMMU '${this.iommuKind}' (intel, virtio or smmuv3)`,
+        );
     }
     const defaultName = this.iommuKind === 'virtio' ? '0000:00:02.0' : '0000:00:01.0';
     const name = options.device ?? defaultName;
@@ -105,6 +126,7 @@ export class Host {
     const dev = new Device(name, pciRid(name), this.iommu, this.iommu.hw);
     const group = new IommuGroup(groupId);
     group.add(dev);
+    if (this.iommu instanceof ArmSmmuV3) this.iommu.addDevice(dev);
     this.devices.push(dev);
     this.groups.push(group);
     this.vfio.addGroup(group);

@@ -4,6 +4,7 @@
  */
 
 import { Host, type HostOptions } from '../../host/host.ts';
+import { ArmSmmuV3 } from '../../iommu/arm-smmu-v3.ts';
 import { type ProbeLine, parseProbe } from './parse.ts';
 import { type ProbeOptions, ProbeProcess, type ProbeRecord } from './runner.ts';
 
@@ -17,10 +18,17 @@ export interface ProbeFile {
   text: string;
 }
 
-/** The result of one file: its lines, and the records that follow them (e.g. smmu_events). */
+/** One SMMU event record as the probe prints it: type and the four 64-bit words in hex. */
+export interface ProbeSmmuEvent {
+  type: string;
+  words: string[];
+}
+
+/** The result of one file: its lines, and on an SMMUv3 host the event records the driver read. */
 export interface ProbeFileResult {
   scenario: string;
   lines: ProbeRecord[];
+  smmuEvents?: ProbeSmmuEvent[];
 }
 
 /**
@@ -36,9 +44,17 @@ export function runProbeFiles(
   return parsed.map((lines, i) => {
     const base = files[i].name.split('/').pop()!;
     const scenario = `${String(i + 1).padStart(2, '0')}-${base}`;
+    const drv = host.iommu instanceof ArmSmmuV3 ? host.iommu : null;
+    const from = drv?.eventLog.length ?? 0;
     const p = new ProbeProcess(host, scenario, probeOptions);
     p.run(lines);
     p.exit();
-    return { scenario, lines: p.out };
+    const result: ProbeFileResult = { scenario, lines: p.out };
+    if (drv !== null)
+      result.smmuEvents = drv.eventsSince(from).map((e) => ({
+        type: `0x${e.type.toString(16).padStart(2, '0')}`,
+        words: e.words.map((w) => `0x${w.toString(16).padStart(16, '0')}`),
+      }));
+    return result;
   });
 }
