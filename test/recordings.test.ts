@@ -58,6 +58,17 @@ for (const root of ROOTS) {
           const want = rec.lines[i].map(comparable);
           for (let k = 0; k < Math.max(got.length, want.length); k++)
             expect(got[k], `${rec.scenarios[i]} seq ${k}`).toEqual(want[k]);
+          // The kernel logged every event record it read; a rate-limited log is checked up to the
+          // first suppression (kernel-answers/README.md).
+          const log = rec.logs[i];
+          if (log !== undefined) {
+            const logged = eventsFromLog(log);
+            const suppressed = log.some((l) => /callbacks suppressed/.test(l));
+            const model = results[i].smmuEvents ?? [];
+            expect(suppressed ? model.slice(0, logged.length) : model, `${rec.scenarios[i]} smmu_events`).toEqual(
+              logged,
+            );
+          }
         });
       });
     }
