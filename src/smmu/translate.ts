@@ -81,7 +81,10 @@ export class TranslationResult {
   tlbHit = false;
   /** The translation holds for the naturally aligned 2^sizeLg2 bytes around the input. */
   sizeLg2 = 12;
-  /** Intermediate address (stage-1 output, or the input when stage 1 is bypassed); -1 without stage 2. */
+  /**
+   * The address between the stages: the stage-1 output (the input when stage 1 is bypassed; equal to
+   * the PA when stage 2 is bypassed). -1 when terminated.
+   */
   ipa = -1;
   readonly fault = new FaultInfo();
 }
@@ -299,8 +302,7 @@ export class Translator implements WalkFetchHook {
     if (!this.smmuEnabled) {
       // SMMUEN == 0: GBPA decides; out-of-range input is aborted without an event (IHI 0070 §3.4).
       if (this.gbpaAbort || !(iova < this.oasLimit)) return this.silent();
-      this.result.pa = iova;
-      return iova;
+      return this.identity(iova);
     }
     const tc = this.lookupConfig(sid, ssid >= 0, ssid);
     if (tc === null) return this.result.event === 0 ? this.silent() : this.terminate();
@@ -339,12 +341,10 @@ export class Translator implements WalkFetchHook {
       case TC_BYPASS:
         // Both stages bypassed: an input above the OAS is a stage-1 Address Size fault (IHI 0070 §3.4).
         if (!(iova < this.oasLimit)) return this.fault(EVT_F_ADDR_SIZE, false, CLASS_IN, 0, true);
-        this.result.pa = iova;
-        return iova;
+        return this.identity(iova);
       case TC_S1_BYPASS:
         if (!(iova < this.iasLimit)) return this.fault(EVT_F_ADDR_SIZE, false, CLASS_IN, 0, true);
-        this.result.pa = iova;
-        return iova;
+        return this.identity(iova);
     }
     return this.walkAll(tc, iova, tc.access[access]);
   }
@@ -401,7 +401,7 @@ export class Translator implements WalkFetchHook {
     }
     const sizeLg2 = Math.min(s1 ? this.s1Out.sizeLg2 : 64, s2 ? this.s2Out.sizeLg2 : 64);
     r.pa = pa;
-    r.ipa = s2 ? ipa : -1;
+    r.ipa = ipa;
     r.sizeLg2 = sizeLg2;
     if (tc.tlbCtx !== null && !this.bypassCaches && this.tlbEnabled) {
       // A combined entry covers the smaller of the two leaves (QEMU combine_tlb; reference §3.4).
@@ -648,6 +648,14 @@ export class Translator implements WalkFetchHook {
     r.pa = -1;
     if (r.fault.record && !this.quiet) this.sink.recordEvent(r.fault);
     return -1;
+  }
+
+  /** Both stages bypassed: the output is the input. */
+  private identity(iova: number): number {
+    const r = this.result;
+    r.pa = iova;
+    r.ipa = iova;
+    return iova;
   }
 
   private silent(): number {

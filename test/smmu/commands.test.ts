@@ -126,6 +126,38 @@ describe('TLB invalidation reach on a combined (nested) entry', () => {
   }
 });
 
+describe('global entries (nG = 0) match every ASID of the VMID (IHI 0070 §4.4.2)', () => {
+  function globalLeaf() {
+    const n = nestedSetup();
+    n.s1.map(VA, IPA_A, 0x1000, RW);
+    // Clear nG in the leaf Linux wrote (it always sets nG for stage 1).
+    const leaf = n.smmu.walkTrace(n.sid, -1, VA).trace.walkReads.filter((r) => r.kind === 's1')[3];
+    n.guest.writeU32(leaf.addr, leaf.words[0] & ~0x800);
+    expect(n.smmu.translate(n.sid, -1, VA, ACCESS_READ)).toBe(PA_A);
+    n.s1.unmap(VA, 0x1000);
+    n.s1.map(VA, IPA_B, 0x1000, RW);
+    return n;
+  }
+
+  it('TLBI_NH_ASID leaves a global entry; TLBI_NH_VA with any ASID removes it', () => {
+    const n = globalLeaf();
+    n.drv.cmd(CMD_TLBI_NH_ASID, { vmid: n.vmid, asid: n.asid });
+    n.drv.cmd(CMD_SYNC);
+    expect(n.smmu.translate(n.sid, -1, VA, ACCESS_READ)).toBe(PA_A);
+    n.drv.cmd(CMD_TLBI_NH_VA, { vmid: n.vmid, asid: 0x77, addr: VA });
+    n.drv.cmd(CMD_SYNC);
+    expect(n.smmu.translate(n.sid, -1, VA, ACCESS_READ)).toBe(PA_B);
+  });
+
+  it('a CD with another ASID in the same VMID hits the global entry', () => {
+    const n = globalLeaf();
+    writeCd(n.guest, n.cdIpa, linuxCd(n.s1.pgd, 9));
+    n.drv.cmd(CMD_CFGI_CD, { sid: n.sid, ssid: 0 });
+    n.drv.cmd(CMD_SYNC);
+    expect(n.smmu.translate(n.sid, -1, VA, ACCESS_READ)).toBe(PA_A);
+  });
+});
+
 describe('stage-2-only entries and TLBI_S2_IPA', () => {
   function s2Only() {
     const n = nestedSetup();
