@@ -17,6 +17,8 @@ import {
   CMD_CFGI_CD_ALL,
   CMD_CFGI_STE,
   CMD_CFGI_STE_RANGE,
+  CMD_PREFETCH_ADDR,
+  CMD_PREFETCH_CONFIG,
   CMD_PRI_RESP,
   CMD_RESUME,
   CMD_STALL_TERM,
@@ -241,6 +243,19 @@ describe('configuration cache invalidation', () => {
       expect(n.smmu.translate(n.sid, -1, VA, ACCESS_READ)).toBe(-1);
       expect(n.smmu.result.event).toBe(EVT_C_BAD_CD);
     }
+  });
+});
+
+describe('prefetch', () => {
+  it('CMD_PREFETCH_CONFIG / _ADDR are consumed without effect, even for an invalid STE (IHI 0070 §4.2)', () => {
+    const n = nestedSetup();
+    n.drv.writeSte(20, { V: 0 });
+    n.drv.cmd(CMD_PREFETCH_CONFIG, { sid: 20 });
+    n.drv.cmd(CMD_PREFETCH_ADDR, { sid: n.sid, addr: VA, size: 3 });
+    n.drv.cmd(CMD_SYNC);
+    expect(n.drv.reg(REG.CMDQ_CONS) & 0xfffff).toBe(n.drv.reg(REG.CMDQ_PROD));
+    expect(n.drv.events()).toEqual([]);
+    expect(n.smmu.tlb.size).toBe(0);
   });
 });
 
