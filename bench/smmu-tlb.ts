@@ -8,29 +8,10 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { do_not_optimize, measure } from 'mitata';
-import { PhysMem } from '../src/mm/physmem.ts';
-import {
-  ACCESS_READ,
-  IOMMU_CACHE,
-  IOMMU_READ,
-  IOMMU_WRITE,
-  IoPgtable,
-  type PgtableMemory,
-  TableHeap,
-} from '../src/pgtable/index.ts';
-import {
-  CMD_CFGI_STE_RANGE,
-  CMD_SYNC,
-  CMD_TLBI_NSNH_ALL,
-  encodeCd,
-  encodeCommand,
-  encodeSte,
-  REG,
-  Smmu,
-  SmmuTrace,
-} from '../src/smmu/index.ts';
+import { ACCESS_READ } from '../src/pgtable/index.ts';
+import { SmmuTrace } from '../src/smmu/index.ts';
+import { GUEST_IPA, nestedSetup, RW } from '../test/smmu/driver.ts';
 
-const RW = IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
 const OPS = 1024;
 const PAGES = 64;
 const VA = 0x1000_0000;
@@ -38,81 +19,11 @@ const VA = 0x1000_0000;
 const VA2 = 0x2000_0000;
 const MISS_PAGES = 1024;
 
-function nestedDomain(): { mem: PhysMem; smmu: Smmu } {
-  const mem = new PhysMem();
-  const smmu = new Smmu(mem, { preset: 'qemu-virt' });
-  const w = (off: number, v: number) => smmu.writeReg32(off, v);
-  const put = (addr: number, words: ArrayLike<number>) => {
-    for (let i = 0; i < words.length; i++) mem.writeU32(addr + i * 4, words[i]);
-  };
-  // Stream table at 1 MiB, command queue at 2 MiB, event queue at 3 MiB (Linux reset order).
-  w(REG.STRTAB_BASE, 0x100000);
-  w(REG.STRTAB_BASE_CFG, 8);
-  w(REG.CMDQ_BASE, 0x200000 | 8);
-  w(REG.CR0, 8);
-  put(0x200000, encodeCommand(CMD_CFGI_STE_RANGE, { range: 31 }));
-  put(0x200010, encodeCommand(CMD_TLBI_NSNH_ALL));
-  put(0x200020, encodeCommand(CMD_SYNC));
-  w(REG.CMDQ_PROD, 3);
-  w(REG.EVENTQ_BASE, 0x300000 | 6);
-  w(REG.CR0, 0xd);
-  // Stage 2: 44-bit IPA, 4 levels, guest RAM at IPA 1 GiB -> PA 2 GiB + 4 KiB (4K pages).
-  const heap = new TableHeap(mem, 0x1000000, 0x1000000, (a, n) => mem.fill(a, n, 0));
-  const s2 = IoPgtable.create(mem, { stage: 2, pgsizeBitmap: 0x40201000, ias: 44, oas: 44 }, heap)!;
-  s2.map(0x4000_0000, 0x8000_1000, 0x40_0000, RW);
-  // Stage 1 (48-bit VA, 4 levels) built by the "guest" in its RAM, every pointer an IPA.
-  const guest: PgtableMemory = {
-    readU32: (ipa) => mem.readU32(s2.iovaToPhys(ipa)),
-    writeU32: (ipa, v) => mem.writeU32(s2.iovaToPhys(ipa), v),
-  };
-  const s1 = IoPgtable.create(
-    guest,
-    { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 44 },
-    new TableHeap(guest, 0x4010_0000, 0x10_0000),
-  )!;
-  s1.map(VA, 0x4020_0000, PAGES * 0x1000, RW);
-  s1.map(VA2, 0x4020_0000, MISS_PAGES * 0x1000, RW);
-  const cd = encodeCd({
-    T0SZ: 16,
-    IR0: 1,
-    OR0: 1,
-    SH0: 3,
-    EPD1: 1,
-    V: 1,
-    IPS: 4,
-    AA64: 1,
-    R: 1,
-    A: 1,
-    ASET: 1,
-    ASID: 1,
-    TTB0: s1.pgd,
-    MAIR0: 0xf404ff44,
-  });
-  for (let i = 0; i < 16; i++) guest.writeU32(0x4001_0000 + i * 4, cd[i]);
-  put(
-    0x100000 + 8 * 64,
-    encodeSte({
-      V: 1,
-      Config: 7,
-      S1ContextPtr: 0x4001_0000,
-      S2VMID: 1,
-      S2T0SZ: s2.tcr.tsz,
-      S2SL0: s2.tcr.sl,
-      S2IR0: 1,
-      S2OR0: 1,
-      S2SH0: 3,
-      S2TG: 0,
-      S2PS: s2.tcr.ps,
-      S2AA64: 1,
-      S2PTW: 1,
-      S2R: 1,
-      S2TTB: s2.pgd,
-    }),
-  );
-  return { mem, smmu };
-}
-
-const { mem, smmu } = nestedDomain();
+// A nested stream (StreamID 8) programmed through the registers as Linux's driver does: stage 2 with
+// 44-bit IPAs and 4 levels (guest RAM in 4K pages), the guest's CD and 4-level stage-1 tables at IPAs.
+const { mem, smmu, s1 } = nestedSetup({ preset: 'qemu-virt' });
+s1.map(VA, GUEST_IPA + 0x200000, PAGES * 0x1000, RW);
+s1.map(VA2, GUEST_IPA, MISS_PAGES * 0x1000, RW); // all 4 MiB of guest RAM
 const vas = Array.from({ length: PAGES }, (_, i) => VA + i * 0x1000 + 8);
 for (const va of vas)
   if (smmu.translate(8, -1, va, ACCESS_READ) < 0) throw new Error('bench setup: translation failed');
@@ -168,6 +79,10 @@ const chained = await measure(() => {
 });
 // Misses with the TLB on: walk and insert, the QEMU-like TLB flushing itself every 256 inserts.
 smmu.setCaching({ tlb: true });
+for (let i = 0; i < MISS_PAGES; i++) {
+  if (smmu.translate(8, -1, VA2 + i * 0x1000, ACCESS_READ) < 0)
+    throw new Error('bench setup: miss page unmapped');
+}
 let next = 0;
 const missInsert = await measure(() => {
   let s = 0;

@@ -126,49 +126,35 @@ const QEMU_IDR3 = 0x00001414;
 // IDR5: [2:0] OAS=0b100 44 bits [4] GRAN4K [5] GRAN16K [6] GRAN64K.
 const QEMU_IDR5 = 0x00000074;
 
+const QEMU_VIRT: SmmuPreset = {
+  name: 'qemu-virt',
+  description: 'QEMU 10 virt SMMUv3.1, stages 1 and 2 (ID words read back by Linux 6.18 via IOMMU_GET_HW_INFO)',
+  idr0: QEMU_IDR0,
+  idr1: QEMU_IDR1,
+  idr2: 0,
+  idr3: QEMU_IDR3,
+  idr4: 0,
+  idr5: QEMU_IDR5,
+  iidr: 0,
+  aidr: 1,
+  tlb: QEMU_LIKE_TLB,
+  configCache: QEMU_LIKE_CONFIG,
+};
+
 export const SMMU_PRESETS: Readonly<Record<string, SmmuPreset>> = {
-  'qemu-virt': {
-    name: 'qemu-virt',
-    description:
-      'QEMU 10 virt SMMUv3.1, stages 1 and 2 (ID words read back by Linux 6.18 via IOMMU_GET_HW_INFO)',
-    idr0: QEMU_IDR0,
-    idr1: QEMU_IDR1,
-    idr2: 0,
-    idr3: QEMU_IDR3,
-    idr4: 0,
-    idr5: QEMU_IDR5,
-    iidr: 0,
-    aidr: 1,
-    tlb: QEMU_LIKE_TLB,
-    configCache: QEMU_LIKE_CONFIG,
-  },
+  'qemu-virt': QEMU_VIRT,
   'qemu-virt-s1': {
+    ...QEMU_VIRT,
     name: 'qemu-virt-s1',
     description: 'qemu-virt with stage 1 only (S2P = 0, no XNX), as QEMU `arm-smmuv3.stage=1`',
     idr0: QEMU_IDR0 & ~1,
-    idr1: QEMU_IDR1,
-    idr2: 0,
     idr3: QEMU_IDR3 & ~(1 << 4),
-    idr4: 0,
-    idr5: QEMU_IDR5,
-    iidr: 0,
-    aidr: 1,
-    tlb: QEMU_LIKE_TLB,
-    configCache: QEMU_LIKE_CONFIG,
   },
   s2: {
+    ...QEMU_VIRT,
     name: 's2',
     description: 'qemu-virt with stage 2 only (S1P = 0), as QEMU `arm-smmuv3.stage=2`',
     idr0: QEMU_IDR0 & ~2,
-    idr1: QEMU_IDR1,
-    idr2: 0,
-    idr3: QEMU_IDR3,
-    idr4: 0,
-    idr5: QEMU_IDR5,
-    iidr: 0,
-    aidr: 1,
-    tlb: QEMU_LIKE_TLB,
-    configCache: QEMU_LIKE_CONFIG,
   },
   full: {
     name: 'full',
