@@ -147,7 +147,8 @@ export class Smmu implements EventSink {
       typeof options.preset === 'object' ? options.preset : SMMU_PRESETS[options.preset ?? 'qemu-virt'];
     if (preset === undefined) throw new Error(`unknown SMMU preset ${String(options.preset)}`);
     this.preset = preset;
-    this.id = { ...preset, ...options.id };
+    const { idr0, idr1, idr2, idr3, idr4, idr5, iidr, aidr } = preset;
+    this.id = { idr0, idr1, idr2, idr3, idr4, idr5, iidr, aidr, ...options.id };
     this.features = decodeFeatures(this.id);
     this.interrupt = options.interrupt;
     this.gbpa = options.gbpaReset ?? 0;
