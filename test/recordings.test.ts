@@ -65,9 +65,10 @@ for (const root of ROOTS) {
             const logged = eventsFromLog(log);
             const suppressed = log.some((l) => /callbacks suppressed/.test(l));
             const model = results[i].smmuEvents ?? [];
-            expect(suppressed ? model.slice(0, logged.length) : model, `${rec.scenarios[i]} smmu_events`).toEqual(
-              logged,
-            );
+            expect(
+              suppressed ? model.slice(0, logged.length) : model,
+              `${rec.scenarios[i]} smmu_events`,
+            ).toEqual(logged);
           }
         });
       });

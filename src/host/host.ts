@@ -43,6 +43,8 @@ export interface HostOptions {
   group?: number;
   /** PCI name of the assigned device. */
   device?: string;
+  /** vfio-nest's stage-1 binding extension for type-6 containers (docs/nesting-uapi.md); off = the kernel exactly. */
+  nestBind?: boolean;
 }
 
 /** A host configuration that cannot be built; the message names the option. */
@@ -89,6 +91,7 @@ export class Host {
     const arm = this.iommuKind === 'smmuv3';
     this.phys = new PhysMem({ base: arm ? 0x4000_0000 : 0, size: options.memory ?? 64 * 2 ** 30 });
     this.vfioParams = defaultVfioParams();
+    this.vfioParams.nestBind = options.nestBind ?? false;
     this.vfio = new VfioCore(profile, this.vfioParams);
     this.registerParams();
     for (const [key, value] of Object.entries(options.params ?? {})) this.setParam(key, value);

@@ -16,6 +16,7 @@ import {
   walk,
 } from '../pgtable/index.ts';
 import {
+  CMD_TLBI_NH_ALL,
   CMD_TLBI_NH_ASID,
   CMD_TLBI_NH_VA,
   CMD_TLBI_S2_IPA,
@@ -25,7 +26,7 @@ import {
 import { ENOMEM, ERANGE } from '../uapi/errno.ts';
 import type { ArmSmmuV3 } from './arm-smmu-v3.ts';
 import { IommuDomain } from './domain.ts';
-import type { IotlbGather } from './types.ts';
+import type { IotlbGather, NestedS1Config, S1FaultRecord } from './types.ts';
 
 export type ArmSmmuStage = 'S1' | 'S2' | 'NESTED';
 
@@ -53,6 +54,11 @@ export class ArmSmmuDomain extends IommuDomain {
   vmid = 0;
   /** The stage-1 context-descriptor table (one CD, linear). */
   cdTable = -1;
+  /** vfio-nest extension: the guest's stage 1 bound on this nesting domain. */
+  s1cfg: NestedS1Config | null = null;
+  /** Stage-1 faults of guest-owned streams, waiting for the VMM. */
+  readonly faults: S1FaultRecord[] = [];
+  faultsLost = 0;
 
   constructor(readonly driver: ArmSmmuV3) {
     super();
@@ -148,6 +154,9 @@ export class ArmSmmuDomain extends IommuDomain {
   override iotlbSync(gather: IotlbGather): void {
     if (gather.end <= gather.start || !this.finalised) return;
     this.driver.tlbInvRange(this, gather.start, gather.end - gather.start, gather.pgsize || 4096, true);
+    // TLBI_S2_IPA need not touch combined stage-1+2 entries (nested-iommu.md §5.3): with a guest
+    // stage 1 bound, drop every stage-1 entry of the VMID too, as Linux does for a nesting parent.
+    if (this.s1cfg !== null) this.driver.issue([[CMD_TLBI_NH_ALL, { vmid: this.vmid }]]);
   }
 
   /** The commands that drop every translation of this domain (domain free, flush all). */

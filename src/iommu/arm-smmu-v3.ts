@@ -14,9 +14,14 @@ import type { PhysMem } from '../mm/physmem.ts';
 import { ACCESS_READ, ACCESS_WRITE, POW2 } from '../pgtable/index.ts';
 import {
   CMD_CFGI_CD,
+  CMD_CFGI_CD_ALL,
   CMD_CFGI_STE,
   CMD_CFGI_STE_RANGE,
   CMD_SYNC,
+  CMD_TLBI_NH_ALL,
+  CMD_TLBI_NH_ASID,
+  CMD_TLBI_NH_VA,
+  CMD_TLBI_NH_VAA,
   CMD_TLBI_NSNH_ALL,
   type CommandFields,
   CR0_CMDQEN,
@@ -36,17 +41,18 @@ import {
   type Smmu,
   type SmmuFeatures,
   STE_CFG_ABORT,
+  STE_CFG_NESTED,
   STE_CFG_S1_TRANS,
   STE_CFG_S2_TRANS,
   type SteFields,
 } from '../smmu/index.ts';
-import { EPERM } from '../uapi/errno.ts';
+import { EINVAL, EPERM } from '../uapi/errno.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
 import { ArmSmmuDomain, HostTableAllocator } from './arm-smmu-v3-domain.ts';
 import type { IommuDomain } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
 import type { Device, IommuHw } from './group.ts';
-import type { IommuCap, ResvRegion } from './types.ts';
+import type { IommuCap, NestedS1Config, ResvRegion, S1FaultRecord, S1Invalidation } from './types.ts';
 
 /** MSI_IOVA_BASE / MSI_IOVA_LENGTH: the software-managed MSI window arm64 kernels reserve. */
 export const ARM_SW_MSI_WINDOW: ResvRegion = { start: 0x800_0000n, end: 0x80f_ffffn, type: 'sw-msi' };
@@ -55,6 +61,10 @@ const STRTAB_SPLIT = 8;
 const CMDQ_LOG2 = 8;
 const EVTQ_LOG2 = 7;
 const STE_BYTES = 64;
+/** Stage-1 faults a nesting domain keeps for its VMM before it counts them as lost. */
+const FAULT_QUEUE_DEPTH = 256;
+/** Event types a guest owns when stage 2 is not to blame (what iommufd forwards to a vEVENTQ too). */
+const GUEST_EVENTS = new Set([0x06, 0x08, 0x0a, 0x10, 0x11, 0x12, 0x13]);
 
 /** A record the driver read from the event queue: the type and the four 64-bit words, as logged. */
 export interface LoggedEvent {
@@ -215,11 +225,29 @@ export class ArmSmmuV3 implements IommuDriver {
       const q: bigint[] = [];
       for (let i = 0; i < 4; i++)
         q.push((BigInt(this.mem.readU32(slot + 8 * i + 4)) << 32n) | BigInt(this.mem.readU32(slot + 8 * i)));
-      this.eventLog.push({ type: Number(q[0] & 0xffn), words: q as [bigint, bigint, bigint, bigint] });
+      const words = q as [bigint, bigint, bigint, bigint];
+      if (!this.routeToGuest(words)) this.eventLog.push({ type: Number(q[0] & 0xffn), words });
       cons = (cons & 0x8000_0000) | (((cons & mask) + 1) & mask);
     }
     // Overflow acknowledged by copying PROD.OVFLG into CONS.OVACKFLG.
     s.writeReg32(REG.EVENTQ_CONS, ((cons & mask) | (prod & 0x8000_0000)) >>> 0);
+  }
+
+  /**
+   * A stage-1 event (S2 = 0) of a stream whose stage 1 the guest owns goes to the VMM, not the host
+   * log; stage-2 events stay with the host.
+   */
+  private routeToGuest(q: [bigint, bigint, bigint, bigint]): boolean {
+    const type = Number(q[0] & 0xffn);
+    const s2 = ((q[1] >> 39n) & 1n) === 1n;
+    const sid = Number(q[0] >> 32n);
+    const d = this.attached.get(sid);
+    if (d?.s1cfg == null || s2 || !GUEST_EVENTS.has(type)) return false;
+    const ssv = ((q[0] >> 11n) & 1n) === 1n;
+    const rec: S1FaultRecord = { sid, ssid: ssv ? Number((q[0] >> 12n) & 0xfffffn) : 0xffff_ffff, words: q };
+    if (d.faults.length >= FAULT_QUEUE_DEPTH) d.faultsLost++;
+    else d.faults.push(rec);
+    return true;
   }
 
   /** Where StreamID `sid`'s STE lives, allocating its level-2 table on first use (arm_smmu_init_l2_strtab). */
@@ -267,9 +295,25 @@ export class ArmSmmuV3 implements IommuDriver {
         STRW: 0,
         SHCFG: 1,
       };
+    const nested = domain.s1cfg;
+    const s1: Partial<SteFields> =
+      nested === null || nested.mode === 'bypass'
+        ? {}
+        : {
+            S1Fmt: nested.s1fmt,
+            S1ContextPtr: nested.cdTable,
+            S1CDMax: nested.s1cdmax,
+            S1DSS: nested.s1dss,
+            S1CIR: 1,
+            S1COR: 1,
+            S1CSH: 3,
+            MEV: 1,
+          };
+    if (nested?.mode === 'abort') return { V: 1, Config: STE_CFG_ABORT };
     return {
       V: 1,
-      Config: STE_CFG_S2_TRANS,
+      Config: nested?.mode === 'translate' ? STE_CFG_NESTED : STE_CFG_S2_TRANS,
+      ...s1,
       SHCFG: 1,
       S2VMID: domain.vmid,
       S2T0SZ: pg.tcr.tsz,
@@ -392,6 +436,78 @@ export class ArmSmmuV3 implements IommuDriver {
   /** 3.19 domain_set_attr(DOMAIN_ATTR_NESTING, 1): the same contract (seed-era.md §4.5). */
   domainSetAttrNesting(domain: IommuDomain): number {
     return this.enableNesting(domain);
+  }
+
+  // ---- vfio-nest extension: the guest's stage 1 on a nesting domain (docs/nesting-uapi.md) ----
+
+  /**
+   * Binds the guest's CD table: the physical STE becomes nested (Config 7: the guest's S1 fields over
+   * the domain's stage 2), stage-1 bypass (Config 6) or abort. EINVAL unless the domain is a nesting
+   * domain that really is stage 2 (a stage-1-only SMMU finalised it as stage 1), or when the guest
+   * asks for more CDs than the SMMU's SubstreamIDs allow.
+   */
+  attachPasidTable(domain: IommuDomain, cfg: NestedS1Config): number {
+    const d = domain as ArmSmmuDomain;
+    if (!d.finalised || d.stage !== 'NESTED' || d.finalStage !== 'S2') return -EINVAL;
+    if (cfg.mode === 'translate' && (cfg.s1cdmax > this.features.ssidSize || cfg.cdTable % 64 !== 0))
+      return -EINVAL;
+    d.s1cfg = { ...cfg };
+    for (const dev of d.devices) this.writeSte(dev.rid, this.steFor(d));
+    this.issue([[CMD_TLBI_NH_ALL, { vmid: d.vmid }]]);
+    return 0;
+  }
+
+  detachPasidTable(domain: IommuDomain): void {
+    const d = domain as ArmSmmuDomain;
+    if (d.s1cfg === null) return;
+    d.s1cfg = null;
+    for (const dev of d.devices) this.writeSte(dev.rid, this.steFor(d));
+    this.issue([[CMD_TLBI_NH_ALL, { vmid: d.vmid }]]);
+  }
+
+  /** The guest's invalidation as SMMU commands tagged with the domain's VMID, then CMD_SYNC. */
+  cacheInvalidate(domain: IommuDomain, inv: S1Invalidation): number {
+    const d = domain as ArmSmmuDomain;
+    if (d.s1cfg === null) return -EINVAL;
+    const vmid = d.vmid;
+    const cmds: [number, CommandFields][] = [];
+    switch (inv.kind) {
+      case 'all':
+        cmds.push([CMD_TLBI_NH_ALL, { vmid }]);
+        break;
+      case 'asid':
+        cmds.push([CMD_TLBI_NH_ASID, { vmid, asid: inv.asid }]);
+        break;
+      case 'va':
+        for (let i = 0; i < inv.count; i++) {
+          const addr = inv.addr + i * inv.granule;
+          const leaf = inv.leaf ? 1 : 0;
+          cmds.push(
+            inv.asid === null
+              ? [CMD_TLBI_NH_VAA, { vmid, addr, leaf }]
+              : [CMD_TLBI_NH_VA, { vmid, asid: inv.asid, addr, leaf }],
+          );
+        }
+        break;
+      case 'cd':
+        for (const dev of d.devices)
+          cmds.push(
+            inv.ssid === null
+              ? [CMD_CFGI_CD_ALL, { sid: dev.rid }]
+              : [CMD_CFGI_CD, { sid: dev.rid, ssid: inv.ssid, leaf: 1 }],
+          );
+        break;
+    }
+    this.issue(cmds);
+    return 0;
+  }
+
+  takeFaults(domain: IommuDomain, max: number): { records: S1FaultRecord[]; pending: number; lost: number } {
+    const d = domain as ArmSmmuDomain;
+    const records = d.faults.splice(0, max);
+    const lost = d.faultsLost;
+    d.faultsLost = 0;
+    return { records, pending: d.faults.length, lost };
   }
 
   /** Adds a device behind this SMMU: its STE starts as abort until a domain is attached. */

@@ -6,7 +6,7 @@
 import type { KernelProfile } from '../uapi/profile.ts';
 import type { IommuDomain } from './domain.ts';
 import type { Device } from './group.ts';
-import type { IommuCap, ResvRegion } from './types.ts';
+import type { IommuCap, NestedS1Config, ResvRegion, S1FaultRecord, S1Invalidation } from './types.ts';
 
 export interface IommuDriver {
   /** Driver name as the kernel prints it: 'intel-iommu', 'virtio-iommu', 'arm-smmu-v3'. */
@@ -32,4 +32,11 @@ export interface IommuDriver {
   enableNesting?(domain: IommuDomain): number;
   /** 3.19-5.12 domain_set_attr(DOMAIN_ATTR_NESTING); absent means the core answers EINVAL. */
   domainSetAttrNesting?(domain: IommuDomain): number;
+  /** vfio-nest extension: bind the guest's stage-1 configuration on a nesting domain. */
+  attachPasidTable?(domain: IommuDomain, cfg: NestedS1Config): number;
+  detachPasidTable?(domain: IommuDomain): void;
+  /** vfio-nest extension: a guest's stage-1 invalidation, in the domain's VMID. */
+  cacheInvalidate?(domain: IommuDomain, inv: S1Invalidation): number;
+  /** vfio-nest extension: take up to `max` stage-1 faults queued for the domain. */
+  takeFaults?(domain: IommuDomain, max: number): { records: S1FaultRecord[]; pending: number; lost: number };
 }

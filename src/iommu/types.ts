@@ -45,3 +45,32 @@ export function gatherAdd(g: IotlbGather, iova: number, size: number): void {
     g.end = Math.max(g.end, iova + size);
   }
 }
+
+/**
+ * vfio-nest's stage-1 binding (docs/nesting-uapi.md): the guest's stage-1 configuration, bound on a
+ * nesting (stage-2) domain, as the driver needs it.
+ */
+export interface NestedS1Config {
+  /** What the guest's STE says: translate through its CDs, bypass stage 1, or abort. */
+  mode: 'translate' | 'bypass' | 'abort';
+  /** IPA of the guest's CD table (STE.S1ContextPtr). */
+  cdTable: number;
+  /** STE.S1CDMax, S1Fmt, S1DSS. */
+  s1cdmax: number;
+  s1fmt: number;
+  s1dss: number;
+}
+
+/** A guest's stage-1 cache invalidation, forwarded by the VMM. */
+export type S1Invalidation =
+  | { kind: 'all' }
+  | { kind: 'asid'; asid: number }
+  | { kind: 'va'; asid: number | null; addr: number; granule: number; count: number; leaf: boolean }
+  | { kind: 'cd'; ssid: number | null };
+
+/** A stage-1 fault the host hands to the VMM: the event record, with the physical StreamID. */
+export interface S1FaultRecord {
+  sid: number;
+  ssid: number;
+  words: [bigint, bigint, bigint, bigint];
+}

@@ -3,3 +3,4 @@ export * from './ioctl.ts';
 export * from './profile.ts';
 export * from './vfio.ts';
 export * from './vfio-device.ts';
+export * from './vfio-nest-ext.ts';

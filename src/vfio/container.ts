@@ -46,8 +46,8 @@ export class VfioContainer implements KernelFile {
    */
   checkExtension(ext: bigint): number {
     const p = this.core.profile;
-    if (this.iommu !== null) return type1CheckExtension(p, this.iommu, ext);
-    const t1 = type1CheckExtension(p, null, ext);
+    if (this.iommu !== null) return type1CheckExtension(p, this.iommu, ext, this.core.params);
+    const t1 = type1CheckExtension(p, null, ext, this.core.params);
     if (t1 > 0) return t1;
     if (this.groups.length === 0 || this.noiommu) return this.noiommuCheckExtension(ext);
     return 0;

@@ -11,6 +11,11 @@ export interface VfioParams {
   disableHugepages: boolean;
   /** vfio.enable_unsafe_noiommu_mode: the no-IOMMU driver answers CHECK_EXTENSION(8). */
   enableUnsafeNoiommuMode: boolean;
+  /**
+   * vfio-nest's stage-1 binding extension (docs/nesting-uapi.md). Not a kernel parameter: off, the
+   * model is the kernel exactly (the extension's ioctls are ENOTTY).
+   */
+  nestBind: boolean;
 }
 
 export function defaultVfioParams(): VfioParams {
@@ -19,5 +24,6 @@ export function defaultVfioParams(): VfioParams {
     allowUnsafeInterrupts: false,
     disableHugepages: false,
     enableUnsafeNoiommuMode: false,
+    nestBind: false,
   };
 }

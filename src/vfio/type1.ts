@@ -31,11 +31,18 @@ import {
   VFIO_UNMAP_ALL,
   VFIO_UPDATE_VADDR,
 } from '../uapi/vfio.ts';
+import {
+  VFIO_IOMMU_CACHE_INVALIDATE,
+  VFIO_IOMMU_GET_FAULTS,
+  VFIO_IOMMU_SET_PASID_TABLE,
+  VFIO_NEST_BIND_EXTENSION,
+} from '../uapi/vfio-nest-ext.ts';
 import { aperConflict, aperResize, resvConflict, resvExclude } from './iova-list.ts';
 import type { VfioParams } from './params.ts';
 import { vfioIommuDirtyPages } from './type1-dirty.ts';
 import { vfioIommuGetInfo } from './type1-info.ts';
 import { vfioIommuMapDma } from './type1-map.ts';
+import { vfioIommuCacheInvalidate, vfioIommuGetFaults, vfioIommuSetPasidTable } from './type1-nest.ts';
 import { pinMapDma, removeDma } from './type1-pin.ts';
 import { Type1State, type VfioDomain } from './type1-state.ts';
 import { vfioIommuUnmapDma } from './type1-unmap.ts';
@@ -44,8 +51,16 @@ import { vfioIommuUnmapDma } from './type1-unmap.ts';
  * The type-1 driver's CHECK_EXTENSION, with (`iommu`) or without backend state
  * (vfio-type1.md §3.2; seed-era.md §2.1 for 3.19).
  */
-export function type1CheckExtension(profile: KernelProfile, iommu: Type1Iommu | null, ext: bigint): number {
+export function type1CheckExtension(
+  profile: KernelProfile,
+  iommu: Type1Iommu | null,
+  ext: bigint,
+  params?: VfioParams,
+): number {
   switch (ext) {
+    case BigInt(VFIO_NEST_BIND_EXTENSION):
+      // vfio-nest's extension: only a host built with it, and only where type 6 exists.
+      return params?.nestBind && profile.nesting !== 'removed' ? 1 : 0;
     case BigInt(VFIO_TYPE1_IOMMU):
     case BigInt(VFIO_TYPE1v2_IOMMU):
       return 1;
@@ -183,6 +198,12 @@ export class Type1Iommu {
         return vfioIommuUnmapDma(s, current, arg);
       case VFIO_IOMMU_DIRTY_PAGES:
         return s.profile.dirtyTracking ? vfioIommuDirtyPages(s, current, arg) : -ENOTTY;
+      case VFIO_IOMMU_SET_PASID_TABLE:
+        return s.params.nestBind ? vfioIommuSetPasidTable(s, arg) : -ENOTTY;
+      case VFIO_IOMMU_CACHE_INVALIDATE:
+        return s.params.nestBind ? vfioIommuCacheInvalidate(s, arg) : -ENOTTY;
+      case VFIO_IOMMU_GET_FAULTS:
+        return s.params.nestBind ? vfioIommuGetFaults(s, arg) : -ENOTTY;
       default:
         return -ENOTTY;
     }

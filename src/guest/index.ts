@@ -1,0 +1,2 @@
+export { GuestAllocator, GuestRam } from './ram.ts';
+export { GuestSmmuDriver, type GuestStream, type SmmuMmio } from './smmu-driver.ts';

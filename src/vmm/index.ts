@@ -1,0 +1,2 @@
+export { Vmm, VmmError, type VmmOptions } from './vmm.ts';
+export { VirtualSmmu, type VirtualSmmuBackend } from './vsmmu.ts';

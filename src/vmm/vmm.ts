@@ -1,0 +1,264 @@
+/**
+ * A small VMM: it assigns the host's device to a guest with VFIO type 6 (nesting), maps guest RAM
+ * at stage 2 with MAP_DMA (IOVA = guest-physical address), presents a virtual SMMUv3 to the guest
+ * and turns what the guest does to it into vfio-nest's binding extension: a vSTE into
+ * VFIO_IOMMU_SET_PASID_TABLE, TLBI and CFGI commands into VFIO_IOMMU_CACHE_INVALIDATE, and the
+ * stage-1 faults VFIO_IOMMU_GET_FAULTS returns into records in the guest's event queue.
+ */
+
+import { GuestRam } from '../guest/ram.ts';
+import type { Host } from '../host/host.ts';
+import type { Process } from '../host/process.ts';
+import {
+  openContainer,
+  openGroup,
+  type VfioContainerHandle,
+  type VfioGroupHandle,
+} from '../host/vfio-api.ts';
+import { RLIM_INFINITY } from '../mm/task.ts';
+import { decodeSte, REG } from '../smmu/index.ts';
+import { errnoName } from '../uapi/errno.ts';
+import { VFIO_TYPE1_NESTING_IOMMU } from '../uapi/vfio.ts';
+import { regionOffset } from '../uapi/vfio-device.ts';
+import {
+  CACHE_INV_VERSION_1,
+  decodeFaultRecords,
+  encodeCacheInvalidate,
+  encodeSetPasidTable,
+  FAULT_RECORD_SIZE,
+  GET_FAULTS_HEADER_SIZE,
+  IOMMU_CACHE_INV_TYPE_IOTLB,
+  IOMMU_CACHE_INV_TYPE_PASID,
+  IOMMU_INV_FLAG_ARCHID,
+  IOMMU_INV_FLAG_LEAF,
+  IOMMU_INV_FLAG_PASID,
+  IOMMU_INV_GRANU_ADDR,
+  IOMMU_INV_GRANU_DOMAIN,
+  IOMMU_INV_GRANU_PASID,
+  IOMMU_PASID_CONFIG_ABORT,
+  IOMMU_PASID_CONFIG_BYPASS,
+  IOMMU_PASID_CONFIG_TRANSLATE,
+  IOMMU_PASID_FORMAT_SMMUV3,
+  VFIO_IOMMU_CACHE_INVALIDATE,
+  VFIO_IOMMU_GET_FAULTS,
+  VFIO_IOMMU_SET_PASID_TABLE,
+  VFIO_PASID_TABLE_FLAG_SET,
+} from '../uapi/vfio-nest-ext.ts';
+import { VirtualSmmu } from './vsmmu.ts';
+
+export interface VmmOptions {
+  /** Guest RAM size (default 64 MiB) and where it starts in guest-physical space (default 1 GiB, arm64 virt). */
+  ramSize?: number;
+  ipaBase?: number;
+  /** Back guest RAM with 2 MiB (21) or 1 GiB (30) huge pages. */
+  hugeLg2?: 21 | 30;
+  /** The IOMMU type to ask for (default 6). */
+  type?: number;
+  /** The StreamID the guest sees for the device (default 0x10: guest 00:02.0). */
+  vsid?: number;
+}
+
+/** A step of bring-up that failed: which call, and the errno the kernel returned. */
+export class VmmError extends Error {
+  constructor(
+    readonly step: string,
+    readonly errno: number,
+  ) {
+    super(`${step}: ${errnoName(errno)}`);
+    this.name = 'VmmError';
+  }
+}
+
+export class Vmm {
+  readonly proc: Process;
+  readonly container: VfioContainerHandle;
+  readonly group: VfioGroupHandle;
+  readonly deviceFd: number;
+  readonly ram: GuestRam;
+  readonly vsmmu: VirtualSmmu;
+  readonly vsid: number;
+  /** The last error an extension call returned (0 when it worked). */
+  lastError = 0;
+
+  constructor(
+    readonly host: Host,
+    options: VmmOptions = {},
+  ) {
+    const ramSize = options.ramSize ?? 64 << 20;
+    const ipaBase = options.ipaBase ?? 0x4000_0000;
+    this.vsid = options.vsid ?? 0x10;
+    this.proc = host.spawn({ memlock: { cur: RLIM_INFINITY, max: RLIM_INFINITY } });
+    const c = openContainer(this.proc);
+    if (typeof c === 'number') throw new VmmError('open /dev/vfio/vfio', -c);
+    const g = openGroup(this.proc, host.groups[0].id);
+    if (typeof g === 'number') throw new VmmError(`open /dev/vfio/${host.groups[0].id}`, -g);
+    this.container = c;
+    this.group = g;
+    const check = (step: string, r: number): number => {
+      if (r < 0) throw new VmmError(step, -r);
+      return r;
+    };
+    check('VFIO_GROUP_SET_CONTAINER', g.setContainer(c));
+    check(
+      `VFIO_SET_IOMMU(${options.type ?? VFIO_TYPE1_NESTING_IOMMU})`,
+      c.setIommu(options.type ?? VFIO_TYPE1_NESTING_IOMMU),
+    );
+    const va = check(
+      'mmap guest RAM',
+      this.proc.mmap(ramSize, options.hugeLg2 ? { hugeLg2: options.hugeLg2 } : {}),
+    );
+    check('VFIO_IOMMU_MAP_DMA guest RAM', c.mapDma({ vaddr: va, iova: ipaBase, size: ramSize }));
+    this.ram = new GuestRam(this.proc, ipaBase, va, ramSize);
+    this.deviceFd = check('VFIO_GROUP_GET_DEVICE_FD', g.getDeviceFd(host.devices[0].name));
+    // Bus mastering on, through the virtualised config space.
+    const cmd = new Uint8Array(2);
+    this.proc.pread(this.deviceFd, cmd, regionOffset(7) + 4);
+    cmd[0] |= 0x6;
+    this.proc.pwrite(this.deviceFd, cmd, regionOffset(7) + 4);
+    const id = host.smmu?.id ?? { idr0: 0, idr1: 0, idr3: 0, idr5: 0 };
+    this.vsmmu = new VirtualSmmu(this.ram, this, id);
+  }
+
+  // ---- VirtualSmmuBackend ----
+
+  /** The guest's vSTE for our device changed: bind its stage 1 (or bypass, or abort). */
+  steChanged(vsid: number): void {
+    if (vsid !== -1 && vsid !== this.vsid && !(vsid <= this.vsid && this.vsid < vsid + 256)) return;
+    const base = this.vsmmu.readReg32(REG.STRTAB_BASE) + this.vsmmu.readReg32(REG.STRTAB_BASE + 4) * 2 ** 32;
+    const strtab = base - (base % 64);
+    const w = new Uint32Array(16);
+    for (let i = 0; i < 16; i++) w[i] = this.ram.readU32(strtab + this.vsid * 64 + i * 4);
+    const ste = decodeSte(w);
+    const config = !ste.V
+      ? IOMMU_PASID_CONFIG_ABORT
+      : ste.Config === 5
+        ? IOMMU_PASID_CONFIG_TRANSLATE
+        : ste.Config === 4
+          ? IOMMU_PASID_CONFIG_BYPASS
+          : IOMMU_PASID_CONFIG_ABORT;
+    const bytes = encodeSetPasidTable({
+      argsz: 48,
+      flags: VFIO_PASID_TABLE_FLAG_SET,
+      config: {
+        version: 1,
+        basePtr: BigInt(ste.S1ContextPtr),
+        pasidBits: ste.S1CDMax,
+        format: IOMMU_PASID_FORMAT_SMMUV3,
+        config,
+        smmuv3: { version: 1, flags: 0, s1fmt: ste.S1Fmt, s1dss: ste.S1DSS },
+      },
+    });
+    this.lastError = this.proc.ioctl(this.container.fd, VFIO_IOMMU_SET_PASID_TABLE, bytes);
+  }
+
+  invalidateTlb(inv: { asid: number | null; addr: number | null; pages: number; leaf: boolean }): void {
+    const archid = inv.asid === null ? 0 : IOMMU_INV_FLAG_ARCHID;
+    const info =
+      inv.addr === null
+        ? {
+            granularity: inv.asid === null ? IOMMU_INV_GRANU_DOMAIN : IOMMU_INV_GRANU_PASID,
+            flags: archid,
+            granuleSize: 0,
+            addr: 0n,
+            nbGranules: 0n,
+          }
+        : {
+            granularity: IOMMU_INV_GRANU_ADDR,
+            flags: archid | (inv.leaf ? IOMMU_INV_FLAG_LEAF : 0),
+            granuleSize: 0x1000,
+            addr: BigInt(inv.addr),
+            nbGranules: BigInt(inv.pages),
+          };
+    const bytes = encodeCacheInvalidate(64, {
+      version: CACHE_INV_VERSION_1,
+      cache: IOMMU_CACHE_INV_TYPE_IOTLB,
+      pasid: 0n,
+      archid: BigInt(inv.asid ?? 0),
+      ...info,
+    });
+    this.lastError = this.proc.ioctl(this.container.fd, VFIO_IOMMU_CACHE_INVALIDATE, bytes);
+  }
+
+  invalidateCd(vsid: number, ssid: number | null): void {
+    if (vsid !== this.vsid) return;
+    const bytes = encodeCacheInvalidate(64, {
+      version: CACHE_INV_VERSION_1,
+      cache: IOMMU_CACHE_INV_TYPE_PASID,
+      granularity: IOMMU_INV_GRANU_PASID,
+      flags: ssid === null ? 0 : IOMMU_INV_FLAG_PASID,
+      granuleSize: 0,
+      pasid: BigInt(ssid ?? 0),
+      archid: 0n,
+      addr: 0n,
+      nbGranules: 0n,
+    });
+    this.lastError = this.proc.ioctl(this.container.fd, VFIO_IOMMU_CACHE_INVALIDATE, bytes);
+  }
+
+  /**
+   * Reads the stage-1 faults the host queued for our device and writes them into the guest's event
+   * queue with the virtual StreamID. Returns how many reached the guest.
+   */
+  forwardFaults(): number {
+    let delivered = 0;
+    for (;;) {
+      const room = 64;
+      const buf = new Uint8Array(GET_FAULTS_HEADER_SIZE + room * FAULT_RECORD_SIZE);
+      const v = new DataView(buf.buffer);
+      v.setUint32(0, buf.length, true);
+      v.setUint32(8, room, true);
+      const r = this.proc.ioctl(this.container.fd, VFIO_IOMMU_GET_FAULTS, buf);
+      if (r < 0) {
+        this.lastError = r;
+        return delivered;
+      }
+      const got = decodeFaultRecords(buf);
+      for (const rec of got.records) if (this.vsmmu.deliverEvent(rec.evt, this.vsid)) delivered++;
+      if (got.pending === 0) return delivered;
+    }
+  }
+
+  // ---- the device, as the guest's driver programs it through BAR0 ----
+
+  private bar(off: number, value?: number): number {
+    const b = new Uint8Array(4);
+    if (value === undefined) {
+      this.proc.pread(this.deviceFd, b, regionOffset(0) + off);
+      return new DataView(b.buffer).getUint32(0, true);
+    }
+    new DataView(b.buffer).setUint32(0, value >>> 0, true);
+    this.proc.pwrite(this.deviceFd, b, regionOffset(0) + off);
+    return 0;
+  }
+
+  /**
+   * One edu DMA at guest I/O virtual address `iova`: dir 0 reads RAM into the edu's buffer at
+   * `eduOff`, dir 1 writes the buffer out. Then the host's stage-1 faults go to the guest.
+   */
+  eduDma(iova: number, len: number, dir: 0 | 1, eduOff = 0): void {
+    if (dir === 0) {
+      this.bar(0x80, iova);
+      this.bar(0x88, 0x40000 + eduOff);
+    } else {
+      this.bar(0x80, 0x40000 + eduOff);
+      this.bar(0x88, iova);
+    }
+    this.bar(0x90, len);
+    this.bar(0x98, 1 | (dir ? 2 : 0));
+    this.forwardFaults();
+  }
+
+  /** Copies `len` bytes from guest IOVA `src` to `dst` through the edu, 4 KiB at a time. */
+  copy(src: number, dst: number, len: number): void {
+    for (let off = 0; off < len; off += 0x1000) {
+      const n = Math.min(0x1000, len - off);
+      this.eduDma(src + off, n, 0);
+      this.eduDma(dst + off, n, 1);
+    }
+  }
+
+  /** The VMM process exits: every fd closed, guest RAM unmapped and unpinned. */
+  shutdown(): void {
+    this.proc.exit();
+  }
+}

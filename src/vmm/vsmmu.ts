@@ -1,0 +1,169 @@
+/**
+ * The virtual SMMUv3 a VMM presents to its guest (as QEMU's vSMMU does for nesting): a register file
+ * the guest programs, with the stream table, command queue and event queue in guest RAM. The VMM
+ * reads the guest's commands: a changed vSTE becomes a bind of the guest's stage 1, a TLB or CD
+ * invalidation is forwarded to the host, CMD_SYNC completes at once. Stage-1 faults the host
+ * reports are written into the guest's event queue with the virtual StreamID.
+ */
+
+import type { GuestRam } from '../guest/ram.ts';
+import type { SmmuMmio } from '../guest/smmu-driver.ts';
+import {
+  CMD_CFGI_CD,
+  CMD_CFGI_CD_ALL,
+  CMD_CFGI_STE,
+  CMD_CFGI_STE_RANGE,
+  CMD_SYNC,
+  CMD_TLBI_NH_ALL,
+  CMD_TLBI_NH_ASID,
+  CMD_TLBI_NH_VA,
+  CMD_TLBI_NH_VAA,
+  CMD_TLBI_NSNH_ALL,
+  CR0_CMDQEN,
+  CR0_EVENTQEN,
+  decodeCommand,
+  REG,
+} from '../smmu/index.ts';
+
+/** What the vSMMU asks of its VMM. */
+export interface VirtualSmmuBackend {
+  /** The guest changed (or invalidated) the STE of `vsid`. */
+  steChanged(vsid: number): void;
+  /** The guest asked for a stage-1 TLB invalidation: all, an ASID, or pages of a VA range. */
+  invalidateTlb(inv: { asid: number | null; addr: number | null; pages: number; leaf: boolean }): void;
+  /** The guest invalidated a CD (ssid) or all of a stream's CDs (null). */
+  invalidateCd(vsid: number, ssid: number | null): void;
+}
+
+export class VirtualSmmu implements SmmuMmio {
+  private readonly regs = new Map<number, number>();
+  /** Records the guest could not take because its event queue was full (the overflow flag toggled). */
+  dropped = 0;
+
+  constructor(
+    readonly ram: GuestRam,
+    readonly backend: VirtualSmmuBackend,
+    /** ID registers: the host's, with stage 2 hidden (the guest owns stage 1 only). */
+    idr: { idr0: number; idr1: number; idr3: number; idr5: number },
+  ) {
+    this.regs.set(REG.IDR0, (idr.idr0 & ~1 & ~(3 << 27)) >>> 0); // no S2P; linear stream table only
+    this.regs.set(REG.IDR1, idr.idr1);
+    this.regs.set(REG.IDR3, idr.idr3);
+    this.regs.set(REG.IDR5, idr.idr5);
+    this.regs.set(REG.AIDR, 1);
+  }
+
+  private reg(off: number): number {
+    return this.regs.get(off) ?? 0;
+  }
+
+  private base(off: number): number {
+    return this.reg(off) + this.reg(off + 4) * 2 ** 32;
+  }
+
+  readReg32(off: number): number {
+    if (off === REG.CR0ACK) return this.reg(REG.CR0);
+    return this.reg(off);
+  }
+
+  writeReg32(off: number, value: number): void {
+    this.regs.set(off, value >>> 0);
+    if (off === REG.CMDQ_PROD && this.reg(REG.CR0) & CR0_CMDQEN) this.consume();
+  }
+
+  private queue(off: number): { addr: number; log2: number } {
+    const b = this.base(off);
+    const log2 = b % 32;
+    return { addr: b - log2 - Math.floor(b / 2 ** 52) * 2 ** 52, log2 };
+  }
+
+  /** Consumes the guest's commands from CONS to PROD. */
+  private consume(): void {
+    const { addr, log2 } = this.queue(REG.CMDQ_BASE);
+    const wrap = (2 << log2) - 1;
+    let cons = this.reg(REG.CMDQ_CONS) & wrap;
+    const prod = this.reg(REG.CMDQ_PROD) & wrap;
+    while (cons !== prod) {
+      const slot = addr + (cons & ((1 << log2) - 1)) * 16;
+      const c = decodeCommand(
+        this.ram.readU32(slot),
+        this.ram.readU32(slot + 4),
+        this.ram.readU32(slot + 8),
+        this.ram.readU32(slot + 12),
+      );
+      this.execute(c);
+      cons = (cons + 1) & wrap;
+    }
+    this.regs.set(REG.CMDQ_CONS, cons);
+  }
+
+  private execute(c: ReturnType<typeof decodeCommand>): void {
+    const b = this.backend;
+    switch (c.opcode) {
+      case CMD_CFGI_STE:
+        b.steChanged(c.sid);
+        break;
+      case CMD_CFGI_STE_RANGE: {
+        const n = c.range >= 31 ? 2 ** 32 : 2 ** (c.range + 1);
+        const first = c.range >= 31 ? 0 : Math.floor(c.sid / n) * n;
+        b.steChanged(first === 0 && n === 2 ** 32 ? -1 : first);
+        break;
+      }
+      case CMD_CFGI_CD:
+        b.invalidateCd(c.sid, c.ssid);
+        break;
+      case CMD_CFGI_CD_ALL:
+        b.invalidateCd(c.sid, null);
+        break;
+      case CMD_TLBI_NH_ALL:
+      case CMD_TLBI_NSNH_ALL:
+        b.invalidateTlb({ asid: null, addr: null, pages: 0, leaf: false });
+        break;
+      case CMD_TLBI_NH_ASID:
+        b.invalidateTlb({ asid: c.asid, addr: null, pages: 0, leaf: false });
+        break;
+      case CMD_TLBI_NH_VA:
+      case CMD_TLBI_NH_VAA: {
+        // A range command covers (NUM + 1) << SCALE pages of the TG granule; TG 0 is one page.
+        const pages = c.tg === 0 ? 1 : (c.num + 1) * 2 ** c.scale;
+        b.invalidateTlb({
+          asid: c.opcode === CMD_TLBI_NH_VA ? c.asid : null,
+          addr: c.addr,
+          pages,
+          leaf: c.leaf === 1,
+        });
+        break;
+      }
+      case CMD_SYNC:
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Writes one event record into the guest's event queue (or counts it dropped when full or off). */
+  deliverEvent(words: [bigint, bigint, bigint, bigint], vsid: number): boolean {
+    if (!(this.reg(REG.CR0) & CR0_EVENTQEN)) return false;
+    const { addr, log2 } = this.queue(REG.EVENTQ_BASE);
+    const mask = (2 << log2) - 1;
+    const prod = this.reg(REG.EVENTQ_PROD);
+    const cons = this.reg(REG.EVENTQ_CONS);
+    const full =
+      (prod & ((1 << log2) - 1)) === (cons & ((1 << log2) - 1)) &&
+      (prod & (1 << log2)) !== (cons & (1 << log2));
+    if (full) {
+      this.dropped++;
+      this.regs.set(REG.EVENTQ_PROD, (prod ^ 0x8000_0000) >>> 0);
+      return false;
+    }
+    const w0 = (words[0] & 0xffff_ffffn) | (BigInt(vsid) << 32n);
+    const q = [w0, words[1], words[2], words[3]];
+    const slot = addr + (prod & ((1 << log2) - 1)) * 32;
+    q.forEach((w, i) => {
+      this.ram.writeU32(slot + 8 * i, Number(w & 0xffff_ffffn));
+      this.ram.writeU32(slot + 8 * i + 4, Number(w >> 32n));
+    });
+    this.regs.set(REG.EVENTQ_PROD, ((prod & 0x8000_0000) | (((prod & mask) + 1) & mask)) >>> 0);
+    return true;
+  }
+}
