@@ -158,7 +158,7 @@ export function vfioIommuGetFaults(s: Type1State, arg: UserArg): number {
       const at = GET_FAULTS_HEADER_SIZE + count * FAULT_RECORD_SIZE;
       o.setUint32(at, rec.sid, true);
       o.setUint32(at + 4, rec.ssid, true);
-      rec.words.forEach((w, k) => o.setBigUint64(at + 8 + 8 * k, w, true));
+      for (let k = 0; k < 4; k++) o.setBigUint64(at + 8 + 8 * k, rec.words[k], true);
       count++;
     }
     pending += t.pending;
