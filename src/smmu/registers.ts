@@ -128,7 +128,8 @@ const QEMU_IDR5 = 0x00000074;
 
 const QEMU_VIRT: SmmuPreset = {
   name: 'qemu-virt',
-  description: 'QEMU 10 virt SMMUv3.1, stages 1 and 2 (ID words read back by Linux 6.18 via IOMMU_GET_HW_INFO)',
+  description:
+    'QEMU 10 virt SMMUv3.1, stages 1 and 2 (ID words read back by Linux 6.18 via IOMMU_GET_HW_INFO)',
   idr0: QEMU_IDR0,
   idr1: QEMU_IDR1,
   idr2: 0,
