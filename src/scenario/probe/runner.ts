@@ -73,8 +73,9 @@ export class ProbeProcess {
     readonly host: Host,
     readonly scenario: string | null,
     readonly options: ProbeOptions,
+    proc?: Process,
   ) {
-    this.proc = host.spawn();
+    this.proc = proc ?? host.spawn();
   }
 
   run(lines: ProbeLine[]): void {

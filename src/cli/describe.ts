@@ -1,0 +1,46 @@
+/**
+ * One human line per step: what was asked and what the model answered.
+ */
+
+import type { ProbeRecord } from '../scenario/probe/runner.ts';
+import type { Step } from '../scenario/schema.ts';
+
+function value(v: unknown): string {
+  if (typeof v === 'number') return Number.isInteger(v) && v > 9 ? `0x${v.toString(16)}` : String(v);
+  if (typeof v === 'bigint') return `0x${v.toString(16)}`;
+  if (Array.isArray(v)) return `[${v.map(value).join(', ')}]`;
+  if (v !== null && typeof v === 'object')
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${k}: ${value(x)}`)
+      .join(', ')}}`;
+  return String(v);
+}
+
+/** `map iova=0x100000 size=0x1000` or `guest_map va=0x1000000 ipa=0x40100000`. */
+export function describeRequest(step: Step): string {
+  if (step.spec.kind === 'probe') return [step.spec.op, ...step.spec.args.map(([k, v]) => `${k}=${v}`)].join(' ');
+  const args = Object.entries(step.spec.body)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${value(v)}`);
+  return [step.spec.kind, ...args].join(' ');
+}
+
+const PROBE_SKIP = new Set(['seq', 'scenario', 'op', 'args', 'ret', 'errno', 'us', 'ms', 'elapsed_ms', 'us_per_op', 'req']);
+
+/** `-> 0`, `-> -1 EINVAL`, plus the fields worth seeing. */
+export function describeAnswer(rec: ProbeRecord): string {
+  if (rec.seq !== undefined) {
+    const ret = rec.ret as number;
+    let s = ret < 0 ? `-1 ${rec.errno}` : String(ret);
+    if (rec.op === 'unmap' && ret === 0) s += ` (size ${(rec.out as { size: string }).size})`;
+    const extra = Object.entries(rec).filter(([k]) => !PROBE_SKIP.has(k) && k !== 'out' && k !== 'caps');
+    if (rec.op === 'get_info' && Array.isArray(rec.caps)) {
+      const r = (rec.caps as { name?: string; iova_ranges?: { start: string; end: string }[] }[]).find((c) => c.name === 'iova_range');
+      if (r?.iova_ranges) extra.push(['ranges', r.iova_ranges.map((x) => `${x.start}-${x.end}`).join(' ')]);
+    }
+    return extra.length ? `${s}  ${extra.map(([k, v]) => `${k}=${value(v)}`).join(' ')}` : s;
+  }
+  const fields = Object.entries(rec).filter(([k]) => k !== 'step' && k !== 'kind');
+  if (fields.length === 0) return 'done';
+  return fields.map(([k, v]) => `${k}=${value(v)}`).join(' ');
+}
