@@ -9,7 +9,7 @@
  */
 
 import { EFAULT, EINVAL, ENOMEM } from '../uapi/errno.ts';
-import { type FrameLg2, PAGE_SHIFT, PAGE_SIZE, type PhysMem } from './physmem.ts';
+import { type ExternalMemory, type FrameLg2, PAGE_SHIFT, PAGE_SIZE, type PhysMem } from './physmem.ts';
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -36,6 +36,34 @@ export interface Vma {
   mmioOffset?: number;
   /** Page index within the VMA -> physical address of the folio backing it. */
   pages: Map<number, number>;
+  /** A mapping of a program outside the model (see ExternalAddressSpace): its folios' bytes live there. */
+  external?: { anonymous: boolean };
+}
+
+/** One mapping of a program outside the model, as its /proc/self/maps line describes it. */
+export interface ExternalMapping {
+  start: number;
+  /** Exclusive end. */
+  end: number;
+  prot: number;
+  pageLg2: FrameLg2;
+  /** Private anonymous memory: untouched pages read as the shared zero page. */
+  anonymous: boolean;
+}
+
+/**
+ * The address space of a process whose memory is a real program's (a client of `vfio-nest serve`).
+ * The model learns the program's mappings when it first meets an address and keeps them (the server
+ * tells it of munmap); each folio it faults in is a model frame attached to the program's page
+ * (PhysMem.attachExternal), so pinning, charging and IOMMU mappings stay the model's and a device's
+ * DMA reads and writes the program's bytes. Calls are synchronous.
+ */
+export interface ExternalAddressSpace {
+  readonly memory: ExternalMemory;
+  /** The program's mapping that contains `va`, or undefined where nothing is mapped. */
+  lookup(va: number): ExternalMapping | undefined;
+  /** Whether the program's anonymous page at `va` holds data of its own (false: the zero page). */
+  populated(va: number): boolean;
 }
 
 interface Folio {
@@ -74,6 +102,8 @@ export class MmStruct {
   runPa = 0;
   /** Whether that run was reserved memory (PFNMAP): not pinned, not charged. */
   runReserved = false;
+  /** Set for a process whose memory lives outside the model: unknown addresses are looked up there. */
+  external: ExternalAddressSpace | undefined = undefined;
 
   constructor(
     readonly phys: PhysMem,
@@ -149,7 +179,32 @@ export class MmStruct {
       else if (va >= v.end) lo = mid + 1;
       else return v;
     }
-    return undefined;
+    return this.external === undefined ? undefined : this.discover(va);
+  }
+
+  /** Learns the external mapping at `va`, clipped to the gap between the VMAs already known. */
+  private discover(va: number): Vma | undefined {
+    const m = this.external!.lookup(va);
+    if (m === undefined || va < m.start || va >= m.end) return undefined;
+    let start = m.start;
+    let end = m.end;
+    for (const v of this.vmas) {
+      if (v.end <= va) start = Math.max(start, v.end);
+      else {
+        end = Math.min(end, v.start);
+        break;
+      }
+    }
+    const vma: Vma = {
+      start,
+      end,
+      prot: m.prot,
+      pageLg2: m.pageLg2,
+      pages: new Map(),
+      external: { anonymous: m.anonymous },
+    };
+    this.insertVma(vma);
+    return vma;
   }
 
   /**
@@ -166,9 +221,13 @@ export class MmStruct {
     const idx = Math.floor((va - v.start) / unit);
     let pa = v.pages.get(idx);
     if (pa === undefined) {
-      if (!populate) return -1;
+      // External memory: only the program knows whether it wrote the page.
+      if (!populate && (v.external === undefined || (v.external.anonymous && !this.external!.populated(va))))
+        return -1;
       pa = this.phys.allocFrame(v.pageLg2);
       if (pa < 0) return -ENOMEM;
+      if (v.external !== undefined)
+        this.phys.attachExternal(pa, v.pageLg2, this.external!.memory, v.start + idx * unit);
       v.pages.set(idx, pa);
       this.folios.set(pa, { lg2: v.pageLg2, pins: 0, mapped: true });
     }
@@ -344,6 +403,7 @@ export class MmStruct {
     if (f === undefined) return;
     f.mapped = false;
     if (f.pins === 0) this.freeFolio(pa, f);
+    else this.phys.detachExternal(pa); // pinned: the folio keeps the program's bytes
   }
 
   private freeFolio(head: number, f: Folio): void {
@@ -370,6 +430,7 @@ export class MmStruct {
       if (va >= start && va < end) pages.set(idx - shift, pa);
     }
     const out: Vma = { start, end, prot: v.prot, pageLg2: v.pageLg2, pages };
+    if (v.external !== undefined) out.external = v.external;
     if (v.pfnmapBase !== undefined) out.pfnmapBase = v.pfnmapBase + (start - v.start);
     if (v.mmio !== undefined) {
       out.mmio = v.mmio;

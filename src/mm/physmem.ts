@@ -25,6 +25,26 @@ export interface PhysMemOptions {
 /** Frame sizes the allocator hands out, as log2 of bytes: 4 KiB, 2 MiB, 1 GiB. */
 export type FrameLg2 = 12 | 21 | 30;
 
+/**
+ * Memory that lives outside the model: the pages of a program that talks to the model through
+ * `vfio-nest serve` (src/server). A frame attached to it keeps no bytes here: reads and writes of
+ * the frame go, synchronously, to that memory at the frame's address there. Only frames that back
+ * such a program's pages are attached; every other frame never pays more than one comparison.
+ */
+export interface ExternalMemory {
+  read(addr: number, dst: Uint8Array, dstOff: number, len: number): void;
+  write(addr: number, src: Uint8Array, srcOff: number, len: number): void;
+}
+
+interface ExternalFrame {
+  mem: ExternalMemory;
+  /** Address of the frame's first byte in `mem`. */
+  addr: number;
+  lg2: FrameLg2;
+}
+
+const FRAME_LG2S: readonly FrameLg2[] = [12, 21, 30];
+
 export class PhysMem {
   readonly base: number;
   readonly size: number;
@@ -48,6 +68,12 @@ export class PhysMem {
   ]);
   private allocatedBytes = 0;
   private zero = -1;
+  /** Frames attached to external memory, by the frame number of their first 4 KiB page. */
+  private readonly external = new Map<number, ExternalFrame>();
+  /** Set by externalAt(): the external memory and address of the byte looked up. */
+  private extMem: ExternalMemory | undefined;
+  private extAddr = 0;
+  private readonly scratch = new Uint8Array(4);
 
   constructor(options: PhysMemOptions = {}) {
     this.base = options.base ?? 0;
@@ -66,7 +92,11 @@ export class PhysMem {
     const pfn = Math.floor(pa / PAGE_SIZE);
     if (pfn === this.lastPfn) return this.lastFrame![(pa & PAGE_MASK) >>> 2];
     const frame = this.frames.get(pfn);
-    if (frame === undefined) return 0;
+    if (frame === undefined) {
+      if (this.external.size === 0 || !this.externalAt(pa)) return 0;
+      this.extMem!.read(this.extAddr, this.scratch, 0, 4);
+      return new DataView(this.scratch.buffer).getUint32(0, true);
+    }
     this.lastPfn = pfn;
     this.lastFrame = frame;
     return frame[(pa & PAGE_MASK) >>> 2];
@@ -74,6 +104,11 @@ export class PhysMem {
 
   /** Writes a little-endian 32-bit word at a 4-byte aligned address. */
   writeU32(pa: number, value: number): void {
+    if (this.external.size !== 0 && this.externalAt(pa)) {
+      new DataView(this.scratch.buffer).setUint32(0, value, true);
+      this.extMem!.write(this.extAddr, this.scratch, 0, 4);
+      return;
+    }
     this.frameFor(pa)[(pa & PAGE_MASK) >>> 2] = value;
   }
 
@@ -82,8 +117,11 @@ export class PhysMem {
     while (len > 0) {
       const inPage = Math.min(len, PAGE_SIZE - (pa & PAGE_MASK));
       const frame = this.frames.get(Math.floor(pa / PAGE_SIZE));
-      if (frame === undefined) dst.fill(0, dstOff, dstOff + inPage);
-      else dst.set(new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage), dstOff);
+      if (frame === undefined) {
+        if (this.external.size !== 0 && this.externalAt(pa))
+          this.extMem!.read(this.extAddr, dst, dstOff, inPage);
+        else dst.fill(0, dstOff, dstOff + inPage);
+      } else dst.set(new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage), dstOff);
       pa += inPage;
       dstOff += inPage;
       len -= inPage;
@@ -94,10 +132,14 @@ export class PhysMem {
   writeBytes(pa: number, src: Uint8Array, srcOff: number, len: number): void {
     while (len > 0) {
       const inPage = Math.min(len, PAGE_SIZE - (pa & PAGE_MASK));
-      const frame = this.frameFor(pa);
-      new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage).set(
-        src.subarray(srcOff, srcOff + inPage),
-      );
+      if (this.external.size !== 0 && this.externalAt(pa)) {
+        this.extMem!.write(this.extAddr, src, srcOff, inPage);
+      } else {
+        const frame = this.frameFor(pa);
+        new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage).set(
+          src.subarray(srcOff, srcOff + inPage),
+        );
+      }
       pa += inPage;
       srcOff += inPage;
       len -= inPage;
@@ -109,7 +151,9 @@ export class PhysMem {
     while (len > 0) {
       const inPage = Math.min(len, PAGE_SIZE - (pa & PAGE_MASK));
       const pfn = Math.floor(pa / PAGE_SIZE);
-      if (byte === 0 && inPage === PAGE_SIZE) {
+      if (this.external.size !== 0 && this.externalAt(pa)) {
+        this.extMem!.write(this.extAddr, new Uint8Array(inPage).fill(byte), 0, inPage);
+      } else if (byte === 0 && inPage === PAGE_SIZE) {
         this.dropFrame(pfn);
       } else if (byte !== 0 || this.frames.has(pfn)) {
         const frame = this.frameFor(pa);
@@ -147,6 +191,7 @@ export class PhysMem {
   /** Returns a frame from `allocFrame` and forgets its bytes. */
   freeFrame(pa: number, lg2: FrameLg2): void {
     const size = 2 ** lg2;
+    if (this.external.size !== 0) this.external.delete(pa / PAGE_SIZE);
     this.discard(pa, size);
     this.allocatedBytes -= size;
     this.free.get(lg2)!.push(pa);
@@ -177,6 +222,51 @@ export class PhysMem {
     } else {
       for (let pfn = first; pfn < first + count; pfn++) this.dropFrame(pfn);
     }
+  }
+
+  /**
+   * Backs the frame of 2^lg2 bytes at `pa` (from allocFrame) by external memory at `addr`: from now
+   * on its bytes are read from and written to `mem`, until the frame is freed or detached.
+   */
+  attachExternal(pa: number, lg2: FrameLg2, mem: ExternalMemory, addr: number): void {
+    this.discard(pa, 2 ** lg2);
+    this.external.set(pa / PAGE_SIZE, { mem, addr, lg2 });
+  }
+
+  /**
+   * Ends the external backing of the frame at `pa`, keeping its bytes: they are copied in first
+   * (a pinned page the program unmapped lives on with the device, as the kernel's folio does).
+   * A frame that is not external is left alone.
+   */
+  detachExternal(pa: number): void {
+    const x = this.external.get(pa / PAGE_SIZE);
+    if (x === undefined) return;
+    this.external.delete(pa / PAGE_SIZE);
+    const page = new Uint8Array(PAGE_SIZE);
+    for (let off = 0; off < 2 ** x.lg2; off += PAGE_SIZE) {
+      x.mem.read(x.addr + off, page, 0, PAGE_SIZE);
+      if (page.some((b) => b !== 0)) this.writeBytes(pa + off, page, 0, PAGE_SIZE);
+    }
+  }
+
+  /** Frames attached to external memory. */
+  get externalFrames(): number {
+    return this.external.size;
+  }
+
+  /** Finds the external frame holding `pa` (any size): sets extMem/extAddr and says whether found. */
+  private externalAt(pa: number): boolean {
+    for (const lg2 of FRAME_LG2S) {
+      const size = 2 ** lg2;
+      const head = pa - (pa % size);
+      const x = this.external.get(head / PAGE_SIZE);
+      if (x !== undefined && x.lg2 === lg2) {
+        this.extMem = x.mem;
+        this.extAddr = x.addr + (pa - head);
+        return true;
+      }
+    }
+    return false;
   }
 
   private frameFor(pa: number): Uint32Array {
