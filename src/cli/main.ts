@@ -7,6 +7,7 @@
 import { DEMO_HELP, demoCommand } from './demo.ts';
 import { PROBE_HELP, probeCommand } from './probe.ts';
 import { RUN_HELP, runCommand } from './run.ts';
+import { SERVE_HELP, serveCommand } from './serve.ts';
 import { EXIT_OK, EXIT_USAGE, type Out, UsageError } from './style.ts';
 
 const VERSION = '0.1.0';
@@ -20,6 +21,7 @@ Commands:
   demo      a narrated tour (what \`npm start\` runs)
   run       run scenario files with their expectations
   probe     run probe files and print the kernel's JSON lines
+  serve     the model behind a Unix socket, for real programs (LD_PRELOAD interposer)
 
 Run \`vfio-nest <command> --help\` for a command's options and examples.`;
 
@@ -30,6 +32,7 @@ const COMMANDS: Record<
   probe: { run: (argv, out) => probeCommand(argv, out), help: PROBE_HELP },
   demo: { run: (argv, out, err) => demoCommand(argv, out, err), help: DEMO_HELP },
   run: { run: (argv, out, err) => runCommand(argv, out, err), help: RUN_HELP },
+  serve: { run: (argv, out, err) => serveCommand(argv, out, err), help: SERVE_HELP },
 };
 
 export async function main(argv: string[], out: Out, err: Out): Promise<number> {

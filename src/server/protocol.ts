@@ -1,0 +1,291 @@
+/**
+ * The wire protocol between `vfio-nest serve` and its clients (native/preload.c): little-endian
+ * binary frames over a Unix stream socket, one 32-byte header and the data. docs/serve-protocol.md
+ * is the description; native/preload.c carries the same numbers (test/server/protocol.test.ts checks).
+ *
+ *   off size field
+ *     0  u32  len    the whole frame's length, header included
+ *     4  u16  type   what the frame is (REQ_*, CB_*, REPLY)
+ *     6  u16  flags
+ *     8  i32  fd     the client's fd number the request is about
+ *    12  u32  num    ioctl request / open flags / whence / errno (in replies)
+ *    16  u64  a      a value: ioctl argument, file offset, address, return value (replies: i64)
+ *    24  u64  b      a second value: length, rlimit max, offset of the data in the argument
+ *    32  ...  data
+ */
+
+export const HEADER_SIZE = 32;
+/** Largest frame either side sends: bigger transfers are split. */
+export const MAX_FRAME = 4 * 2 ** 20 + HEADER_SIZE;
+/** Largest argument an ioctl sends (the client caps argsz here). */
+export const MAX_IOCTL_ARG = 2 ** 20;
+/** Protocol version, sent in HELLO's `num`. */
+export const PROTOCOL_VERSION = 1;
+
+// Requests: client -> server.
+export const REQ_HELLO = 1;
+export const REQ_OPEN = 2;
+export const REQ_CLOSE = 3;
+export const REQ_IOCTL = 4;
+export const REQ_PREAD = 5;
+export const REQ_PWRITE = 6;
+export const REQ_READ = 7;
+export const REQ_WRITE = 8;
+export const REQ_LSEEK = 9;
+export const REQ_DUP = 10;
+export const REQ_SETRLIMIT = 16;
+export const REQ_SETUID = 17;
+export const REQ_SETGID = 18;
+export const REQ_SETGROUPS = 19;
+export const REQ_CAPSET = 20;
+export const REQ_STATUS = 32;
+export const REQ_MUNMAP = 33;
+
+// Callbacks: server -> client, only while one of that client's requests is being answered.
+export const CB_READ = 64;
+export const CB_WRITE = 65;
+export const CB_VMA = 66;
+export const CB_PAGES = 67;
+export const CB_NEWFD = 68;
+export const CB_FDCHECK = 69;
+/** The client's answer to a callback. */
+export const CB_REPLY = 79;
+/** The server's answer to a request. */
+export const REPLY = 128;
+
+/** REQ_IOCTL: the data is the bytes the argument points to (else `a` is the argument's value). */
+export const IOCTL_ARG_BYTES = 1;
+/** HELLO: use the modelled kernel's default RLIMIT_MEMLOCK instead of the one sent. */
+export const HELLO_MEMLOCK_HOST = 1;
+/** CB_VMA reply flag: private anonymous memory (untouched pages are the zero page). */
+export const VMA_ANONYMOUS = 1;
+/** RLIMIT_MEMLOCK, the only resource REQ_SETRLIMIT takes. */
+export const RLIMIT_MEMLOCK = 8;
+
+export const REQUEST_NAMES: Record<number, string> = {
+  [REQ_HELLO]: 'hello',
+  [REQ_OPEN]: 'open',
+  [REQ_CLOSE]: 'close',
+  [REQ_IOCTL]: 'ioctl',
+  [REQ_PREAD]: 'pread',
+  [REQ_PWRITE]: 'pwrite',
+  [REQ_READ]: 'read',
+  [REQ_WRITE]: 'write',
+  [REQ_LSEEK]: 'lseek',
+  [REQ_DUP]: 'dup',
+  [REQ_SETRLIMIT]: 'setrlimit',
+  [REQ_SETUID]: 'setuid',
+  [REQ_SETGID]: 'setgid',
+  [REQ_SETGROUPS]: 'setgroups',
+  [REQ_CAPSET]: 'capset',
+  [REQ_STATUS]: 'status',
+  [REQ_MUNMAP]: 'munmap',
+};
+
+export interface Frame {
+  type: number;
+  flags: number;
+  fd: number;
+  num: number;
+  a: bigint;
+  b: bigint;
+  data: Uint8Array;
+}
+
+export function encodeFrame(f: Partial<Frame> & { type: number }): Uint8Array {
+  const data = f.data ?? new Uint8Array(0);
+  const out = new Uint8Array(HEADER_SIZE + data.byteLength);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, out.byteLength, true);
+  v.setUint16(4, f.type, true);
+  v.setUint16(6, f.flags ?? 0, true);
+  v.setInt32(8, f.fd ?? -1, true);
+  v.setUint32(12, (f.num ?? 0) >>> 0, true);
+  v.setBigUint64(16, BigInt.asUintN(64, f.a ?? 0n), true);
+  v.setBigUint64(24, BigInt.asUintN(64, f.b ?? 0n), true);
+  out.set(data, HEADER_SIZE);
+  return out;
+}
+
+/** Decodes one whole frame (its length already checked by the reader). */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return {
+    type: v.getUint16(4, true),
+    flags: v.getUint16(6, true),
+    fd: v.getInt32(8, true),
+    num: v.getUint32(12, true),
+    a: v.getBigUint64(16, true),
+    b: v.getBigUint64(24, true),
+    data: bytes.subarray(HEADER_SIZE),
+  };
+}
+
+/** A reply: `ret` >= 0, or -errno; `data` to be written at offset `dataOffset` of the argument. */
+export function encodeReply(ret: number | bigint, data?: Uint8Array, dataOffset = 0): Uint8Array {
+  const r = BigInt(ret);
+  return encodeFrame({
+    type: REPLY,
+    num: r < 0n ? Number(-r) : 0,
+    a: r < 0n ? -1n : r,
+    b: BigInt(dataOffset),
+    data,
+  });
+}
+
+/**
+ * Splits a byte stream into frames: push() what the socket gave, then take whole frames. A length
+ * outside [HEADER_SIZE, MAX_FRAME] is a protocol error (the connection is dropped).
+ */
+export class FrameReader {
+  private buf = new Uint8Array(0);
+  private used = 0;
+
+  push(chunk: Uint8Array): void {
+    if (this.used + chunk.byteLength > this.buf.byteLength) {
+      const next = new Uint8Array(Math.max(2 * this.buf.byteLength, this.used + chunk.byteLength, 4096));
+      next.set(this.buf.subarray(0, this.used));
+      this.buf = next;
+    }
+    this.buf.set(chunk, this.used);
+    this.used += chunk.byteLength;
+  }
+
+  /** The next whole frame (a copy), undefined if incomplete; throws on a bad length. */
+  next(): Uint8Array | undefined {
+    if (this.used < 4) return undefined;
+    const len = new DataView(this.buf.buffer, this.buf.byteOffset, 4).getUint32(0, true);
+    if (len < HEADER_SIZE || len > MAX_FRAME) throw new Error(`bad frame length ${len}`);
+    if (this.used < len) return undefined;
+    const frame = this.buf.slice(0, len);
+    this.buf.copyWithin(0, len, this.used);
+    this.used -= len;
+    return frame;
+  }
+}
+
+/** The process state block: what STATUS and every credential request answer with. */
+export interface StatusBlock {
+  uid: number;
+  euid: number;
+  gid: number;
+  egid: number;
+  capEff: bigint;
+  memlockCur: bigint;
+  memlockMax: bigint;
+  vmLckKb: bigint;
+  vmPinKb: bigint;
+}
+
+export const STATUS_BLOCK_SIZE = 56;
+
+export function encodeStatus(s: StatusBlock): Uint8Array {
+  const out = new Uint8Array(STATUS_BLOCK_SIZE);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, s.uid >>> 0, true);
+  v.setUint32(4, s.euid >>> 0, true);
+  v.setUint32(8, s.gid >>> 0, true);
+  v.setUint32(12, s.egid >>> 0, true);
+  v.setBigUint64(16, s.capEff, true);
+  v.setBigUint64(24, s.memlockCur, true);
+  v.setBigUint64(32, s.memlockMax, true);
+  v.setBigUint64(40, s.vmLckKb, true);
+  v.setBigUint64(48, s.vmPinKb, true);
+  return out;
+}
+
+export function decodeStatus(b: Uint8Array): StatusBlock {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return {
+    uid: v.getUint32(0, true),
+    euid: v.getUint32(4, true),
+    gid: v.getUint32(8, true),
+    egid: v.getUint32(12, true),
+    capEff: v.getBigUint64(16, true),
+    memlockCur: v.getBigUint64(24, true),
+    memlockMax: v.getBigUint64(32, true),
+    vmLckKb: v.getBigUint64(40, true),
+    vmPinKb: v.getBigUint64(48, true),
+  };
+}
+
+/** HELLO's data: who the client is when it connects. */
+export interface Hello {
+  pid: number;
+  uid: number;
+  euid: number;
+  gid: number;
+  egid: number;
+  capEff: bigint;
+  memlockCur: bigint;
+  memlockMax: bigint;
+  /** HELLO_MEMLOCK_HOST */
+  flags: number;
+}
+
+export const HELLO_SIZE = 48;
+
+export function encodeHello(h: Hello): Uint8Array {
+  const out = new Uint8Array(HELLO_SIZE);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, h.pid >>> 0, true);
+  v.setUint32(4, h.uid >>> 0, true);
+  v.setUint32(8, h.euid >>> 0, true);
+  v.setUint32(12, h.gid >>> 0, true);
+  v.setUint32(16, h.egid >>> 0, true);
+  v.setUint32(20, h.flags >>> 0, true);
+  v.setBigUint64(24, h.capEff, true);
+  v.setBigUint64(32, h.memlockCur, true);
+  v.setBigUint64(40, h.memlockMax, true);
+  return out;
+}
+
+export function decodeHello(b: Uint8Array): Hello | undefined {
+  if (b.byteLength < HELLO_SIZE) return undefined;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return {
+    pid: v.getUint32(0, true),
+    uid: v.getUint32(4, true),
+    euid: v.getUint32(8, true),
+    gid: v.getUint32(12, true),
+    egid: v.getUint32(16, true),
+    flags: v.getUint32(20, true),
+    capEff: v.getBigUint64(24, true),
+    memlockCur: v.getBigUint64(32, true),
+    memlockMax: v.getBigUint64(40, true),
+  };
+}
+
+/** CB_VMA's reply data: the client's mapping around an address. */
+export const VMA_REPLY_SIZE = 32;
+
+export interface VmaReply {
+  start: bigint;
+  end: bigint;
+  prot: number;
+  pageLg2: number;
+  flags: number;
+}
+
+export function encodeVmaReply(r: VmaReply): Uint8Array {
+  const out = new Uint8Array(VMA_REPLY_SIZE);
+  const v = new DataView(out.buffer);
+  v.setBigUint64(0, r.start, true);
+  v.setBigUint64(8, r.end, true);
+  v.setUint32(16, r.prot, true);
+  v.setUint32(20, r.pageLg2, true);
+  v.setUint32(24, r.flags, true);
+  return out;
+}
+
+export function decodeVmaReply(b: Uint8Array): VmaReply | undefined {
+  if (b.byteLength < VMA_REPLY_SIZE) return undefined;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return {
+    start: v.getBigUint64(0, true),
+    end: v.getBigUint64(8, true),
+    prot: v.getUint32(16, true),
+    pageLg2: v.getUint32(20, true),
+    flags: v.getUint32(24, true),
+  };
+}

@@ -1,0 +1,349 @@
+/**
+ * One client of `vfio-nest serve`: a model Process on the server's Host, the client's fd numbers
+ * mapped to the model's, and the client's memory behind the process's address space. `handle`
+ * answers one request frame with one reply frame, asking the client (callbacks) when the model needs
+ * its memory or a new fd number. Everything is synchronous; the transport lives in server.ts.
+ */
+
+import type { Host } from '../host/host.ts';
+import type { Process } from '../host/process.ts';
+import { CAP_FULL_SET } from '../mm/task.ts';
+import { EBADF, EINVAL, EMFILE, EPERM } from '../uapi/errno.ts';
+import * as vfio from '../uapi/vfio.ts';
+import { type ClientChannel, ClientMemory } from './client-memory.ts';
+import {
+  CB_FDCHECK,
+  CB_NEWFD,
+  decodeFrame,
+  decodeHello,
+  encodeFrame,
+  encodeReply,
+  encodeStatus,
+  type Frame,
+  HELLO_MEMLOCK_HOST,
+  IOCTL_ARG_BYTES,
+  MAX_IOCTL_ARG,
+  PROTOCOL_VERSION,
+  REQ_CAPSET,
+  REQ_CLOSE,
+  REQ_DUP,
+  REQ_HELLO,
+  REQ_IOCTL,
+  REQ_LSEEK,
+  REQ_MUNMAP,
+  REQ_OPEN,
+  REQ_PREAD,
+  REQ_PWRITE,
+  REQ_READ,
+  REQ_SETGID,
+  REQ_SETGROUPS,
+  REQ_SETRLIMIT,
+  REQ_SETUID,
+  REQ_STATUS,
+  REQ_WRITE,
+  REQUEST_NAMES,
+  RLIMIT_MEMLOCK,
+} from './protocol.ts';
+
+/** EPROTO: a frame the protocol does not allow (the server's own errno; not in the model's table). */
+export const EPROTO = 71;
+const SEEK_SET = 0;
+const SEEK_CUR = 1;
+/** Largest read or write one request moves (the client splits bigger ones). */
+const MAX_IO = 2 ** 20;
+const I64_MAX = 2n ** 63n - 1n;
+
+/** ioctl names for the trace, by fd kind then number. */
+const IOCTL_NAMES = (() => {
+  const out = new Map<string, string>();
+  for (const [name, value] of Object.entries(vfio)) {
+    if (typeof value !== 'number' || !name.startsWith('VFIO_') || value >>> 8 !== vfio.VFIO_TYPE) continue;
+    const kind = name.startsWith('VFIO_DEVICE_')
+      ? 'vfio-device'
+      : name.startsWith('VFIO_GROUP_')
+        ? 'vfio-group'
+        : 'vfio-container';
+    out.set(`${kind}:${value}`, name);
+  }
+  return out;
+})();
+
+export class Session {
+  proc: Process | undefined;
+  readonly memory: ClientMemory;
+  /** The client's pid, from HELLO. */
+  pid = 0;
+  /** client fd -> model fd */
+  private readonly fds = new Map<number, number>();
+  /** model fd -> how many client fds refer to it (dup shares the open file, as in the kernel) */
+  private readonly refs = new Map<number, number>();
+  /** model fd -> file position for read/write/lseek */
+  private readonly pos = new Map<number, number>();
+
+  constructor(
+    readonly host: Host,
+    private readonly channel: ClientChannel,
+    private readonly trace?: (line: string) => void,
+  ) {
+    this.memory = new ClientMemory(channel);
+  }
+
+  /** Answers one request frame. */
+  handle(bytes: Uint8Array): Uint8Array {
+    const f = decodeFrame(bytes);
+    let reply: Uint8Array;
+    try {
+      reply = this.dispatch(f);
+    } finally {
+      this.memory.endCall();
+    }
+    if (this.trace !== undefined) this.trace(this.describe(f, reply));
+    return reply;
+  }
+
+  /** The client went away: its process exits (every fd closed, its mappings dropped). */
+  close(): void {
+    this.proc?.exit();
+    this.proc = undefined;
+  }
+
+  /** The client fds mapped to model fds (for tests). */
+  get clientFds(): number[] {
+    return [...this.fds.keys()].sort((a, b) => a - b);
+  }
+
+  private dispatch(f: Frame): Uint8Array {
+    if (f.type === REQ_HELLO) return this.hello(f);
+    const p = this.proc;
+    if (p === undefined) return encodeReply(-EPROTO);
+    switch (f.type) {
+      case REQ_OPEN:
+        return this.open(p, f);
+      case REQ_CLOSE:
+        return encodeReply(this.unmapFd(f.fd));
+      case REQ_IOCTL:
+        return this.ioctl(p, f);
+      case REQ_PREAD:
+      case REQ_READ: {
+        const mfd = this.fds.get(f.fd);
+        if (mfd === undefined) return encodeReply(-EBADF);
+        const offset = f.type === REQ_READ ? (this.pos.get(mfd) ?? 0) : this.offset(f.a);
+        if (offset < 0) return encodeReply(offset);
+        const dst = new Uint8Array(Math.min(Number(f.b), MAX_IO));
+        const r = p.pread(mfd, dst, offset);
+        if (r > 0 && f.type === REQ_READ) this.pos.set(mfd, offset + r);
+        return encodeReply(r, r > 0 ? dst.subarray(0, r) : undefined);
+      }
+      case REQ_PWRITE:
+      case REQ_WRITE: {
+        const mfd = this.fds.get(f.fd);
+        if (mfd === undefined) return encodeReply(-EBADF);
+        const offset = f.type === REQ_WRITE ? (this.pos.get(mfd) ?? 0) : this.offset(f.a);
+        if (offset < 0) return encodeReply(offset);
+        const r = p.pwrite(mfd, f.data.slice(), offset);
+        if (r > 0 && f.type === REQ_WRITE) this.pos.set(mfd, offset + r);
+        return encodeReply(r);
+      }
+      case REQ_LSEEK: {
+        const mfd = this.fds.get(f.fd);
+        if (mfd === undefined) return encodeReply(-EBADF);
+        const delta = BigInt.asIntN(64, f.a);
+        const base = f.num === SEEK_SET ? 0n : f.num === SEEK_CUR ? BigInt(this.pos.get(mfd) ?? 0) : -1n;
+        const to = base + delta;
+        if (base < 0n || to < 0n || to > BigInt(Number.MAX_SAFE_INTEGER)) return encodeReply(-EINVAL);
+        this.pos.set(mfd, Number(to));
+        return encodeReply(to);
+      }
+      case REQ_DUP: {
+        const mfd = this.fds.get(f.fd);
+        if (mfd === undefined) return encodeReply(-EBADF);
+        const to = Number(BigInt.asIntN(32, f.a));
+        if (to < 0) return encodeReply(-EBADF);
+        if (to !== f.fd) {
+          this.unmapFd(to);
+          this.mapFd(to, mfd);
+        }
+        return encodeReply(to);
+      }
+      case REQ_SETRLIMIT:
+        if (f.num !== RLIMIT_MEMLOCK) return encodeReply(-EINVAL, this.status(p));
+        return encodeReply(p.setrlimitMemlock(f.a, f.b), this.status(p));
+      case REQ_SETUID:
+        return encodeReply(p.setuid(Number(BigInt.asUintN(32, f.a))), this.status(p));
+      case REQ_SETGID:
+        return encodeReply(p.setgid(Number(BigInt.asUintN(32, f.a))), this.status(p));
+      case REQ_SETGROUPS: {
+        const v = new DataView(f.data.buffer, f.data.byteOffset, f.data.byteLength);
+        const groups: number[] = [];
+        for (let i = 0; i + 4 <= f.data.byteLength; i += 4) groups.push(v.getUint32(i, true));
+        return encodeReply(p.setgroups(groups), this.status(p));
+      }
+      case REQ_CAPSET: {
+        // The model keeps only the effective set: it can be lowered, never raised (capset(2): EPERM).
+        const want = Number(BigInt.asUintN(64, f.a) & BigInt(CAP_FULL_SET));
+        const have = p.task.capEff;
+        const raises = Number(BigInt(want) & ~BigInt(have)) !== 0;
+        if (raises) return encodeReply(-EPERM, this.status(p));
+        p.task.setCapabilities(want);
+        return encodeReply(0, this.status(p));
+      }
+      case REQ_STATUS:
+        return encodeReply(0, this.status(p));
+      case REQ_MUNMAP: {
+        const addr = f.a;
+        const len = f.b;
+        if (addr + len > BigInt(Number.MAX_SAFE_INTEGER) || len === 0n) return encodeReply(0);
+        return encodeReply(p.munmap(Number(addr), Number(len)));
+      }
+      default:
+        return encodeReply(-EPROTO);
+    }
+  }
+
+  private hello(f: Frame): Uint8Array {
+    const h = decodeHello(f.data);
+    if (this.proc !== undefined || h === undefined || f.num !== PROTOCOL_VERSION) return encodeReply(-EPROTO);
+    const memlock =
+      h.flags & HELLO_MEMLOCK_HOST
+        ? { cur: this.host.profile.defaultMemlock, max: this.host.profile.defaultMemlock }
+        : { cur: h.memlockCur, max: h.memlockMax };
+    const p = this.host.spawn({
+      uid: h.uid,
+      gid: h.gid,
+      capEff: Number(h.capEff & BigInt(CAP_FULL_SET)),
+      memlock,
+    });
+    p.task.euid = h.euid;
+    p.mm.external = this.memory;
+    this.proc = p;
+    this.pid = h.pid;
+    return encodeReply(0, this.status(p));
+  }
+
+  private status(p: Process): Uint8Array {
+    const st = p.status();
+    return encodeStatus({
+      uid: p.task.uid,
+      euid: p.task.euid,
+      gid: p.task.gid,
+      egid: p.task.gid,
+      capEff: BigInt(p.task.capEff),
+      memlockCur: p.task.memlock.cur,
+      memlockMax: p.task.memlock.max,
+      vmLckKb: BigInt(st.VmLck_kB),
+      vmPinKb: BigInt(st.VmPin_kB),
+    });
+  }
+
+  /** A file offset from the wire: negative (above 2^63) is EINVAL, as pread(2) says. */
+  private offset(a: bigint): number {
+    if (a > I64_MAX || a > BigInt(Number.MAX_SAFE_INTEGER)) return -EINVAL;
+    return Number(a);
+  }
+
+  private open(p: Process, f: Frame): Uint8Array {
+    if (f.fd < 0) return encodeReply(-EBADF);
+    const path = new TextDecoder().decode(f.data).replace(/\0.*$/s, '');
+    const mfd = p.open(path);
+    if (mfd < 0) return encodeReply(mfd);
+    this.unmapFd(f.fd); // a number the client reused without telling us
+    this.mapFd(f.fd, mfd);
+    return encodeReply(f.fd);
+  }
+
+  private mapFd(cfd: number, mfd: number): void {
+    this.fds.set(cfd, mfd);
+    this.refs.set(mfd, (this.refs.get(mfd) ?? 0) + 1);
+  }
+
+  /** Drops a client fd; the model fd is closed with its last client fd. 0 or -EBADF. */
+  private unmapFd(cfd: number): number {
+    const mfd = this.fds.get(cfd);
+    if (mfd === undefined) return -EBADF;
+    this.fds.delete(cfd);
+    const n = (this.refs.get(mfd) ?? 1) - 1;
+    if (n > 0) {
+      this.refs.set(mfd, n);
+      return 0;
+    }
+    this.refs.delete(mfd);
+    this.pos.delete(mfd);
+    return this.proc!.close(mfd);
+  }
+
+  /**
+   * A client fd number inside an ioctl's argument, as a model fd: a mapped one is translated; an open
+   * non-VFIO file of the client becomes model fd 0 (a tty: also not a VFIO file); anything else -1.
+   */
+  private modelFdFor(cfd: number): number {
+    if (cfd < 0) return cfd;
+    const mfd = this.fds.get(cfd);
+    if (mfd !== undefined) return mfd;
+    const r = this.channel.call(encodeFrame({ type: CB_FDCHECK, fd: cfd }));
+    return r !== undefined && r.a === 1n ? 0 : -1;
+  }
+
+  private translateFds(kind: string | undefined, request: number, arg: Uint8Array): void {
+    const v = new DataView(arg.buffer, arg.byteOffset, arg.byteLength);
+    const at = (off: number): void => {
+      if (arg.byteLength >= off + 4) v.setInt32(off, this.modelFdFor(v.getInt32(off, true)), true);
+    };
+    if (kind === 'vfio-group' && request === vfio.VFIO_GROUP_SET_CONTAINER) at(0);
+    else if (kind === 'vfio-device' && request === vfio.VFIO_DEVICE_BIND_IOMMUFD) at(8);
+  }
+
+  private ioctl(p: Process, f: Frame): Uint8Array {
+    const mfd = this.fds.get(f.fd);
+    if (mfd === undefined) return encodeReply(-EBADF);
+    const request = f.num >>> 0;
+    let ret: number;
+    let writeback: Uint8Array | undefined;
+    let writebackAt = 0;
+    if (f.flags & IOCTL_ARG_BYTES) {
+      const arg = f.data.slice(0, MAX_IOCTL_ARG);
+      this.translateFds(p.fdget(mfd)?.kind, request, arg);
+      const before = arg.slice();
+      ret = p.ioctl(mfd, request, arg);
+      // Only the bytes the kernel changed go back.
+      let first = 0;
+      while (first < arg.byteLength && arg[first] === before[first]) first++;
+      if (first < arg.byteLength) {
+        let last = arg.byteLength - 1;
+        while (arg[last] === before[last]) last--;
+        writeback = arg.subarray(first, last + 1);
+        writebackAt = first;
+      }
+    } else {
+      ret = p.ioctl(mfd, request, f.a);
+    }
+    // An ioctl that made a new file (GET_DEVICE_FD): the client gives it a number of its own.
+    if (ret >= 3 && !this.refs.has(ret) && p.fdget(ret) !== undefined) {
+      const r = this.channel.call(encodeFrame({ type: CB_NEWFD }));
+      const cfd = r !== undefined && r.num === 0 ? Number(BigInt.asIntN(64, r.a)) : -1;
+      if (cfd < 0) {
+        p.close(ret);
+        return encodeReply(-EMFILE);
+      }
+      this.unmapFd(cfd);
+      this.mapFd(cfd, ret);
+      ret = cfd;
+    }
+    return encodeReply(ret, writeback, writebackAt);
+  }
+
+  private describe(f: Frame, reply: Uint8Array): string {
+    const r = decodeFrame(reply);
+    const result = r.num !== 0 ? `-1 errno ${r.num}` : `${BigInt.asIntN(64, r.a)}`;
+    const name = REQUEST_NAMES[f.type] ?? `type ${f.type}`;
+    let what = `fd ${f.fd}`;
+    if (f.type === REQ_OPEN) what = JSON.stringify(new TextDecoder().decode(f.data).replace(/\0.*$/s, ''));
+    if (f.type === REQ_IOCTL) {
+      const mfd = this.fds.get(f.fd);
+      const kind = mfd === undefined ? undefined : this.proc?.fdget(mfd)?.kind;
+      const n = IOCTL_NAMES.get(`${kind}:${f.num}`) ?? `0x${f.num.toString(16)}`;
+      what = `fd ${f.fd}, ${n}`;
+    }
+    if (f.type === REQ_PREAD || f.type === REQ_PWRITE) what += `, offset 0x${f.a.toString(16)}`;
+    return `pid ${this.pid}: ${name}(${what}) = ${result}`;
+  }
+}
