@@ -1,91 +1,185 @@
 /**
- * `vfio-nest demo` (= `npm start`): a narrated tour. Comment lines of the tour file are the
- * narration; every operation runs on the model and shows what the kernel answers.
+ * `vfio-nest demo` (= `npm start`): the nested story, narrated. It runs examples/demo.yaml on the
+ * model and shows, for each step, what the VMM asked the kernel (every ioctl and its answer), what
+ * happened, and the rule that decided it. `--kernel` replays the story on another kernel profile.
  */
 
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { Host } from '../host/host.ts';
-import { parseProbe } from '../scenario/probe/parse.ts';
-import { ProbeProcess, type ProbeRecord } from '../scenario/probe/runner.ts';
-import { HOST_OPTION_HELP, HOST_OPTION_SPEC, hostOptionsFrom } from './host-options.ts';
-import { EXIT_OK, type Out, painter } from './style.ts';
+import { ScenarioRunner } from '../scenario/index.ts';
+import { explainWalk } from '../smmu/index.ts';
+import { errnoName } from '../uapi/errno.ts';
+import { ioctlName } from '../uapi/names.ts';
+import { KERNEL_VERSIONS, type KernelVersion } from '../uapi/profile.ts';
+import { describeAnswer, describeRequest } from './describe.ts';
+import { loadFiles } from './run.ts';
+import { EXIT_FAILED, EXIT_OK, type Out, painter, UsageError } from './style.ts';
+import { demoScenario, formatWalk } from './walk.ts';
 
-export const DEMO_HELP = `Usage: vfio-nest demo [--json] [options]
+export const DEMO_HELP = `Usage: vfio-nest demo [--kernel 3.19|6.1|6.12|6.18] [--step] [--json]
 
-A narrated tour of VFIO type-1 on the model: each operation, the kernel's answer, the locked memory.
---json prints the probe's JSON lines instead.
+The story of nested translation on an SMMUv3 host (examples/demo.yaml): a VMM assigns a device with
+VFIO type 6, maps guest RAM (stage 2), the guest programs stage 1 through its virtual SMMU, the device
+moves bytes through both stages, a stage-1 fault reaches the guest while a stage-2 fault stays with the
+host, the guest invalidates a stale entry, the VMM unmaps. Each step shows its ioctls, the model's
+answer and the rule (kernel source or SMMUv3 section) that decided it.
 
-${HOST_OPTION_HELP}
+  --kernel V   replay on another kernel profile (default 6.1, where type 6 works on SMMUv3):
+               6.12 refuses type 6 with EPERM, 6.18 no longer has it (ENODEV)
+  --step       wait for Enter before each step
+  --json       one JSON object per step: the record, its ioctls, say and rule
 
 Example:
-  vfio-nest demo --kernel 6.18 --iommu virtio --param vfio_iommu_type1.allow_unsafe_interrupts=1`;
+  vfio-nest demo --kernel 6.12`;
 
-const TOUR = join(import.meta.dirname, '../../examples/type1-tour.probe');
+/** Why the VMM could not get a nesting container, by the errno it got. */
+const WHY_NOT: Record<string, string> = {
+  EPERM:
+    'arm-smmu-v3 enables nesting only on a domain not yet bound to an SMMU, and since about 6.11 VFIO allocates the paging domain for the device, finalised at once: type 6 fails on every SMMUv3 from then until its removal (recorded on 6.12; vfio-type1.md §6).',
+  ENODEV:
+    'Linux 6.13 removed VFIO_TYPE1_NESTING_IOMMU (commit 35890f85573c): CHECK_EXTENSION(6) answers 0 and no IOMMU backend accepts type 6, so VFIO_SET_IOMMU is ENODEV. Nesting moved to iommufd (docs/iommufd.md).',
+  EINVAL:
+    'this IOMMU driver has no enable_nesting hook, so the type-1 backend cannot put its domain in nesting mode (vfio-type1.md §6).',
+};
 
-/** One line of human output for a probe record. */
-export function describeRecord(rec: ProbeRecord): string {
-  const args = Object.entries(rec.args as Record<string, string>)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(' ');
-  const ret = rec.ret as number;
-  let answer = ret < 0 ? `-1 ${rec.errno}` : String(ret);
-  if (rec.op === 'unmap' && ret === 0) answer += ` (unmapped ${(rec.out as { size: string }).size})`;
-  if (rec.op === 'get_info' && ret === 0) {
-    const caps = (rec.caps as Record<string, unknown>[] | undefined) ?? [];
-    const ranges = caps.find((c) => c.name === 'iova_range')?.iova_ranges as
-      | { start: string; end: string }[]
-      | undefined;
-    answer += ` pgsizes ${rec.iova_pgsizes}`;
-    if (ranges) answer += ` ranges ${ranges.map((r) => `[${r.start}, ${r.end}]`).join(' ')}`;
-  }
-  if (rec.op === 'group_get_status' && ret === 0) answer += ` flags ${rec.flags}`;
-  if (rec.VmLck_kB !== undefined) answer += `   VmLck ${rec.VmLck_kB} kB`;
-  return `${`${rec.op} ${args}`.padEnd(44)} -> ${answer}`;
+interface Call {
+  fd: number;
+  ioctl: string;
+  ret: number;
 }
 
-export function demoCommand(argv: string[], out: Out, _err: Out): number {
+function wrap(text: string, width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/)) {
+    if (line && line.length + 1 + word.length > width - indent.length) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(indent + line);
+  return lines.join('\n');
+}
+
+/** Resolves on each line of `input`; once input has ended, resolves at once. */
+function lineWaiter(input: NodeJS.ReadableStream): { next: () => Promise<void>; close: () => void } {
+  const rl = createInterface({ input });
+  const it = rl[Symbol.asyncIterator]();
+  let ended = false;
+  return {
+    next: async () => {
+      if (!ended) ended = (await it.next()).done === true;
+    },
+    close: () => rl.close(),
+  };
+}
+
+export async function demoCommand(
+  argv: string[],
+  out: Out,
+  err: Out,
+  input: NodeJS.ReadableStream = process.stdin,
+): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
-    options: { ...HOST_OPTION_SPEC, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      kernel: { type: 'string' },
+      step: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
     out.write(`${DEMO_HELP}\n`);
     return EXIT_OK;
   }
-  const opts = hostOptionsFrom(values);
-  const host = new Host(opts.host);
+  const [sc] = loadFiles([demoScenario()]);
+  const kernel = values.kernel ?? sc.host.kernel;
+  if (!(KERNEL_VERSIONS as readonly string[]).includes(kernel as string))
+    throw new UsageError(`--kernel: '${kernel}' is not one of ${KERNEL_VERSIONS.join(', ')}`);
+  // The story's expectations are 6.1's; on another kernel the answers are shown, not judged.
+  const judged = kernel === sc.host.kernel;
+  const runner = new ScenarioRunner({ ...sc, host: { ...sc.host, kernel: kernel as KernelVersion } });
+  const calls: Call[] = [];
+  runner.host.onIoctl = (proc, fd, request, ret) =>
+    calls.push({ fd, ioctl: ioctlName(request, proc.fdget(fd)?.kind), ret });
   const paint = painter(out);
-  const text = readFileSync(TOUR, 'utf8');
-  const p = new ProbeProcess(host, null, opts.probe);
-  if (!values.json)
+  const width = Math.min((out as { columns?: number }).columns ?? 100, 100);
+  const waiter = values.step ? lineWaiter(input) : null;
+  let failed = 0;
+  if (!values.json) {
     out.write(
       paint(
         'bold',
-        `vfio-nest: type-1 on a ${host.iommu.name} host, kernel ${host.profile.version} profile\n\n`,
+        `vfio-nest demo: nested translation with VFIO type 6, kernel ${kernel} profile, SMMUv3 host\n`,
       ),
     );
-  for (const [i, raw] of text.split('\n').entries()) {
-    const narration = /^#\s?(.*)$/.exec(raw);
-    if (narration) {
-      if (!values.json) out.write(paint('cyan', `${narration[1]}\n`));
-      continue;
-    }
-    const lines = parseProbe(raw, `${TOUR}:${i + 1}`);
-    if (lines.length === 0) continue;
-    const before = p.out.length;
-    p.runLine({ ...lines[0], line: i + 1 });
-    const rec = p.out[before];
-    if (values.json) out.write(`${JSON.stringify(rec)}\n`);
-    else {
-      const ok = (rec.ret as number) >= 0;
-      out.write(`  ${paint(ok ? 'green' : 'yellow', describeRecord(rec))}\n`);
-    }
+    out.write(
+      paint('dim', `(${sc.file}; every answer below is the model's, checked against real kernels)\n`),
+    );
   }
-  p.exit();
-  if (!values.json)
-    out.write(`\nAfter exit: VmLck ${p.proc.status().VmLck_kB} kB, pinned pages ${p.proc.mm.pinnedPages}\n`);
-  return EXIT_OK;
+  try {
+    for (const step of sc.steps) {
+      if (waiter !== null && step.index > 0) {
+        err.write(paint('dim', '  [Enter] '));
+        await waiter.next();
+      }
+      calls.length = 0;
+      const r = runner.runStep(step);
+      const error = r.record.error as string | undefined;
+      const failures = judged ? r.failures : [];
+      if (failures.length > 0) failed++;
+      if (values.json) {
+        out.write(
+          `${JSON.stringify({ step: step.index, line: step.line, say: step.say, rule: step.rule, ...r.record, ioctls: calls, expect_ok: failures.length === 0, failures })}\n`,
+        );
+      } else {
+        if (step.say) out.write(`\n${paint('cyan', wrap(step.say, width, ''))}\n`);
+        // Consecutive identical calls (the VMM polling for faults after each DMA) print once, counted.
+        for (let i = 0; i < calls.length; ) {
+          const c = calls[i];
+          let n = 1;
+          while (i + n < calls.length && JSON.stringify(calls[i + n]) === JSON.stringify(c)) n++;
+          const ret = c.ret < 0 ? `-1 ${errnoName(-c.ret)}` : String(c.ret);
+          out.write(paint('dim', `    ioctl(${c.fd}, ${c.ioctl}) = ${ret}${n > 1 ? `   x${n}` : ''}\n`));
+          i += n;
+        }
+        const mark = !judged ? ' ' : failures.length === 0 ? paint('green', '✓') : paint('red', '✗');
+        out.write(`  ${mark} ${describeRequest(step)} -> ${describeAnswer(r.record)}\n`);
+        for (const f of failures) out.write(paint('red', `      expected otherwise: ${f}\n`));
+        if (step.spec.kind === 'walk' && runner.host.smmu !== null && error === undefined) {
+          const b = step.spec.body;
+          const x = explainWalk(
+            runner.host.smmu,
+            runner.host.devices[0].rid,
+            -1,
+            b.iova as number,
+            b.access === 'write',
+          );
+          for (const l of formatWalk(x, out)) out.write(`    ${l}\n`);
+        }
+        if (step.rule && error === undefined)
+          out.write(paint('dim', `${wrap(`rule: ${step.rule}`, width, '    ')}\n`));
+      }
+      if (error !== undefined) {
+        const errno = /: (E[A-Z]+)$/.exec(error)?.[1] ?? '';
+        const why = WHY_NOT[errno] ?? 'the rest of the story needs a nesting container.';
+        if (!values.json) {
+          out.write(`\n${paint('yellow', wrap(`On ${kernel} the story stops here: ${why}`, width, ''))}\n`);
+          out.write(`Try \`vfio-nest demo\` (6.1) or \`vfio-nest run examples/14-type6-6.12.yaml\`.\n`);
+        }
+        break;
+      }
+    }
+  } finally {
+    waiter?.close();
+    runner.finish();
+  }
+  if (!values.json) {
+    out.write(
+      `\n${paint('bold', 'Next:')} \`vfio-nest walk\` explains the nested miss read by read; \`vfio-nest run examples/*.yaml\` runs every scenario; docs/scenarios.md writes your own.\n`,
+    );
+  }
+  return failed === 0 ? EXIT_OK : EXIT_FAILED;
 }

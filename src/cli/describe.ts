@@ -5,8 +5,12 @@
 import type { ProbeRecord } from '../scenario/probe/runner.ts';
 import type { Step } from '../scenario/schema.ts';
 
+/** Request fields are addresses and sizes: hex from 10 up, as the kernel prints them. */
+function requestValue(v: unknown): string {
+  return typeof v === 'number' && Number.isInteger(v) && v > 9 ? `0x${v.toString(16)}` : value(v);
+}
+
 function value(v: unknown): string {
-  if (typeof v === 'number') return Number.isInteger(v) && v > 9 ? `0x${v.toString(16)}` : String(v);
   if (typeof v === 'bigint') return `0x${v.toString(16)}`;
   if (Array.isArray(v)) return `[${v.map(value).join(', ')}]`;
   if (v !== null && typeof v === 'object')
@@ -18,14 +22,27 @@ function value(v: unknown): string {
 
 /** `map iova=0x100000 size=0x1000` or `guest_map va=0x1000000 ipa=0x40100000`. */
 export function describeRequest(step: Step): string {
-  if (step.spec.kind === 'probe') return [step.spec.op, ...step.spec.args.map(([k, v]) => `${k}=${v}`)].join(' ');
+  if (step.spec.kind === 'probe')
+    return [step.spec.op, ...step.spec.args.map(([k, v]) => `${k}=${v}`)].join(' ');
   const args = Object.entries(step.spec.body)
     .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${k}=${value(v)}`);
+    .map(([k, v]) => `${k}=${requestValue(v)}`);
   return [step.spec.kind, ...args].join(' ');
 }
 
-const PROBE_SKIP = new Set(['seq', 'scenario', 'op', 'args', 'ret', 'errno', 'us', 'ms', 'elapsed_ms', 'us_per_op', 'req']);
+const PROBE_SKIP = new Set([
+  'seq',
+  'scenario',
+  'op',
+  'args',
+  'ret',
+  'errno',
+  'us',
+  'ms',
+  'elapsed_ms',
+  'us_per_op',
+  'req',
+]);
 
 /** `-> 0`, `-> -1 EINVAL`, plus the fields worth seeing. */
 export function describeAnswer(rec: ProbeRecord): string {
@@ -35,7 +52,9 @@ export function describeAnswer(rec: ProbeRecord): string {
     if (rec.op === 'unmap' && ret === 0) s += ` (size ${(rec.out as { size: string }).size})`;
     const extra = Object.entries(rec).filter(([k]) => !PROBE_SKIP.has(k) && k !== 'out' && k !== 'caps');
     if (rec.op === 'get_info' && Array.isArray(rec.caps)) {
-      const r = (rec.caps as { name?: string; iova_ranges?: { start: string; end: string }[] }[]).find((c) => c.name === 'iova_range');
+      const r = (rec.caps as { name?: string; iova_ranges?: { start: string; end: string }[] }[]).find(
+        (c) => c.name === 'iova_range',
+      );
       if (r?.iova_ranges) extra.push(['ranges', r.iova_ranges.map((x) => `${x.start}-${x.end}`).join(' ')]);
     }
     return extra.length ? `${s}  ${extra.map(([k, v]) => `${k}=${value(v)}`).join(' ')}` : s;

@@ -9,6 +9,7 @@ import { PROBE_HELP, probeCommand } from './probe.ts';
 import { RUN_HELP, runCommand } from './run.ts';
 import { SERVE_HELP, serveCommand } from './serve.ts';
 import { EXIT_OK, EXIT_USAGE, type Out, UsageError } from './style.ts';
+import { WALK_HELP, walkCommand } from './walk.ts';
 
 const VERSION = '0.1.0';
 
@@ -21,6 +22,7 @@ Commands:
   demo      a narrated tour (what \`npm start\` runs)
   run       run scenario files with their expectations
   probe     run probe files and print the kernel's JSON lines
+  walk      explain one SMMUv3 translation read by read (the demo's nested miss by default)
   serve     the model behind a Unix socket, for real programs (LD_PRELOAD interposer)
 
 Run \`vfio-nest <command> --help\` for a command's options and examples.`;
@@ -32,6 +34,7 @@ const COMMANDS: Record<
   probe: { run: (argv, out) => probeCommand(argv, out), help: PROBE_HELP },
   demo: { run: (argv, out, err) => demoCommand(argv, out, err), help: DEMO_HELP },
   run: { run: (argv, out, err) => runCommand(argv, out, err), help: RUN_HELP },
+  walk: { run: (argv, out) => walkCommand(argv, out), help: WALK_HELP },
   serve: { run: (argv, out, err) => serveCommand(argv, out, err), help: SERVE_HELP },
 };
 
@@ -70,6 +73,11 @@ export async function main(argv: string[], out: Out, err: Out): Promise<number> 
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/cli/main.ts')) {
+  // `vfio-nest run --json | head`: a closed pipe ends the output, not in a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? 0);
+  });
   const code = await main(process.argv.slice(2), process.stdout, process.stderr);
   process.exitCode = code;
 }

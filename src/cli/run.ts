@@ -5,7 +5,6 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { HostConfigError } from '../host/host.ts';
 import { loadScenario, type Scenario, ScenarioError, ScenarioRunner } from '../scenario/index.ts';
 import { describeAnswer, describeRequest } from './describe.ts';
 import { EXIT_FAILED, EXIT_OK, type Out, painter, UsageError } from './style.ts';
@@ -23,6 +22,13 @@ Exit status: 0 every expectation held, 1 one failed, 2 bad input.
 
 Example:
   vfio-nest run examples/*.yaml`;
+
+/** `[#######.............] 3/18 files`: progress through the files, by steps within the current one. */
+function bar(file: number, step: number, steps: number, files: number): string {
+  const width = 20;
+  const done = Math.floor(((file + step / steps) / files) * width);
+  return `[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${file + 1}/${files} files`;
+}
 
 export function loadFiles(paths: string[]): Scenario[] {
   return paths.map((path) => {
@@ -56,27 +62,26 @@ export function runCommand(argv: string[], out: Out, err: Out): number {
   const scenarios = loadFiles(positionals);
   const paint = painter(out);
   const start = Date.now();
-  const progress = err.isTTY === true;
+  // Output on the terminal already shows progress; the bar is for output going to a file or pipe.
+  const progress = err.isTTY === true && out.isTTY !== true;
   let failed = 0;
   let steps = 0;
   for (const [fi, sc] of scenarios.entries()) {
-    let runner: ScenarioRunner;
-    try {
-      runner = new ScenarioRunner(sc);
-    } catch (e) {
-      if (e instanceof HostConfigError) throw new UsageError(`${sc.file}: host: ${e.message}`);
-      throw e;
-    }
+    const runner = new ScenarioRunner(sc);
     if (!values.json) out.write(paint('bold', `${sc.file}${sc.description ? ` — ${sc.description}` : ''}\n`));
     let fileFailed = false;
     for (const r of runner.run()) {
       steps++;
       const ok = r.failures.length === 0;
       if (values.json) {
-        out.write(`${JSON.stringify({ file: sc.file, step: r.step.index, line: r.step.line, ...r.record, expect_ok: ok, failures: r.failures })}\n`);
+        out.write(
+          `${JSON.stringify({ file: sc.file, step: r.step.index, line: r.step.line, ...r.record, expect_ok: ok, failures: r.failures })}\n`,
+        );
       } else {
         const mark = ok ? paint('green', '✓') : paint('red', '✗');
-        out.write(`  ${mark} ${String(r.step.index).padStart(2)}  ${describeRequest(r.step).padEnd(46)} -> ${describeAnswer(r.record)}\n`);
+        out.write(
+          `  ${mark} ${String(r.step.index).padStart(2)}  ${describeRequest(r.step).padEnd(46)} -> ${describeAnswer(r.record)}\n`,
+        );
         for (const f of r.failures) out.write(paint('red', `        ${sc.file}:${r.step.line}: ${f}\n`));
       }
       if (!ok) {
@@ -84,12 +89,13 @@ export function runCommand(argv: string[], out: Out, err: Out): number {
         fileFailed = true;
         if (values.bail) break;
       }
-      if (progress && Date.now() - start > 1000) err.write(`\r${fi + 1}/${scenarios.length} files, ${steps} steps`);
+      if (progress && Date.now() - start > 1000)
+        err.write(`\r${bar(fi, r.step.index + 1, sc.steps.length, scenarios.length)} ${steps} steps`);
     }
     runner.finish();
     if (!values.json && fileFailed) out.write(paint('red', `  ${sc.file}: expectations failed\n`));
   }
-  if (progress && Date.now() - start > 1000) err.write('\n');
+  if (progress && Date.now() - start > 1000) err.write('\r\x1b[K');
   if (!values.json)
     out.write(
       failed === 0

@@ -50,6 +50,7 @@ export interface HostOptions {
 /** A host configuration that cannot be built; the message names the option. */
 export class HostConfigError extends Error {
   constructor(
+    /** The option at fault: `kernel`, `iommu`, `smmu`, `device`, or `params.<module.name>`. */
     readonly option: string,
     message: string,
   ) {
@@ -80,6 +81,8 @@ export class Host {
   readonly moduleParams = new Map<string, ModuleParam>();
   /** The SMMUv3 hardware, on an smmuv3 host. */
   readonly smmu: Smmu | null = null;
+  /** Called after every ioctl a process on this host makes (the CLI's strace view); null: nobody listens. */
+  onIoctl: ((proc: Process, fd: number, request: number, ret: number) => void) | null = null;
 
   constructor(options: HostOptions = {}) {
     const version = options.kernel ?? '6.12';
@@ -159,11 +162,12 @@ export class Host {
     const p = this.moduleParams.get(key);
     if (p === undefined)
       throw new HostConfigError(
-        'param',
+        `params.${key}`,
         `unknown module parameter '${key}' (known: ${[...this.moduleParams.keys()].join(', ')})`,
       );
     const v = parseParam(p.kind, value);
-    if (v === undefined) throw new HostConfigError('param', `'${value}' is not a valid ${p.kind} for ${key}`);
+    if (v === undefined)
+      throw new HostConfigError(`params.${key}`, `'${value}' is not a valid ${p.kind} for ${key}`);
     p.set(v);
   }
 

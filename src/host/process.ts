@@ -68,9 +68,14 @@ export class Process implements Current {
   /** ioctl(2): `arg` is a value, an address in this process, or a byte buffer standing for a pointer. */
   ioctl(fd: number, request: number, arg: IoctlArg = 0): number {
     const f = this.fds.get(fd);
-    if (f === undefined) return -EBADF;
-    if (f.ioctl === undefined) return -ENOTTY;
-    return f.ioctl(this, request >>> 0, new UserArg(arg, this.mm));
+    const ret =
+      f === undefined
+        ? -EBADF
+        : f.ioctl === undefined
+          ? -ENOTTY
+          : f.ioctl(this, request >>> 0, new UserArg(arg, this.mm));
+    this.host.onIoctl?.(this, fd, request >>> 0, ret);
+    return ret;
   }
 
   /** pread(2). */

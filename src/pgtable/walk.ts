@@ -186,7 +186,8 @@ export interface WalkTrace {
     stage: 1 | 2,
     level: number,
     index: number,
-    tableAddr: number,
+    /** The descriptor's own address (an IPA for nested stage-1 reads). */
+    descAddr: number,
     pa: number,
     lo: number,
     hi: number,

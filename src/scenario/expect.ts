@@ -20,21 +20,30 @@ function show(v: unknown): string {
 }
 
 export function diff(actual: unknown, expected: Plain, path = ''): string[] {
-  if (expected === null) return actual === null || actual === undefined ? [] : [`${path || 'value'}: expected null, got ${show(actual)}`];
+  if (expected === null)
+    return actual === null || actual === undefined
+      ? []
+      : [`${path || 'value'}: expected null, got ${show(actual)}`];
   if (Array.isArray(expected)) {
-    if (!Array.isArray(actual)) return [`${path}: expected a list of ${expected.length}, got ${show(actual)}`];
+    if (!Array.isArray(actual))
+      return [`${path}: expected a list of ${expected.length}, got ${show(actual)}`];
     if (actual.length !== expected.length)
       return [`${path}: expected ${expected.length} item(s), got ${actual.length}: ${show(actual)}`];
     return expected.flatMap((e, i) => diff(actual[i], e, `${path}[${i}]`));
   }
   if (typeof expected === 'object') {
-    if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return [`${path}: expected ${show(expected)}, got ${show(actual)}`];
-    return Object.entries(expected).flatMap(([k, e]) => diff((actual as Record<string, unknown>)[k], e, path ? `${path}.${k}` : k));
+    if (actual === null || typeof actual !== 'object' || Array.isArray(actual))
+      return [`${path}: expected ${show(expected)}, got ${show(actual)}`];
+    return Object.entries(expected).flatMap(([k, e]) =>
+      diff((actual as Record<string, unknown>)[k], e, path ? `${path}.${k}` : k),
+    );
   }
-  if (typeof expected === 'boolean') return actual === expected ? [] : [`${path}: expected ${expected}, got ${show(actual)}`];
+  if (typeof expected === 'boolean')
+    return actual === expected ? [] : [`${path}: expected ${expected}, got ${show(actual)}`];
   const en = asNumber(expected);
   const an = asNumber(actual);
-  if (en !== undefined && an !== undefined) return en === an ? [] : [`${path}: expected ${expected}, got ${show(actual)}`];
+  if (en !== undefined && an !== undefined)
+    return en === an ? [] : [`${path}: expected ${expected}, got ${show(actual)}`];
   if (expected === '-1' && actual === -1) return [];
   return String(actual) === expected ? [] : [`${path}: expected ${show(expected)}, got ${show(actual)}`];
 }

@@ -58,11 +58,20 @@ function toPlain(node: unknown): Plain {
 
 export function loadDocument(text: string, file: string): LoadedDocument {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, intAsBigInt: true, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, {
+    lineCounter: lc,
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+  });
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const pos = lc.linePos(e.pos[0]);
-    throw new ScenarioError(file, pos.line, pos.col, '', e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, ''));
+    const msg =
+      e.code === 'DUPLICATE_KEY'
+        ? 'a key appears twice in this mapping'
+        : e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+    throw new ScenarioError(file, pos.line, pos.col, '', msg);
   }
   const position = (path: (string | number)[]): { line: number; col: number } => {
     for (let n = path.length; n >= 0; n--) {

@@ -18,8 +18,7 @@ import {
   CAP_SYS_RAWIO,
   CAP_SYS_RESOURCE,
 } from '../mm/task.ts';
-import { ACCESS_READ, ACCESS_WRITE } from '../pgtable/index.ts';
-import { type DecodedEvent, decodeEvent, EVENT_NAMES } from '../smmu/index.ts';
+import { type DecodedEvent, decodeEvent, explainWalk } from '../smmu/index.ts';
 import { errnoName } from '../uapi/errno.ts';
 import { Vmm, VmmError } from '../vmm/vmm.ts';
 import { diff } from './expect.ts';
@@ -125,12 +124,14 @@ export class ScenarioRunner {
       record = { step: step.index, kind: step.spec.kind, ...this.typed(step.spec.kind, step.spec.body) };
     }
     const failures = step.expect ? diff(record, step.expect) : [];
-    if (record.error !== undefined && !(step.expect && 'error' in step.expect)) failures.push(`error: ${String(record.error)}`);
+    if (record.error !== undefined && !(step.expect && 'error' in step.expect))
+      failures.push(`error: ${String(record.error)}`);
     return { step, record, failures };
   }
 
   private needGuest(): { vmm: Vmm; guest: GuestSmmuDriver | null } {
-    if (this.vmm === null) throw new StepError(this.vmmError ? `no guest: the vmm step failed (${this.vmmError})` : 'no guest');
+    if (this.vmm === null)
+      throw new StepError(this.vmmError ? `no guest: the vmm step failed (${this.vmmError})` : 'no guest');
     return { vmm: this.vmm, guest: this.guest };
   }
 
@@ -168,7 +169,12 @@ export class ScenarioRunner {
           return { error: e.message };
         }
         const v = this.vmm;
-        return { ipa_base: hex(v.ram.ipaBase), ram_size: hex(v.ram.size), vsid: hex(v.vsid), VmLck_kB: v.proc.status().VmLck_kB };
+        return {
+          ipa_base: hex(v.ram.ipaBase),
+          ram_size: hex(v.ram.size),
+          vsid: hex(v.vsid),
+          VmLck_kB: v.proc.status().VmLck_kB,
+        };
       }
       case 'guest_init': {
         const { vmm } = this.needGuest();
@@ -224,14 +230,16 @@ export class ScenarioRunner {
       case 'write': {
         const { vmm } = this.needGuest();
         const size = b.size as number;
-        if (!vmm.ram.contains(b.ipa as number, size)) throw new StepError(`IPA ${hex(b.ipa as number)} is not guest RAM`);
+        if (!vmm.ram.contains(b.ipa as number, size))
+          throw new StepError(`IPA ${hex(b.ipa as number)} is not guest RAM`);
         if (b.fill !== undefined) vmm.ram.fill(b.ipa as number, size, b.fill as number);
         else vmm.ram.write(b.ipa as number, pattern((b.pattern as number | undefined) ?? 1, size));
         return {};
       }
       case 'read': {
         const { vmm } = this.needGuest();
-        if (!vmm.ram.contains(b.ipa as number, b.size as number)) throw new StepError(`IPA ${hex(b.ipa as number)} is not guest RAM`);
+        if (!vmm.ram.contains(b.ipa as number, b.size as number))
+          throw new StepError(`IPA ${hex(b.ipa as number)} is not guest RAM`);
         const bytes = vmm.ram.read(b.ipa as number, b.size as number);
         const out: Record<string, unknown> = {
           bytes: Array.from(bytes.subarray(0, 16), (x) => x.toString(16).padStart(2, '0')).join(''),
@@ -258,7 +266,9 @@ export class ScenarioRunner {
       }
       case 'events': {
         const drv = host.iommu instanceof ArmSmmuV3 ? host.iommu : null;
-        const hostEvents = drv ? drv.eventLog.slice(this.hostEventsSeen).map((e) => eventRecord(decodeEvent(words64(e.words)))) : [];
+        const hostEvents = drv
+          ? drv.eventLog.slice(this.hostEventsSeen).map((e) => eventRecord(decodeEvent(words64(e.words))))
+          : [];
         this.hostEventsSeen = drv?.eventLog.length ?? 0;
         const guestEvents = this.guest ? this.guest.events().map(eventRecord) : [];
         return { host: hostEvents, guest: guestEvents };
@@ -266,23 +276,29 @@ export class ScenarioRunner {
       case 'walk': {
         if (host.smmu === null) throw new StepError('walk needs an SMMUv3 host');
         const sid = (b.sid as number | undefined) ?? host.devices[0].rid;
-        const w = host.smmu.walkTrace(sid, -1, b.iova as number, b.access === 'write' ? ACCESS_WRITE : ACCESS_READ);
+        const x = explainWalk(host.smmu, sid, -1, b.iova as number, b.access === 'write');
         return {
-          ok: w.pa >= 0,
-          pa: w.pa >= 0 ? hex(w.pa) : null,
-          reads: w.trace.walkReads.length,
-          s1_reads: w.trace.walkReads.filter((r) => r.kind === 's1').length,
-          config_reads: w.trace.configReads.length,
-          fault: w.event ? (EVENT_NAMES[w.event] ?? hex(w.event)) : null,
+          ok: x.pa >= 0,
+          pa: x.pa >= 0 ? hex(x.pa) : null,
+          reads: x.walk.length,
+          s1_reads: x.walk.filter((r) => r.kind === 's1').length,
+          config_reads: x.config.length,
+          fault: x.event?.name ?? null,
         };
       }
       case 'unmap_guest_ram': {
         const { vmm } = this.needGuest();
         const all = b.iova === undefined;
         const r = vmm.container.unmapDma(
-          all ? { iova: 0, size: 0, flags: 2 } : { iova: b.iova as number, size: (b.size as number | undefined) ?? 0x1000 },
+          all
+            ? { iova: 0, size: 0, flags: 2 }
+            : { iova: b.iova as number, size: (b.size as number | undefined) ?? 0x1000 },
         );
-        return { ret: r.ret < 0 ? -1 : 0, ...(r.ret < 0 ? { errno: errnoName(-r.ret) } : {}), size: `0x${r.size.toString(16)}` };
+        return {
+          ret: r.ret < 0 ? -1 : 0,
+          ...(r.ret < 0 ? { errno: errnoName(-r.ret) } : {}),
+          size: `0x${r.size.toString(16)}`,
+        };
       }
       case 'status': {
         const { vmm } = this.needGuest();

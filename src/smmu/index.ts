@@ -10,6 +10,7 @@ export * from './commands.ts';
 export * from './config-cache.ts';
 export * from './device.ts';
 export * from './events.ts';
+export * from './explain.ts';
 export * from './fields.ts';
 export * from './queues.ts';
 export * from './registers.ts';

@@ -116,7 +116,7 @@ export class SmmuTrace implements WalkTrace {
     stage: 1 | 2,
     level: number,
     index: number,
-    tableAddr: number,
+    descAddr: number,
     pa: number,
     lo: number,
     hi: number,
@@ -125,7 +125,7 @@ export class SmmuTrace implements WalkTrace {
       kind: stage === 1 ? 's1' : 's2',
       level,
       index,
-      addr: tableAddr,
+      addr: descAddr,
       pa,
       words: [lo, hi],
     };

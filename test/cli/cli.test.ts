@@ -105,18 +105,129 @@ describe('vfio-nest', () => {
   });
 
   it('every command has --help with an example', async () => {
-    for (const cmd of ['probe', 'demo']) {
+    for (const cmd of ['probe', 'demo', 'run', 'walk']) {
       const r = await run(cmd, '--help');
       expect(r.code).toBe(0);
+      expect(r.out).toContain(`Usage: vfio-nest ${cmd}`);
       expect(r.out).toContain('Example');
     }
   });
+});
 
-  it('demo tells the type-1 story and ends with nothing locked', async () => {
+describe('vfio-nest demo', () => {
+  it('tells the nested story on 6.1: type 6, 24 reads, faults routed, stale entry, nothing locked at the end', async () => {
     const r = await run('demo');
     expect(r.code).toBe(0);
-    expect(r.out).toContain('set_iommu type=3');
-    expect(r.out).toContain('VmLck 128 kB');
-    expect(r.out).toContain('After exit: VmLck 0 kB, pinned pages 0');
+    expect(r.out).toContain('ioctl(3, VFIO_SET_IOMMU) = 0');
+    expect(r.out).toContain('ioctl(3, VFIO_IOMMU_SET_PASID_TABLE) = 0');
+    expect(r.out).toContain('Table walk: 24 reads, 4 stage 1 and 20 stage 2 = (4 + 1) x (4 + 1) - 1');
+    expect(r.out).toContain('rule: a nested walk of n1 and n2 levels');
+    expect(r.out).toMatch(/status -> VmLck_kB=0 .*pinned_pages=0/);
+    expect(r.out).not.toContain('✗');
+  });
+
+  it.each([
+    // vfio-type1.md §6: 6.12 SMMUv3 type 6 is EPERM (paging domain finalised at allocation); 6.13 removed it.
+    ['6.12', 'ioctl(3, VFIO_SET_IOMMU) = -1 EPERM', 'On 6.12 the story stops here'],
+    ['6.18', 'ioctl(3, VFIO_SET_IOMMU) = -1 ENODEV', 'Linux 6.13 removed VFIO_TYPE1_NESTING_IOMMU'],
+  ])('--kernel %s shows what that kernel does instead', async (kernel, call, why) => {
+    const r = await run('demo', '--kernel', kernel);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(call);
+    expect(r.out).toContain(why);
+    expect(r.out).not.toContain('Table walk');
+  });
+
+  it('--json prints one object per step with its ioctls', async () => {
+    const r = await run('demo', '--json');
+    const lines = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines[0].kind).toBe('vmm');
+    expect(lines[0].ioctls.map((c: { ioctl: string }) => c.ioctl)).toContain('VFIO_IOMMU_MAP_DMA');
+    expect(lines.every((l) => l.expect_ok)).toBe(true);
+  });
+
+  it('--step waits for a line of input before each step after the first', async () => {
+    const { PassThrough } = await import('node:stream');
+    const { demoCommand } = await import('../../src/cli/demo.ts');
+    const input = new PassThrough();
+    const out = capture();
+    const err = capture();
+    const done = demoCommand(['--step', '--json'], out, err, input);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(out.text.trim().split('\n')).toHaveLength(1); // only the first step ran
+    input.write('\n');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(out.text.trim().split('\n')).toHaveLength(2);
+    input.end(); // end of input: the rest runs without waiting
+    expect(await done).toBe(0);
+    expect(err.text).toContain('[Enter]');
+  });
+
+  it('rejects an unknown kernel with exit 2', async () => {
+    const r = await run('demo', '--kernel', '5.4');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("--kernel: '5.4' is not one of 3.19, 6.1, 6.12, 6.18");
+  });
+});
+
+describe('vfio-nest walk', () => {
+  it("explains the demo's nested miss: 24 reads in (stage-2 x4, stage-1) order, then the output walk", async () => {
+    const r = await run('walk', '--json');
+    expect(r.code).toBe(0);
+    const x = JSON.parse(r.out);
+    expect(x.walk).toHaveLength(24);
+    // nested-iommu.md §3.3: each stage-1 level is preceded by a full stage-2 walk of its table's IPA.
+    expect(x.walk.map((w: { label: string }) => w.label).join(',')).toBe(
+      [...Array(4).fill('S2 TT,S2 TT,S2 TT,S2 TT,S1'), 'S2 IN,S2 IN,S2 IN,S2 IN'].join(','),
+    );
+    expect(x.walk.map((w: { level: number }) => w.level)).toEqual([
+      0, 1, 2, 3, 0, 0, 1, 2, 3, 1, 0, 1, 2, 3, 2, 0, 1, 2, 3, 3, 0, 1, 2, 3,
+    ]);
+    // The stage-2 walks before a stage-1 read translate that read's own IPA.
+    for (let i = 0; i < 4; i++) expect(x.walk[i * 5].input).toBe(x.walk[i * 5 + 4].addr);
+    expect(x.walk[23].input).toBe(x.ipa);
+    expect(x.walk[19].meaning).toBe('page 4K -> IPA 0x40100000 AP=RW AF');
+    expect(x.config.map((c: { label: string }) => c.label)).toEqual([
+      'L1STD',
+      'STE',
+      'S2 CD',
+      'S2 CD',
+      'S2 CD',
+      'S2 CD',
+      'CD',
+    ]);
+    expect(x.event).toBeNull();
+  });
+
+  it('human output numbers the reads and ends with the result', async () => {
+    const r = await run('walk');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^ 24 {2}S2 IN +L3 +IPA 0x40100000 /m);
+    expect(r.out).toMatch(/Result: PA 0x[0-9a-f]+ \(IPA 0x40100000\)/);
+  });
+
+  it('a stage-2 fault on the CD fetch is shown with its event record', async () => {
+    // After examples/12's last step the vSTE points the CD at IPA 0x8000000000, which stage 2 lacks.
+    const r = await run('walk', 'examples/12-nested-faults.yaml', '--iova', '0x1000000');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Table walk: 0 reads');
+    expect(r.out).toContain('Fault: F_TRANSLATION (0x10) S2=1 CLASS=CD');
+    expect(r.out).toMatch(
+      /Event record: 0x[0-9a-f]{16} 0x[0-9a-f]{16} 0x0000000001000000 0x0000008000000000/,
+    );
+  });
+
+  it.each([
+    [['examples/01-type1-basics.yaml', '--iova', '0'], 'not an SMMUv3'],
+    [['examples/10-edu-dma-smmuv3.yaml'], '--iova is needed'],
+    [['--iova', 'zz'], "--iova: 'zz' is not a number"],
+    [['--at', '99'], '--at 99: '],
+  ])('walk %j is exit 2: %s', async (args, msg) => {
+    const r = await run('walk', ...args);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(msg);
   });
 });
