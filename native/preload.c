@@ -94,6 +94,8 @@
 #define VN_STATUS_BLOCK_SIZE 56
 #define VN_HELLO_SIZE 48
 #define VN_VMA_REPLY_SIZE 32
+#define VN_RLIMIT_MEMLOCK 8
+_Static_assert(VN_RLIMIT_MEMLOCK == RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK is 8 on Linux");
 
 struct vn_hdr {
 	uint32_t len;
@@ -1127,7 +1129,7 @@ int setrlimit(__rlimit_resource_t res, const struct rlimit *rl)
 {
 	RESOLVE(setrlimit);
 	if (!routing() || res != RLIMIT_MEMLOCK) return REAL(setrlimit)(res, rl);
-	struct vn_hdr h = { .type = VN_REQ_SETRLIMIT, .fd = -1, .num = RLIMIT_MEMLOCK, .a = rl->rlim_cur, .b = rl->rlim_max };
+	struct vn_hdr h = { .type = VN_REQ_SETRLIMIT, .fd = -1, .num = VN_RLIMIT_MEMLOCK, .a = rl->rlim_cur, .b = rl->rlim_max };
 	int r = (int)request(&h, NULL, 0, NULL, 0, NULL, NULL);
 	int e = errno;
 	if (r == 0 && !faked_identity()) REAL(setrlimit)(res, rl);

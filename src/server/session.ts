@@ -8,7 +8,7 @@
 import type { Host } from '../host/host.ts';
 import type { Process } from '../host/process.ts';
 import { CAP_FULL_SET } from '../mm/task.ts';
-import { EBADF, EINVAL, EMFILE, EPERM } from '../uapi/errno.ts';
+import { EBADF, EINVAL, EMFILE, EPERM, errnoName } from '../uapi/errno.ts';
 import * as vfio from '../uapi/vfio.ts';
 import { type ClientChannel, ClientMemory } from './client-memory.ts';
 import {
@@ -79,6 +79,8 @@ export class Session {
   private readonly refs = new Map<number, number>();
   /** model fd -> file position for read/write/lseek */
   private readonly pos = new Map<number, number>();
+  /** Callbacks asked about fds (CB_NEWFD, CB_FDCHECK). */
+  private fdCallbacks = 0;
 
   constructor(
     readonly host: Host,
@@ -91,13 +93,15 @@ export class Session {
   /** Answers one request frame. */
   handle(bytes: Uint8Array): Uint8Array {
     const f = decodeFrame(bytes);
+    const callbacks = this.memory.callbacks + this.fdCallbacks;
     let reply: Uint8Array;
     try {
       reply = this.dispatch(f);
     } finally {
       this.memory.endCall();
     }
-    if (this.trace !== undefined) this.trace(this.describe(f, reply));
+    if (this.trace !== undefined)
+      this.trace(this.describe(f, reply, this.memory.callbacks + this.fdCallbacks - callbacks));
     return reply;
   }
 
@@ -279,6 +283,7 @@ export class Session {
     if (cfd < 0) return cfd;
     const mfd = this.fds.get(cfd);
     if (mfd !== undefined) return mfd;
+    this.fdCallbacks++;
     const r = this.channel.call(encodeFrame({ type: CB_FDCHECK, fd: cfd }));
     return r !== undefined && r.a === 1n ? 0 : -1;
   }
@@ -318,6 +323,7 @@ export class Session {
     }
     // An ioctl that made a new file (GET_DEVICE_FD): the client gives it a number of its own.
     if (ret >= 3 && !this.refs.has(ret) && p.fdget(ret) !== undefined) {
+      this.fdCallbacks++;
       const r = this.channel.call(encodeFrame({ type: CB_NEWFD }));
       const cfd = r !== undefined && r.num === 0 ? Number(BigInt.asIntN(64, r.a)) : -1;
       if (cfd < 0) {
@@ -331,19 +337,48 @@ export class Session {
     return encodeReply(ret, writeback, writebackAt);
   }
 
-  private describe(f: Frame, reply: Uint8Array): string {
+  private describe(f: Frame, reply: Uint8Array, callbacks: number): string {
     const r = decodeFrame(reply);
-    const result = r.num !== 0 ? `-1 errno ${r.num}` : `${BigInt.asIntN(64, r.a)}`;
+    const result = r.num !== 0 ? `-1 ${errnoName(r.num)}` : `${BigInt.asIntN(64, r.a)}`;
     const name = REQUEST_NAMES[f.type] ?? `type ${f.type}`;
-    let what = `fd ${f.fd}`;
-    if (f.type === REQ_OPEN) what = JSON.stringify(new TextDecoder().decode(f.data).replace(/\0.*$/s, ''));
-    if (f.type === REQ_IOCTL) {
-      const mfd = this.fds.get(f.fd);
-      const kind = mfd === undefined ? undefined : this.proc?.fdget(mfd)?.kind;
-      const n = IOCTL_NAMES.get(`${kind}:${f.num}`) ?? `0x${f.num.toString(16)}`;
-      what = `fd ${f.fd}, ${n}`;
+    const hex = (v: bigint): string => `0x${v.toString(16)}`;
+    let what = `${f.fd}`;
+    switch (f.type) {
+      case REQ_HELLO: {
+        const h = decodeHello(f.data);
+        what = h === undefined ? '' : `uid ${h.uid}, CapEff ${hex(h.capEff)}`;
+        break;
+      }
+      case REQ_OPEN:
+        what = JSON.stringify(new TextDecoder().decode(f.data).replace(/\0.*$/s, ''));
+        break;
+      case REQ_IOCTL: {
+        const mfd = this.fds.get(f.fd);
+        const kind = mfd === undefined ? undefined : this.proc?.fdget(mfd)?.kind;
+        what = `${f.fd}, ${IOCTL_NAMES.get(`${kind}:${f.num}`) ?? hex(BigInt(f.num))}`;
+        break;
+      }
+      case REQ_PREAD:
+      case REQ_PWRITE:
+        what = `${f.fd}, ${f.type === REQ_PREAD ? f.b : f.data.byteLength}, ${hex(f.a)}`;
+        break;
+      case REQ_SETRLIMIT:
+        what = `RLIMIT_MEMLOCK, ${hex(f.a)}, ${hex(f.b)}`;
+        break;
+      case REQ_SETUID:
+      case REQ_SETGID:
+      case REQ_CAPSET:
+        what = f.type === REQ_CAPSET ? hex(f.a) : `${f.a}`;
+        break;
+      case REQ_STATUS:
+      case REQ_SETGROUPS:
+        what = '';
+        break;
+      case REQ_MUNMAP:
+        what = `${hex(f.a)}, ${hex(f.b)}`;
+        break;
     }
-    if (f.type === REQ_PREAD || f.type === REQ_PWRITE) what += `, offset 0x${f.a.toString(16)}`;
-    return `pid ${this.pid}: ${name}(${what}) = ${result}`;
+    const cb = callbacks > 0 ? ` (${callbacks} callback${callbacks > 1 ? 's' : ''})` : '';
+    return `pid ${this.pid}: ${name}(${what}) = ${result}${cb}`;
   }
 }
