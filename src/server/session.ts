@@ -52,6 +52,8 @@ const SEEK_CUR = 1;
 /** Largest read or write one request moves (the client splits bigger ones). */
 const MAX_IO = 2 ** 20;
 const I64_MAX = 2n ** 63n - 1n;
+/** An fd number no model process has open (INT_MAX). */
+const CLOSED_FD = 0x7fff_ffff;
 
 /** ioctl names for the trace, by fd kind then number. */
 const IOCTL_NAMES = (() => {
@@ -277,7 +279,8 @@ export class Session {
 
   /**
    * A client fd number inside an ioctl's argument, as a model fd: a mapped one is translated; an open
-   * non-VFIO file of the client becomes model fd 0 (a tty: also not a VFIO file); anything else -1.
+   * non-VFIO file of the client becomes model fd 0 (a tty: also not a VFIO file); a closed one a
+   * number no model process has open (EBADF where the kernel's fdget fails); a negative one stays.
    */
   private modelFdFor(cfd: number): number {
     if (cfd < 0) return cfd;
@@ -285,7 +288,7 @@ export class Session {
     if (mfd !== undefined) return mfd;
     this.fdCallbacks++;
     const r = this.channel.call(encodeFrame({ type: CB_FDCHECK, fd: cfd }));
-    return r !== undefined && r.a === 1n ? 0 : -1;
+    return r !== undefined && r.a === 1n ? 0 : CLOSED_FD;
   }
 
   private translateFds(kind: string | undefined, request: number, arg: Uint8Array): void {

@@ -217,9 +217,10 @@ describe('Session: the model side of vfio-nest serve', () => {
   });
 
   it("SET_CONTAINER's fd is the client's: an open non-VFIO fd, a closed one, -1", () => {
-    for (const [kernel, notContainer] of [
-      ['6.12', EBADFD],
-      ['6.1', EINVAL],
+    for (const [kernel, notContainer, negative] of [
+      ['6.12', EBADFD, EBADF],
+      ['6.1', EINVAL, EBADF],
+      ['3.19', EINVAL, EINVAL],
     ] as const) {
       const host = new Host({ kernel, iommu: 'intel' });
       const client = new FakeClient();
@@ -228,6 +229,7 @@ describe('Session: the model side of vfio-nest serve', () => {
       const group = open(s, client, '/dev/vfio/1');
       expect(ioctlBytes(s, group, VFIO_GROUP_SET_CONTAINER, u32(1)).ret).toBe(-notContainer); // stdout
       expect(ioctlBytes(s, group, VFIO_GROUP_SET_CONTAINER, u32(99)).ret).toBe(-EBADF);
+      expect(ioctlBytes(s, group, VFIO_GROUP_SET_CONTAINER, u32(-1)).ret).toBe(-negative);
       const c = open(s, client, '/dev/vfio/vfio');
       expect(ioctlBytes(s, group, VFIO_GROUP_SET_CONTAINER, u32(c)).ret).toBe(0);
     }
