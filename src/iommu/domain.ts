@@ -8,6 +8,7 @@
  * virtio-iommu domain reaching 2^64 - 4 KiB is exact; ranges use exclusive ends (2^64 is exact too).
  */
 
+import { ctz, fls, POW2 } from '../pgtable/index.ts';
 import { EINVAL, ENODEV } from '../uapi/errno.ts';
 import type { IommuDriver } from './driver.ts';
 import type { Device } from './group.ts';
@@ -31,9 +32,17 @@ export abstract class IommuDomain {
   apertureStart = 0n;
   apertureEnd = 0n;
   readonly devices = new Set<Device>();
-  /** Cached pgsizeLg2s(pgsizeBitmap). */
+  /** Cached pgsizeLg2s(pgsizeBitmap), and per k in 0..64 the largest supported lg2 <= k and the
+   * smallest above k (-1: none): iommu_pgsize in O(1), whatever the bitmap (virtio-iommu has 52 sizes). */
   private lg2s: number[] = [];
+  private floorLg2 = new Int8Array(65).fill(-1);
+  private aboveLg2 = new Int8Array(65).fill(-1);
   private lg2sFor = -1n;
+  /** Leaf size found by the last resolve() (0: unmapped). */
+  protected resolvedSize = 0;
+  /** PA of the run found by the last contiguousRun() (-1 when it found none). */
+  runPa = -1;
+  private readonly scratchGather: IotlbGather = { start: 0, end: 0, pgsize: 0 };
 
   /** Driver: map `count` pages of `pgsize` bytes; returns bytes mapped or -errno. */
   protected abstract mapPages(iova: number, pa: number, pgsize: number, count: number, prot: number): number;
@@ -43,6 +52,15 @@ export abstract class IommuDomain {
   abstract iovaToPhys(iova: number): number;
   /** Size of the leaf mapping that covers `iova` (0 when unmapped). */
   abstract leafSize(iova: number): number;
+  /**
+   * iovaToPhys and leafSize at once: the PA (or -1), with the leaf's size in `resolvedSize`. Drivers
+   * whose lookup yields both override it to walk once.
+   */
+  protected resolve(iova: number): number {
+    const pa = this.iovaToPhys(iova);
+    this.resolvedSize = pa < 0 ? 0 : this.leafSize(iova);
+    return pa;
+  }
   /** Flushes the IOTLB for the gathered range (iommu_iotlb_sync). */
   iotlbSync(_gather: IotlbGather): void {}
   /** Asks the domain to block no-snoop DMA (5.19+ enforce_cache_coherency). */
@@ -53,7 +71,7 @@ export abstract class IommuDomain {
   free(): void {}
 
   protected get minPgsize(): number {
-    return 2 ** this.sizes()[0];
+    return POW2[this.sizes()[0]];
   }
 
   /**
@@ -63,14 +81,13 @@ export abstract class IommuDomain {
   map(iova: number, pa: number, size: number, prot: number): number {
     const sizes = this.sizes();
     if (sizes.length === 0) return -ENODEV;
-    const min = 2 ** sizes[0];
+    const min = POW2[sizes[0]];
     if (size === 0 || iova % min !== 0 || pa % min !== 0 || size % min !== 0) return -EINVAL;
     let done = 0;
     while (done < size) {
       const lg2 = this.pickPgsize(iova + done, pa + done, size - done);
-      const pgsize = 2 ** lg2;
       const count = this.pgcount(iova + done, pa + done, size - done, lg2);
-      const r = this.mapPages(iova + done, pa + done, pgsize, count, prot);
+      const r = this.mapPages(iova + done, pa + done, POW2[lg2], count, prot);
       if (r < 0) {
         if (done > 0) this.unmap(iova, done);
         return r;
@@ -84,14 +101,18 @@ export abstract class IommuDomain {
   unmap(iova: number, size: number, gather?: IotlbGather): number {
     const sizes = this.sizes();
     if (sizes.length === 0) return 0;
-    const min = 2 ** sizes[0];
+    const min = POW2[sizes[0]];
     if (iova % min !== 0 || size % min !== 0) return 0;
-    const g = gather ?? { start: 0, end: 0, pgsize: 0 };
+    let g = gather;
+    if (g === undefined) {
+      g = this.scratchGather;
+      g.start = g.end = g.pgsize = 0;
+    }
     let done = 0;
     while (done < size) {
       const lg2 = this.pickPgsize(iova + done, iova + done, size - done);
       const count = this.pgcount(iova + done, iova + done, size - done, lg2);
-      const r = this.unmapPages(iova + done, 2 ** lg2, count, g);
+      const r = this.unmapPages(iova + done, POW2[lg2], count, g);
       if (r <= 0) break;
       gatherAdd(g, iova + done, r);
       done += r;
@@ -102,49 +123,59 @@ export abstract class IommuDomain {
 
   /**
    * Length of the physically contiguous run that starts at `iova` (at most `max` bytes), found by
-   * following leaf mappings: what vfio's unmap loop computes page by page, here per block.
+   * following leaf mappings: what vfio's unmap loop computes page by page, here per block. 0 when
+   * `iova` is unmapped; the run's first PA is left in `runPa`.
    */
   contiguousRun(iova: number, max: number): number {
-    const pa = this.iovaToPhys(iova);
-    if (pa < 0) return 0;
     let len = 0;
+    let expect = -1;
+    this.runPa = -1;
     while (len < max) {
       const cur = iova + len;
-      const here = this.iovaToPhys(cur);
-      if (here !== pa + len) break;
-      const leaf = this.leafSize(cur);
+      const here = this.resolve(cur);
+      if (here < 0 || (len > 0 && here !== expect)) break;
+      if (len === 0) this.runPa = here;
+      const leaf = this.resolvedSize;
       if (leaf === 0) break;
-      len += Math.min(leaf - (cur % leaf), max - len);
+      const step = Math.min(leaf - (cur % leaf), max - len);
+      len += step;
+      expect = here + step;
     }
     return len;
   }
 
   protected sizes(): number[] {
     if (this.lg2sFor !== this.pgsizeBitmap) {
-      this.lg2s = pgsizeLg2s(this.pgsizeBitmap);
+      const lg2s = pgsizeLg2s(this.pgsizeBitmap);
+      this.lg2s = lg2s;
       this.lg2sFor = this.pgsizeBitmap;
+      this.floorLg2.fill(-1);
+      this.aboveLg2.fill(-1);
+      for (let k = 0; k <= 64; k++) {
+        for (const l of lg2s) if (l <= k) this.floorLg2[k] = l;
+        for (let i = lg2s.length - 1; i >= 0; i--) if (lg2s[i] > k) this.aboveLg2[k] = lg2s[i];
+      }
     }
     return this.lg2s;
   }
 
-  /** iommu_pgsize: the largest supported page that fits the size and both addresses' alignment. */
+  /**
+   * iommu_pgsize: the largest supported page that fits the size and both addresses' alignment
+   * (log2 at most fls(size), ctz(iova) and ctz(pa)); the smallest page when none fits.
+   */
   private pickPgsize(iova: number, pa: number, size: number): number {
     const sizes = this.sizes();
-    for (let i = sizes.length - 1; i >= 0; i--) {
-      const p = 2 ** sizes[i];
-      if (p <= size && iova % p === 0 && pa % p === 0) return sizes[i];
-    }
-    return sizes[0];
+    const best = this.floorLg2[Math.min(fls(size), ctz(iova), ctz(pa))];
+    return best < 0 ? sizes[0] : best;
   }
 
   /** How many pages of 2^lg2 to map before a larger page size could take over. */
   private pgcount(iova: number, pa: number, size: number, lg2: number): number {
-    const pgsize = 2 ** lg2;
+    const pgsize = POW2[lg2];
     let count = Math.floor(size / pgsize);
-    const sizes = this.sizes();
-    const next = sizes.find((s) => s > lg2);
-    if (next !== undefined) {
-      const big = 2 ** next;
+    const next = this.aboveLg2[lg2];
+    if (next >= 0) {
+      const big = POW2[next];
       if (iova % big === pa % big) {
         const toBoundary = (big - (iova % big)) / pgsize;
         if (toBoundary < count && size - toBoundary * pgsize >= big) count = toBoundary;

@@ -71,6 +71,15 @@ class IntelDomain extends IommuDomain {
     return this.pt.lookup(iova) ? this.pt.outSize : 0;
   }
 
+  protected override resolve(iova: number): number {
+    if (!this.pt.lookup(iova)) {
+      this.resolvedSize = 0;
+      return -1;
+    }
+    this.resolvedSize = this.pt.outSize;
+    return this.pt.outPa;
+  }
+
   override free(): void {
     this.pt.free();
   }

@@ -37,9 +37,14 @@ class MappingTable {
 
   constructor(private readonly allowOverlap: boolean) {}
 
-  /** The mapping with the lowest start that contains `iova` (interval_tree_iter_first). */
+  /**
+   * The mapping with the lowest start that contains `iova` (interval_tree_iter_first(iova, iova)):
+   * the lowest-starting mapping that ends after `iova`, if it starts at or below it. (Not
+   * [iova, iova + 1): above 2^53 `iova + 1` rounds back to `iova` and the top page was never found.)
+   */
   find(iova: number): Mapping | undefined {
-    return this.tree.firstOverlapping(iova, iova + 1);
+    const m = this.tree.firstOverlapping(iova, Number.POSITIVE_INFINITY);
+    return m !== undefined && m.iova <= iova ? m : undefined;
   }
 
   insert(m: Mapping): boolean {

@@ -23,6 +23,12 @@ export function vtdLevelShift(level: number): number {
   return 12 + 9 * (level - 1);
 }
 
+const TWO_32 = 4294967296;
+/** 2^-vtdLevelShift(level) for levels 0..5 (index 0 unused). */
+const LEVEL_INV = Array.from({ length: 6 }, (_, l) => 2 ** -vtdLevelShift(l));
+/** 2^vtdLevelShift(level): the bytes a leaf at `level` maps. */
+const LEVEL_SIZE = Array.from({ length: 6 }, (_, l) => 2 ** vtdLevelShift(l));
+
 export class VtdPageTable {
   readonly root: number;
 
@@ -76,7 +82,7 @@ export class VtdPageTable {
       if (!(lo & (DMA_PTE_READ | DMA_PTE_WRITE))) return 0;
       if (level === 1 || lo & DMA_PTE_LARGE_PAGE) {
         this.writeEntry(slot, 0);
-        return 2 ** vtdLevelShift(level);
+        return LEVEL_SIZE[level];
       }
       table = vtdPteAddr(lo, hi);
     }
@@ -96,7 +102,7 @@ export class VtdPageTable {
       onRead?.(slot, level, lo, hi);
       if (!(lo & (DMA_PTE_READ | DMA_PTE_WRITE))) return 0;
       if (level === 1 || lo & DMA_PTE_LARGE_PAGE) {
-        const size = 2 ** vtdLevelShift(level);
+        const size = LEVEL_SIZE[level];
         this.outSize = size;
         this.outPa = vtdPteAddr(lo, hi) + (iova % size);
         return lo;
@@ -126,11 +132,13 @@ export class VtdPageTable {
   }
 
   private index(iova: number, level: number): number {
-    return Math.floor(iova / 2 ** vtdLevelShift(level)) % 512;
+    // An exact multiply by 2^-shift (no Math.pow per call); `& 511` of the integral result is exact.
+    return Math.floor(iova * LEVEL_INV[level]) & 511;
   }
 
   private writeEntry(slot: number, value: number): void {
-    this.mem.writeU32(slot, value % 2 ** 32);
-    this.mem.writeU32(slot + 4, Math.floor(value / 2 ** 32));
+    const hi = Math.floor(value / TWO_32);
+    this.mem.writeU32(slot, value - hi * TWO_32);
+    this.mem.writeU32(slot + 4, hi);
   }
 }

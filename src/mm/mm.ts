@@ -34,7 +34,10 @@ export interface Vma {
   mmio?: MmioOps;
   /** Offset of the VMA's start within the device region. */
   mmioOffset?: number;
-  /** Page index within the VMA -> physical address of the folio backing it. */
+  /**
+   * Page index within the VMA -> frame number (physical address / 4 KiB) of the folio backing it:
+   * small integers, so the map holds no boxed doubles (physical addresses pass 2^31).
+   */
   pages: Map<number, number>;
   /** A mapping of a program outside the model (see ExternalAddressSpace): its folios' bytes live there. */
   external?: { anonymous: boolean };
@@ -66,6 +69,7 @@ export interface ExternalAddressSpace {
   populated(va: number): boolean;
 }
 
+/** A folio, kept by the frame number of its head page. */
 interface Folio {
   lg2: FrameLg2;
   /** Pinned 4 KiB subpages (FOLL_PIN references). */
@@ -87,6 +91,12 @@ export interface MmapOptions {
   mmioOffset?: number;
 }
 
+/** Folio sizes, smallest first (the heads unpin() looks for), and their bytes. */
+const FOLIO_LG2S: readonly FrameLg2[] = [12, 21, 30];
+const FOLIO_SIZES: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30];
+/** 2^lg2 by lg2 (a table, not `2 **`, on the fault and pin paths). */
+const PAGE_BYTES: readonly number[] = Array.from({ length: 31 }, (_, k) => 2 ** k);
+
 /** Where mmap() starts looking, top-down, as on x86-64 and arm64 with 47/48-bit user space. */
 const MMAP_TOP = 0x7f00_0000_0000;
 
@@ -96,6 +106,7 @@ export class MmStruct {
   lockedVm = 0;
   /** Pages counted by pin accounting that uses pinned_vm (VmPin; iommufd). */
   pinnedVm = 0;
+  /** Head frame number (pa / 4 KiB) -> folio. */
   private readonly folios = new Map<number, Folio>();
   private mmapBase = MMAP_TOP;
   /** Physical address of the run found by the last successful pinRun(). */
@@ -155,15 +166,15 @@ export class MmStruct {
       const v = this.vmas[i];
       if (v.end <= addr || v.start >= end) continue;
       this.vmas.splice(i, 1);
-      const unit = 2 ** v.pageLg2;
+      const unit = PAGE_BYTES[v.pageLg2];
       // Keep the parts outside the range (split at huge-page boundaries, as hugetlb requires).
       const lo = Math.max(v.start, Math.floor(addr / unit) * unit);
       const hi = Math.min(v.end, Math.ceil(end / unit) * unit);
       if (v.start < lo) this.insertVma(this.slice(v, v.start, lo));
       if (hi < v.end) this.insertVma(this.slice(v, hi, v.end));
-      for (const [idx, pa] of v.pages) {
+      for (const [idx, pfn] of v.pages) {
         const va = v.start + idx * unit;
-        if (va >= lo && va < hi) this.releaseMapping(pa);
+        if (va >= lo && va < hi) this.releaseMapping(pfn * PAGE_SIZE);
       }
     }
     return 0;
@@ -214,24 +225,31 @@ export class MmStruct {
    */
   fault(va: number, write: boolean, populate = write): number {
     const v = this.findVma(va);
-    if (v === undefined || v.prot === PROT_NONE) return -EFAULT;
+    if (v === undefined) return -EFAULT;
+    return this.faultIn(v, va, write, populate);
+  }
+
+  /** fault() once the VMA holding `va` is known (pinRun walks one VMA folio by folio). */
+  private faultIn(v: Vma, va: number, write: boolean, populate: boolean): number {
+    if (v.prot === PROT_NONE) return -EFAULT;
     if (write && !(v.prot & PROT_WRITE)) return -EFAULT;
     if (v.pfnmapBase !== undefined) return v.pfnmapBase + (va - v.start);
-    const unit = 2 ** v.pageLg2;
+    const unit = PAGE_BYTES[v.pageLg2];
     const idx = Math.floor((va - v.start) / unit);
-    let pa = v.pages.get(idx);
-    if (pa === undefined) {
+    let pfn = v.pages.get(idx);
+    if (pfn === undefined) {
       // External memory: only the program knows whether it wrote the page.
       if (!populate && (v.external === undefined || (v.external.anonymous && !this.external!.populated(va))))
         return -1;
-      pa = this.phys.allocFrame(v.pageLg2);
+      const pa = this.phys.allocFrame(v.pageLg2);
       if (pa < 0) return -ENOMEM;
       if (v.external !== undefined)
         this.phys.attachExternal(pa, v.pageLg2, this.external!.memory, v.start + idx * unit);
-      v.pages.set(idx, pa);
-      this.folios.set(pa, { lg2: v.pageLg2, pins: 0, mapped: true });
+      pfn = pa / PAGE_SIZE;
+      v.pages.set(idx, pfn);
+      this.folios.set(pfn, { lg2: v.pageLg2, pins: 0, mapped: true });
     }
-    return pa + ((va - v.start) % unit);
+    return pfn * PAGE_SIZE + ((va - v.start) % unit);
   }
 
   /** copy_from_user: reads process memory; -EFAULT where nothing is mapped. */
@@ -333,12 +351,12 @@ export class MmStruct {
     let pages = 0;
     let cur = va;
     let expect = first;
+    const unit = PAGE_BYTES[v.pageLg2];
     while (pages < maxPages && cur < v.end) {
-      const pa = cur === va ? first : this.fault(cur, write, true);
+      const pa = cur === va ? first : this.faultIn(v, cur, write, true);
       if (pa !== expect) break;
-      const unit = 2 ** v.pageLg2;
       const inFolio = Math.min(maxPages - pages, (unit - ((cur - v.start) % unit)) / PAGE_SIZE);
-      this.folios.get(pa - (pa % unit))!.pins += inFolio;
+      this.folios.get((pa - (pa % unit)) / PAGE_SIZE)!.pins += inFolio;
       pages += inFolio;
       cur += inFolio * PAGE_SIZE;
       expect = pa + inFolio * PAGE_SIZE;
@@ -351,8 +369,8 @@ export class MmStruct {
     while (pages > 0) {
       const head = this.folioHead(pa);
       if (head === undefined) return; // not a folio we pinned (PFNMAP): nothing to drop
-      const f = this.folios.get(head)!;
-      const size = 2 ** f.lg2;
+      const f = this.folios.get(head / PAGE_SIZE)!;
+      const size = PAGE_BYTES[f.lg2];
       const n = Math.min(pages, (head + size - pa) / PAGE_SIZE);
       f.pins -= n;
       if (f.pins < 0) throw new Error(`unpin below zero at ${pa.toString(16)}`);
@@ -389,17 +407,18 @@ export class MmStruct {
   }
 
   private folioHead(pa: number): number | undefined {
-    for (const lg2 of [12, 21, 30] as const) {
-      const size = 2 ** lg2;
+    for (let i = 0; i < FOLIO_LG2S.length; i++) {
+      const lg2 = FOLIO_LG2S[i];
+      const size = FOLIO_SIZES[i];
       const head = pa - (pa % size);
-      const f = this.folios.get(head);
+      const f = this.folios.get(head / PAGE_SIZE);
       if (f !== undefined && f.lg2 === lg2) return head;
     }
     return undefined;
   }
 
   private releaseMapping(pa: number): void {
-    const f = this.folios.get(pa);
+    const f = this.folios.get(pa / PAGE_SIZE);
     if (f === undefined) return;
     f.mapped = false;
     if (f.pins === 0) this.freeFolio(pa, f);
@@ -407,7 +426,7 @@ export class MmStruct {
   }
 
   private freeFolio(head: number, f: Folio): void {
-    this.folios.delete(head);
+    this.folios.delete(head / PAGE_SIZE);
     this.phys.freeFrame(head, f.lg2);
   }
 
@@ -422,12 +441,12 @@ export class MmStruct {
   }
 
   private slice(v: Vma, start: number, end: number): Vma {
-    const unit = 2 ** v.pageLg2;
+    const unit = PAGE_BYTES[v.pageLg2];
     const pages = new Map<number, number>();
     const shift = (start - v.start) / unit;
-    for (const [idx, pa] of v.pages) {
+    for (const [idx, pfn] of v.pages) {
       const va = v.start + idx * unit;
-      if (va >= start && va < end) pages.set(idx - shift, pa);
+      if (va >= start && va < end) pages.set(idx - shift, pfn);
     }
     const out: Vma = { start, end, prot: v.prot, pageLg2: v.pageLg2, pages };
     if (v.external !== undefined) out.external = v.external;

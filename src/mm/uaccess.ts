@@ -39,6 +39,22 @@ export class UserArg {
     return this.mm.readUser(addr, out, 0, len) < 0 ? -EFAULT : out;
   }
 
+  /**
+   * copy_from_user of `len` bytes at `off` into the caller's `dst` (reused by hot paths, so nothing
+   * is allocated); 0 or -EFAULT on a bad range.
+   */
+  copyFromInto(dst: Uint8Array, len: number, off = 0): number {
+    const raw = this.raw;
+    if (raw instanceof Uint8Array) {
+      if (off + len > raw.byteLength) return -EFAULT;
+      for (let i = 0; i < len; i++) dst[i] = raw[off + i];
+      return 0;
+    }
+    const addr = this.address(off);
+    if (addr < 0) return -EFAULT;
+    return this.mm.readUser(addr, dst, 0, len) < 0 ? -EFAULT : 0;
+  }
+
   /** copy_to_user of `bytes` at `off`; 0 or -EFAULT. */
   copyTo(bytes: Uint8Array, off = 0): number {
     if (this.raw instanceof Uint8Array) {

@@ -15,6 +15,25 @@ export const GRANULE_64K = 16;
 export const POW2: readonly number[] = Array.from({ length: 65 }, (_, k) => 2 ** k);
 export const INV_POW2: readonly number[] = Array.from({ length: 65 }, (_, k) => 2 ** -k);
 
+/** Index of the highest set bit of a positive integer < 2^53 (floor(log2(x))). */
+export function fls(x: number): number {
+  const hi = Math.floor(x / 4294967296);
+  if (hi > 0) return 63 - Math.clz32(hi);
+  return 31 - Math.clz32(x >>> 0);
+}
+
+/**
+ * Count of trailing zero bits of a non-negative integer that is exact as a double (64 for zero):
+ * a page-aligned u64 above 2^53 qualifies.
+ */
+export function ctz(x: number): number {
+  if (x === 0) return 64;
+  const lo = x >>> 0;
+  if (lo !== 0) return 31 - Math.clz32(lo & -lo);
+  const hi = Math.floor(x / 4294967296) % 4294967296;
+  return hi === 0 ? 64 : 63 - Math.clz32(hi & -hi);
+}
+
 /** Address bits resolved by one table level: a table is one granule of 8-byte descriptors. */
 export function strideLg2(granuleLg2: number): number {
   return granuleLg2 - 3;

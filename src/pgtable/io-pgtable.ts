@@ -10,6 +10,8 @@ import type { Pte } from './descriptors.ts';
 import { leafPte, protToPte, tablePte } from './descriptors.ts';
 import {
   bitmapLg2s,
+  ctz,
+  fls,
   granuleToTg0,
   INV_POW2,
   levelShift,
@@ -482,22 +484,6 @@ function chooseGranule(bitmap: number): number {
   // The smallest size above PAGE_SIZE becomes the granule; only 16KB and 64KB are formats.
   const smallest = lg2s[0];
   return smallest === 14 || smallest === 16 ? smallest : -1;
-}
-
-/** Index of the highest set bit of a positive number < 2^53. */
-function fls(x: number): number {
-  const hi = Math.floor(x / 4294967296);
-  if (hi > 0) return 63 - Math.clz32(hi);
-  return 31 - Math.clz32(x >>> 0);
-}
-
-/** Count of trailing zero bits of a number < 2^53 (64 for zero). */
-function ctz(x: number): number {
-  if (x === 0) return 64;
-  const lo = x >>> 0;
-  if (lo !== 0) return 31 - Math.clz32(lo & -lo);
-  const hi = Math.floor(x / 4294967296);
-  return 63 - Math.clz32(hi & -hi);
 }
 
 /** Bitwise OR of two non-negative numbers < 2^53. */

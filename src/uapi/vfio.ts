@@ -141,6 +141,74 @@ export function encodeDmaMap(m: DmaMap): Uint8Array {
   return b;
 }
 
+/** A little-endian u32 of a struct at byte `off`, read without a DataView (hot paths). */
+export function u32le(b: Uint8Array, off: number): number {
+  return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
+}
+
+/** Writes a little-endian u32 at byte `off`. */
+export function setU32le(b: Uint8Array, off: number, v: number): void {
+  b[off] = v;
+  b[off + 1] = v >>> 8;
+  b[off + 2] = v >>> 16;
+  b[off + 3] = v >>> 24;
+}
+
+/**
+ * vfio_iommu_type1_dma_map with every u64 as two u32 halves (lo: bits 31:0, hi: bits 63:32): the
+ * MAP_DMA path decodes into one reused object, with no BigInt and no allocation. The values are
+ * exactly the struct's; checks on them are exact integer arithmetic on the halves.
+ */
+export class DmaMapHalves {
+  argsz = 0;
+  flags = 0;
+  vaddrLo = 0;
+  vaddrHi = 0;
+  iovaLo = 0;
+  iovaHi = 0;
+  sizeLo = 0;
+  sizeHi = 0;
+}
+
+export function decodeDmaMapHalves(b: Uint8Array, out: DmaMapHalves): DmaMapHalves {
+  out.argsz = u32le(b, 0);
+  out.flags = u32le(b, 4);
+  out.vaddrLo = u32le(b, 8);
+  out.vaddrHi = u32le(b, 12);
+  out.iovaLo = u32le(b, 16);
+  out.iovaHi = u32le(b, 20);
+  out.sizeLo = u32le(b, 24);
+  out.sizeHi = u32le(b, 28);
+  return out;
+}
+
+/** vfio_iommu_type1_dma_unmap's 24-byte header as u32 halves (see DmaMapHalves). */
+export class DmaUnmapHalves {
+  argsz = 0;
+  flags = 0;
+  iovaLo = 0;
+  iovaHi = 0;
+  sizeLo = 0;
+  sizeHi = 0;
+}
+
+export function decodeDmaUnmapHalves(b: Uint8Array, out: DmaUnmapHalves): DmaUnmapHalves {
+  out.argsz = u32le(b, 0);
+  out.flags = u32le(b, 4);
+  out.iovaLo = u32le(b, 8);
+  out.iovaHi = u32le(b, 12);
+  out.sizeLo = u32le(b, 16);
+  out.sizeHi = u32le(b, 20);
+  return out;
+}
+
+/** Sets the `size` field of a dma_unmap header in place from a number < 2^64 that is exact (page multiple). */
+export function setDmaUnmapSize(b: Uint8Array, size: number): void {
+  const hi = Math.floor(size / 4294967296);
+  setU32le(b, 16, size - hi * 4294967296);
+  setU32le(b, 20, hi);
+}
+
 /** vfio_bitmap: pgsize, size (bytes), data (user pointer). */
 export interface VfioBitmap {
   pgsize: bigint;

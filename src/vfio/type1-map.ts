@@ -13,61 +13,70 @@ import type { UserArg } from '../mm/uaccess.ts';
 import { EEXIST, EINVAL, ENOENT, ENOMEM, ENOSPC } from '../uapi/errno.ts';
 import {
   DMA_MAP_SIZE,
-  decodeDmaMap,
+  DmaMapHalves,
+  decodeDmaMapHalves,
   VFIO_DMA_MAP_FLAG_READ,
   VFIO_DMA_MAP_FLAG_VADDR,
   VFIO_DMA_MAP_FLAG_WRITE,
 } from '../uapi/vfio.ts';
-import { iovaDmaValid } from './iova-list.ts';
 import { pinMapDma, removeDma } from './type1-pin.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
+import { alignedTo, endWraps, toNumber } from './type1-u64.ts';
 
-const U64_MAX = 0xffff_ffff_ffff_ffffn;
 /** DIRTY_BITMAP_PAGES_MAX: a mapping tracked for dirty pages may have at most INT_MAX pages. */
 const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffff;
 
+// copy_from_user lands here and is decoded here: one struct per call, reused (no allocation per
+// MAP; the model is single-threaded and nothing below re-enters MAP_DMA).
+const struct = new Uint8Array(DMA_MAP_SIZE);
+const map = new DmaMapHalves();
+
 export function vfioIommuMapDma(s: Type1State, current: Current, arg: UserArg): number {
-  const b = arg.copyFrom(DMA_MAP_SIZE);
-  if (typeof b === 'number') return b;
-  const map = decodeDmaMap(b);
+  const r = arg.copyFromInto(struct, DMA_MAP_SIZE);
+  if (r < 0) return r;
+  decodeDmaMapHalves(struct, map);
   const mask = s.profile.unmapAllVaddr
     ? VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR
     : VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
   if (map.argsz < DMA_MAP_SIZE || map.flags & ~mask) return -EINVAL;
-  return doMap(s, current, map.flags, map.vaddr, map.iova, map.size);
+  return doMap(s, current, map);
 }
 
-function doMap(
-  s: Type1State,
-  current: Current,
-  flags: number,
-  vaddr: bigint,
-  iova: bigint,
-  size: bigint,
-): number {
+/**
+ * vfio_dma_do_map. The u64 fields are checked as halves, exactly; once size, iova and vaddr are
+ * known to be page aligned and iova + size and vaddr + size not to wrap, they are exact numbers.
+ */
+function doMap(s: Type1State, current: Current, m: DmaMapHalves): number {
+  const flags = m.flags;
   const setVaddr = (flags & VFIO_DMA_MAP_FLAG_VADDR) !== 0;
   let prot = 0;
   if (flags & VFIO_DMA_MAP_FLAG_READ) prot |= IOMMU_READ;
   if (flags & VFIO_DMA_MAP_FLAG_WRITE) prot |= IOMMU_WRITE;
-  const wraps = iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX;
+  const sizeZero = m.sizeLo === 0 && m.sizeHi === 0;
+  const wraps =
+    endWraps(m.iovaLo, m.iovaHi, m.sizeLo, m.sizeHi) || endWraps(m.vaddrLo, m.vaddrHi, m.sizeLo, m.sizeHi);
 
   if (s.profile.overflowFirst) {
     // 6.18-rc4 "sanitize for overflow using check_*_overflow()".
-    if (size === 0n) return -EINVAL;
+    if (sizeZero) return -EINVAL;
     if (wraps) return -s.profile.overflowErrno;
   }
   if ((prot !== 0 && setVaddr) || (prot === 0 && !setVaddr)) return -EINVAL;
-  const pgsize = BigInt(s.pgsize);
-  if (size === 0n || (size | iova | vaddr) % pgsize !== 0n) return -EINVAL;
+  // (size | iova | vaddr) & (pgsize - 1): pgsize is a power of two.
+  const lg2 = s.pgsizeLg2;
+  if (sizeZero || !alignedTo(m.sizeLo | m.iovaLo | m.vaddrLo, m.sizeHi | m.iovaHi | m.vaddrHi, lg2))
+    return -EINVAL;
   if (wraps) return -s.profile.overflowErrno;
 
-  const start = Number(iova);
-  const len = Number(size);
+  // Page aligned and not wrapping: exact as numbers (end up to 2^64).
+  const start = toNumber(m.iovaLo, m.iovaHi);
+  const len = toNumber(m.sizeLo, m.sizeHi);
+  const vaddr = toNumber(m.vaddrLo, m.vaddrHi);
   const found = s.findDma(start, start + len);
   if (setVaddr) return updateVaddr(s, current, found, start, len, vaddr);
   if (found !== undefined) return -EEXIST;
   if (s.profile.dmaEntryLimit && s.dmaAvail === 0) return -ENOSPC;
-  if (s.profile.iovaList && !iovaDmaValid(s.iovaList, iova, iova + size - 1n)) return -EINVAL;
+  if (s.profile.iovaList && !s.iovaRangeValid(start, start + len)) return -EINVAL;
 
   const dma: VfioDma = {
     iova: start,
@@ -110,7 +119,7 @@ function updateVaddr(
   dma: VfioDma | undefined,
   iova: number,
   size: number,
-  vaddr: bigint,
+  vaddr: number,
 ): number {
   if (dma === undefined) return -ENOENT;
   if (!dma.vaddrInvalid || dma.iova !== iova || dma.size !== size) return -EINVAL;

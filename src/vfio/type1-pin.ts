@@ -6,8 +6,10 @@
  * Reference: vfio-type1.md §4 and §5.
  */
 
+import type { IommuDomain } from '../iommu/domain.ts';
 import { IOMMU_CACHE, IOMMU_WRITE, newGather } from '../iommu/types.ts';
 import type { Current } from '../mm/file.ts';
+import type { MmStruct } from '../mm/mm.ts';
 import { PAGE_SHIFT, PAGE_SIZE } from '../mm/physmem.ts';
 import { EFAULT, ENOMEM } from '../uapi/errno.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
@@ -15,10 +17,19 @@ import type { Type1State, VfioDma } from './type1-state.ts';
 /** VFIO_IOMMU_TLB_SYNC_MAX: unpin after at most this many queued regions. */
 const TLB_SYNC_MAX = 512;
 
+// The last limit converted, and its value in pages: rlimits change rarely, maps often.
+let lastMemlock = -1n;
+let lastLimitPages = 0;
+
 /** RLIMIT_MEMLOCK soft limit of `current` in pages (Infinity for RLIM_INFINITY). */
 export function memlockLimitPages(current: Current): number {
-  const pages = current.task.memlock.cur >> BigInt(PAGE_SHIFT);
-  return pages > BigInt(Number.MAX_SAFE_INTEGER) ? Number.POSITIVE_INFINITY : Number(pages);
+  const cur = current.task.memlock.cur;
+  if (cur !== lastMemlock) {
+    const pages = cur >> BigInt(PAGE_SHIFT);
+    lastLimitPages = pages > BigInt(Number.MAX_SAFE_INTEGER) ? Number.POSITIVE_INFINITY : Number(pages);
+    lastMemlock = cur;
+  }
+  return lastLimitPages;
 }
 
 /**
@@ -72,15 +83,15 @@ function iommuMap(s: Type1State, iova: number, pa: number, size: number, prot: n
 /** vfio_pin_map_dma: grows dma.size run by run; any failure removes the whole mapping. */
 export function pinMapDma(s: Type1State, dma: VfioDma, size: number, current: Current): number {
   const limit = memlockLimitPages(current);
-  const base = dma.vaddr;
   let ret = 0;
   while (dma.size < size) {
-    const vaddr = base + BigInt(dma.size);
-    if (vaddr > BigInt(Number.MAX_SAFE_INTEGER)) {
+    // Both page multiples below 2^64: the sum is exact. Beyond 2^53 no process memory exists.
+    const vaddr = dma.vaddr + dma.size;
+    if (vaddr > Number.MAX_SAFE_INTEGER) {
       ret = -EFAULT;
       break;
     }
-    const n = pinPagesRemote(s, dma, Number(vaddr), (size - dma.size) / PAGE_SIZE, limit);
+    const n = pinPagesRemote(s, dma, vaddr, (size - dma.size) / PAGE_SIZE, limit);
     if (n <= 0) {
       ret = n;
       break;
@@ -104,45 +115,57 @@ export function pinMapDma(s: Type1State, dma: VfioDma, size: number, current: Cu
   return ret;
 }
 
+// The unpin queue of vfio_unmap_unpin (the kernel's unmapped_region_list), kept between calls: one
+// region per contiguous run, at most TLB_SYNC_MAX before a sync. Single-threaded, never re-entered.
+const queuePa = new Float64Array(TLB_SYNC_MAX);
+const queuePages = new Float64Array(TLB_SYNC_MAX);
+const gather = newGather();
+
+/** iommu_iotlb_sync of the gathered range, then unpin every queued region (unmapped_region_list). */
+function syncAndUnpin(domain: IommuDomain, mm: MmStruct, queued: number): void {
+  domain.iotlbSync(gather);
+  gather.start = gather.end = gather.pgsize = 0;
+  for (let i = 0; i < queued; i++) mm.unpin(queuePa[i], queuePages[i]);
+}
+
 /**
  * vfio_unmap_unpin: plain unmap on every domain but the first; on the first, unmap each
  * physically contiguous run into a gather, sync the IOTLB, then unpin; finally uncharge.
  */
 export function unmapUnpin(s: Type1State, dma: VfioDma): void {
   if (dma.size === 0 || s.domains.length === 0) return;
-  const [head, ...rest] = s.domains;
-  for (const d of rest) d.domain.unmap(dma.iova, dma.size);
+  const head = s.domains[0].domain;
+  for (let i = 1; i < s.domains.length; i++) s.domains[i].domain.unmap(dma.iova, dma.size);
   const mm = dma.pinMm;
   const end = dma.iova + dma.size;
-  let queue: { pa: number; pages: number }[] = [];
-  const gather = newGather();
-  const flush = (): void => {
-    head.domain.iotlbSync(gather);
-    gather.start = gather.end = 0;
-    for (const q of queue) mm.unpin(q.pa, q.pages);
-    queue = [];
-  };
+  gather.start = gather.end = gather.pgsize = 0;
+  let queued = 0;
   let iova = dma.iova;
   while (iova < end) {
-    const pa = head.domain.iovaToPhys(iova);
-    if (pa < 0) {
+    // The run starting here (0: nothing mapped at iova), and the PA it starts at.
+    const len = head.contiguousRun(iova, end - iova);
+    if (len === 0) {
       iova += PAGE_SIZE;
       continue;
     }
-    const len = head.domain.contiguousRun(iova, end - iova);
-    const unmapped = head.domain.unmap(iova, len, gather);
+    const pa = head.runPa;
+    const unmapped = head.unmap(iova, len, gather);
     if (unmapped === 0) {
       // Slow path: a plain unmap (which syncs) and an immediate unpin.
-      const n = head.domain.unmap(iova, len);
+      const n = head.unmap(iova, len);
       mm.unpin(pa, Math.max(n, PAGE_SIZE) / PAGE_SIZE);
       iova += Math.max(n, PAGE_SIZE);
       continue;
     }
-    queue.push({ pa, pages: unmapped / PAGE_SIZE });
-    if (queue.length >= TLB_SYNC_MAX) flush();
+    queuePa[queued] = pa;
+    queuePages[queued] = unmapped / PAGE_SIZE;
+    if (++queued >= TLB_SYNC_MAX) {
+      syncAndUnpin(head, mm, queued);
+      queued = 0;
+    }
     iova += unmapped;
   }
-  flush();
+  syncAndUnpin(head, mm, queued);
   dma.owner.mm.accountLockedVm(dma.lockedPages, false, dma.lockCap, 0n);
   dma.lockedPages = 0;
 }

@@ -14,7 +14,8 @@ import type { VfioParams } from './params.ts';
 
 /** One user DMA mapping. `size` grows while it is being pinned and mapped. */
 export interface VfioDma extends Range {
-  vaddr: bigint;
+  /** Process address of the first byte: page aligned, so exact as a number up to 2^64. */
+  vaddr: number;
   /** IOMMU_READ | IOMMU_WRITE from the MAP flags. */
   prot: number;
   iommuMapped: boolean;
@@ -50,9 +51,17 @@ export class Type1State {
   domains: VfioDomain[] = [];
   readonly dmas = new RangeTree<VfioDma>();
   dmaAvail: number;
-  /** AND of the domains' page sizes; PAGE_MASK with no domain. */
-  pgsizeBitmap = 0xffff_ffff_ffff_f000n;
-  iovaList: IovaRange[] = [];
+  private bitmap = 0xffff_ffff_ffff_f000n;
+  /** Cached from the bitmap: the smallest page size and its log2 (read on every MAP and UNMAP). */
+  private minPgsize = 4096;
+  private minPgsizeLg2 = 12;
+  private list: IovaRange[] = [];
+  /**
+   * The valid IOVA list as numbers, [start, end) per range, rounded inwards to 4 KiB: every MAP
+   * range is page aligned, so comparing it with these is exact (see iovaRangeValid).
+   */
+  private listStart: number[] = [];
+  private listEnd: number[] = [];
   dirtyPageTracking = false;
   vaddrInvalidCount = 0;
 
@@ -66,11 +75,55 @@ export class Type1State {
     this.dmaAvail = params.dmaEntryLimit;
   }
 
+  /** AND of the domains' page sizes; PAGE_MASK with no domain. */
+  get pgsizeBitmap(): bigint {
+    return this.bitmap;
+  }
+
+  set pgsizeBitmap(b: bigint) {
+    this.bitmap = b;
+    this.minPgsizeLg2 = 12;
+    for (let i = 0; i < 64; i++) {
+      if ((b >> BigInt(i)) & 1n) {
+        this.minPgsizeLg2 = i;
+        break;
+      }
+    }
+    this.minPgsize = 2 ** this.minPgsizeLg2;
+  }
+
   /** Smallest page size: the alignment unit of MAP/UNMAP and the dirty bitmap. */
   get pgsize(): number {
-    const b = this.pgsizeBitmap;
-    for (let i = 0; i < 64; i++) if ((b >> BigInt(i)) & 1n) return 2 ** i;
-    return 4096;
+    return this.minPgsize;
+  }
+
+  /** log2 of pgsize. */
+  get pgsizeLg2(): number {
+    return this.minPgsizeLg2;
+  }
+
+  /** The valid IOVA list (5.4+): inclusive 64-bit bounds, sorted. */
+  get iovaList(): IovaRange[] {
+    return this.list;
+  }
+
+  set iovaList(list: IovaRange[]) {
+    this.list = list;
+    // Rounded inwards to 4 KiB, then exact as numbers (multiples of 4096 up to 2^64).
+    this.listStart = list.map((r) => Number(((r.start + 0xfffn) >> 12n) << 12n));
+    this.listEnd = list.map((r) => Number(((r.end + 1n) >> 12n) << 12n));
+  }
+
+  /**
+   * vfio_iommu_iova_dma_valid for a page-aligned range [start, end) (exclusive end, up to 2^64):
+   * inside one range of the list; an empty list allows everything. For such ranges, start >= r.start
+   * iff start >= r.start rounded up to a page, and end - 1 <= r.end iff end <= (r.end + 1) rounded down.
+   */
+  iovaRangeValid(start: number, end: number): boolean {
+    const n = this.listStart.length;
+    if (n === 0) return true;
+    for (let i = 0; i < n; i++) if (start >= this.listStart[i] && end <= this.listEnd[i]) return true;
+    return false;
   }
 
   /**

@@ -11,9 +11,10 @@ import { EFAULT, EINVAL } from '../uapi/errno.ts';
 import {
   BITMAP_SIZE,
   DMA_UNMAP_SIZE,
+  DmaUnmapHalves,
   decodeBitmap,
-  decodeDmaUnmap,
-  encodeDmaUnmap,
+  decodeDmaUnmapHalves,
+  setDmaUnmapSize,
   VFIO_DMA_UNMAP_FLAG_ALL,
   VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
   VFIO_DMA_UNMAP_FLAG_VADDR,
@@ -22,14 +23,21 @@ import {
 import { updateUserBitmap, verifyBitmapSize } from './type1-dirty.ts';
 import { removeDma } from './type1-pin.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
+import { alignedTo, endWraps, toNumber } from './type1-u64.ts';
 
-const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const TWO_64 = 2 ** 64;
 
+// copy_from_user lands here and is decoded here: one header per call, reused; on success the same
+// bytes go back with `size` replaced (the kernel copies its struct back). Never re-entered.
+const struct = new Uint8Array(DMA_UNMAP_SIZE);
+const hdr = new DmaUnmapHalves();
+/** Bytes unmapped (or invalidated) by the last successful doUnmap. */
+let unmapped = 0;
+
 export function vfioIommuUnmapDma(s: Type1State, current: Current, arg: UserArg): number {
-  const b = arg.copyFrom(DMA_UNMAP_SIZE);
-  if (typeof b === 'number') return b;
-  const unmap = decodeDmaUnmap(b);
+  const c = arg.copyFromInto(struct, DMA_UNMAP_SIZE);
+  if (c < 0) return c;
+  const unmap = decodeDmaUnmapHalves(struct, hdr);
   const mask = s.profile.unmapAllVaddr
     ? VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR
     : s.profile.dirtyTracking
@@ -40,24 +48,21 @@ export function vfioIommuUnmapDma(s: Type1State, current: Current, arg: UserArg)
   if (getBitmap && unmap.flags & (VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR)) return -EINVAL;
   let bitmap: VfioBitmap | undefined;
   if (getBitmap) {
+    // The dirty-bitmap path is rare: bigint is fine here.
     if (unmap.argsz < DMA_UNMAP_SIZE + BITMAP_SIZE) return -EINVAL;
     const bb = arg.copyFrom(BITMAP_SIZE, DMA_UNMAP_SIZE);
     if (typeof bb === 'number') return bb;
     bitmap = decodeBitmap(bb, 0);
     if (bitmap.data + bitmap.size > 0x0000_8000_0000_0000n) return -EINVAL; // access_ok
     const shift = bitmap.pgsize === 0n ? 0n : BigInt(lowestBit(bitmap.pgsize));
-    const r = verifyBitmapSize(unmap.size >> shift, bitmap.size);
+    const size = (BigInt(unmap.sizeHi) << 32n) | BigInt(unmap.sizeLo);
+    const r = verifyBitmapSize(size >> shift, bitmap.size);
     if (r < 0) return r;
   }
-  const res = doUnmap(s, current, unmap.iova, unmap.size, unmap.flags, bitmap);
-  if (res.ret < 0) return res.ret;
-  const out = encodeDmaUnmap({
-    argsz: unmap.argsz,
-    flags: unmap.flags,
-    iova: unmap.iova,
-    size: res.unmapped,
-  });
-  return arg.copyTo(out) < 0 ? -EFAULT : 0;
+  const ret = doUnmap(s, current, unmap, bitmap);
+  if (ret < 0) return ret;
+  setDmaUnmapSize(struct, unmapped);
+  return arg.copyTo(struct) < 0 ? -EFAULT : 0;
 }
 
 function lowestBit(v: bigint): number {
@@ -65,68 +70,67 @@ function lowestBit(v: bigint): number {
   return 0;
 }
 
-function doUnmap(
-  s: Type1State,
-  current: Current,
-  iova: bigint,
-  size: bigint,
-  flags: number,
-  bitmap: VfioBitmap | undefined,
-): { ret: number; unmapped: bigint } {
-  const fail = { ret: -EINVAL, unmapped: 0n };
+/**
+ * vfio_dma_do_unmap: 0 with the bytes in `unmapped`, or -errno. The u64 fields are checked as
+ * halves; once aligned and not wrapping they are exact numbers (the end up to 2^64).
+ */
+function doUnmap(s: Type1State, current: Current, u: DmaUnmapHalves, bitmap: VfioBitmap | undefined): number {
+  const flags = u.flags;
   const unmapAll = (flags & VFIO_DMA_UNMAP_FLAG_ALL) !== 0;
   const invalidateVaddr = (flags & VFIO_DMA_UNMAP_FLAG_VADDR) !== 0;
-  const pgsize = BigInt(s.pgsize);
-  if (iova % pgsize !== 0n) return fail;
+  const lg2 = s.pgsizeLg2;
+  if (!alignedTo(u.iovaLo, u.iovaHi, lg2)) return -EINVAL;
   let start: number;
   let end: number;
   if (unmapAll) {
-    if (iova !== 0n || size !== 0n) return fail;
+    if (u.iovaLo !== 0 || u.iovaHi !== 0 || u.sizeLo !== 0 || u.sizeHi !== 0) return -EINVAL;
     start = 0;
     end = TWO_64;
   } else {
-    if (size === 0n || size % pgsize !== 0n) return fail;
-    if (iova + size - 1n > U64_MAX) return { ret: -s.profile.overflowErrno, unmapped: 0n };
-    start = Number(iova);
-    end = Number(iova + size);
+    if ((u.sizeLo === 0 && u.sizeHi === 0) || !alignedTo(u.sizeLo, u.sizeHi, lg2)) return -EINVAL;
+    if (endWraps(u.iovaLo, u.iovaHi, u.sizeLo, u.sizeHi)) return -s.profile.overflowErrno;
+    start = toNumber(u.iovaLo, u.iovaHi);
+    end = start + toNumber(u.sizeLo, u.sizeHi);
   }
-  if (bitmap !== undefined && (!s.dirtyPageTracking || bitmap.pgsize !== pgsize)) return fail;
+  if (bitmap !== undefined && (!s.dirtyPageTracking || bitmap.pgsize !== BigInt(s.pgsize))) return -EINVAL;
 
   if (s.v2 && !unmapAll) {
     const first = s.findDmaContaining(start);
-    if (first !== undefined && first.iova !== start) return fail;
+    if (first !== undefined && first.iova !== start) return -EINVAL;
     const last = s.findDmaContaining(end - s.pgsize);
-    if (last !== undefined && last.iova + last.size !== end) return fail;
+    if (last !== undefined && last.iova + last.size !== end) return -EINVAL;
   }
 
-  let unmapped = 0;
-  const invalidated: VfioDma[] = [];
+  let total = 0;
+  let invalidated: VfioDma[] | undefined;
   let dma = s.findDmaFirstNode(start, end, unmapAll);
   while (dma !== undefined) {
     if (dma.iova >= end) break;
     if (!s.v2 && start > dma.iova) break;
     const next = s.dmas.next(dma);
     if (invalidateVaddr) {
+      invalidated ??= [];
       if (dma.vaddrInvalid) {
         // Undo this call's invalidations; the kernel reports EINVAL with nothing unmapped.
         for (const d of invalidated) d.vaddrInvalid = false;
         s.vaddrInvalidCount -= invalidated.length;
-        return fail;
+        return -EINVAL;
       }
       dma.vaddrInvalid = true;
       s.vaddrInvalidCount++;
       invalidated.push(dma);
-      unmapped += dma.size;
+      total += dma.size;
       dma = next;
       continue;
     }
     if (bitmap !== undefined) {
       const r = updateUserBitmap(s, userPointer(current.mm, bitmap.data), dma, start);
-      if (r < 0) return { ret: r, unmapped: BigInt(unmapped) };
+      if (r < 0) return r;
     }
-    unmapped += dma.size;
+    total += dma.size;
     removeDma(s, dma);
     dma = next;
   }
-  return { ret: 0, unmapped: BigInt(unmapped) };
+  unmapped = total;
+  return 0;
 }
