@@ -86,11 +86,14 @@
 #define VN_CB_PAGES 67
 #define VN_CB_NEWFD 68
 #define VN_CB_FDCHECK 69
+#define VN_CB_SIGNAL 70
 #define VN_CB_REPLY 79
 #define VN_REPLY 128
 #define VN_IOCTL_ARG_BYTES 1
 #define VN_HELLO_MEMLOCK_HOST 1
 #define VN_VMA_ANONYMOUS 1
+#define VN_FD_OPEN 1
+#define VN_FD_EVENTFD 2
 #define VN_STATUS_BLOCK_SIZE 56
 #define VN_HELLO_SIZE 48
 #define VN_VMA_REPLY_SIZE 32
@@ -511,8 +514,20 @@ static int answer_callback(const struct vn_hdr *h, unsigned char *data)
 		fdkind[fd] = (unsigned char)newfd_kind;
 		return send_reply(0, (uint64_t)fd, NULL, 0);
 	}
-	case VN_CB_FDCHECK:
-		return send_reply(0, syscall(SYS_fcntl, h->fd, F_GETFD) >= 0 ? 1 : 0, NULL, 0);
+	case VN_CB_FDCHECK: {
+		if (syscall(SYS_fcntl, h->fd, F_GETFD) < 0) return send_reply(0, 0, NULL, 0);
+		char link[64], target[64];
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", h->fd);
+		long n = syscall(SYS_readlinkat, AT_FDCWD, link, target, sizeof(target) - 1);
+		int efd = n > 0 && (target[n] = 0, !strcmp(target, "anon_inode:[eventfd]"));
+		return send_reply(0, efd ? VN_FD_EVENTFD : VN_FD_OPEN, NULL, 0);
+	}
+	case VN_CB_SIGNAL: {
+		/* The model's device signalled an eventfd of ours (an interrupt): add to the real one. */
+		uint64_t v = h->a;
+		long r = syscall(SYS_write, h->fd, &v, 8);
+		return send_reply(r == 8 ? 0 : (uint32_t)errno, 0, NULL, 0);
+	}
 	default:
 		return -1;
 	}

@@ -48,6 +48,7 @@ export const CB_VMA = 66;
 export const CB_PAGES = 67;
 export const CB_NEWFD = 68;
 export const CB_FDCHECK = 69;
+export const CB_SIGNAL = 70;
 /** The client's answer to a callback. */
 export const CB_REPLY = 79;
 /** The server's answer to a request. */
@@ -59,6 +60,9 @@ export const IOCTL_ARG_BYTES = 1;
 export const HELLO_MEMLOCK_HOST = 1;
 /** CB_VMA reply flag: private anonymous memory (untouched pages are the zero page). */
 export const VMA_ANONYMOUS = 1;
+/** CB_FDCHECK answers: the fd is open; it is an eventfd. */
+export const FD_OPEN = 1;
+export const FD_EVENTFD = 2;
 /** RLIMIT_MEMLOCK, the only resource REQ_SETRLIMIT takes. */
 export const RLIMIT_MEMLOCK = 8;
 

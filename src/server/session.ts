@@ -7,18 +7,23 @@
 
 import type { Host } from '../host/host.ts';
 import type { Process } from '../host/process.ts';
+import { EventFd } from '../mm/eventfd.ts';
 import { CAP_FULL_SET } from '../mm/task.ts';
 import { EBADF, EINVAL, EMFILE, EPERM, errnoName } from '../uapi/errno.ts';
 import * as vfio from '../uapi/vfio.ts';
+import { IRQ_SET_SIZE, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD } from '../uapi/vfio-device.ts';
 import { type ClientChannel, ClientMemory } from './client-memory.ts';
 import {
   CB_FDCHECK,
   CB_NEWFD,
+  CB_SIGNAL,
   decodeFrame,
   decodeHello,
   encodeFrame,
   encodeReply,
   encodeStatus,
+  FD_EVENTFD,
+  FD_OPEN,
   type Frame,
   HELLO_MEMLOCK_HOST,
   IOCTL_ARG_BYTES,
@@ -70,6 +75,26 @@ const IOCTL_NAMES = (() => {
   return out;
 })();
 
+/**
+ * An eventfd of the client, given to VFIO_DEVICE_SET_IRQS: the model's device signals it like any
+ * eventfd, and each signal is passed on to the client's real eventfd (CB_SIGNAL), so the program's
+ * poll loop wakes. Devices raise interrupts during the client's own calls (a DMA ends when its
+ * doorbell is written); a signal outside one waits for the client's next request.
+ */
+export class ClientEventFd extends EventFd {
+  constructor(
+    private readonly session: Session,
+    readonly clientFd: number,
+  ) {
+    super();
+  }
+
+  override signal(n = 1n): void {
+    super.signal(n);
+    this.session.signalClient(this.clientFd, n);
+  }
+}
+
 export class Session {
   proc: Process | undefined;
   readonly memory: ClientMemory;
@@ -81,8 +106,12 @@ export class Session {
   private readonly refs = new Map<number, number>();
   /** model fd -> file position for read/write/lseek */
   private readonly pos = new Map<number, number>();
-  /** Callbacks asked about fds (CB_NEWFD, CB_FDCHECK). */
+  /** Callbacks asked about fds and interrupts (CB_NEWFD, CB_FDCHECK, CB_SIGNAL). */
   private fdCallbacks = 0;
+  /** Whether a request of this client is being answered (it can take callbacks). */
+  private busy = false;
+  /** Interrupts raised while the client was not waiting: client eventfd -> count. */
+  private readonly pendingSignals = new Map<number, bigint>();
 
   constructor(
     readonly host: Host,
@@ -97,9 +126,13 @@ export class Session {
     const f = decodeFrame(bytes);
     const callbacks = this.memory.callbacks + this.fdCallbacks;
     let reply: Uint8Array;
+    this.busy = true;
     try {
+      for (const [fd, n] of this.pendingSignals) this.signalClient(fd, n);
+      this.pendingSignals.clear();
       reply = this.dispatch(f);
     } finally {
+      this.busy = false;
       this.memory.endCall();
     }
     if (this.trace !== undefined)
@@ -111,6 +144,16 @@ export class Session {
   close(): void {
     this.proc?.exit();
     this.proc = undefined;
+  }
+
+  /** Adds `n` to the client's eventfd `fd` now, or at its next request if it is not waiting. */
+  signalClient(fd: number, n: bigint): void {
+    if (!this.busy) {
+      this.pendingSignals.set(fd, (this.pendingSignals.get(fd) ?? 0n) + n);
+      return;
+    }
+    this.fdCallbacks++;
+    this.channel.call(encodeFrame({ type: CB_SIGNAL, fd, a: n }));
   }
 
   /** The client fds mapped to model fds (for tests). */
@@ -282,22 +325,42 @@ export class Session {
    * non-VFIO file of the client becomes model fd 0 (a tty: also not a VFIO file); a closed one a
    * number no model process has open (EBADF where the kernel's fdget fails); a negative one stays.
    */
-  private modelFdFor(cfd: number): number {
+  private modelFdFor(cfd: number, temps: number[]): number {
     if (cfd < 0) return cfd;
     const mfd = this.fds.get(cfd);
     if (mfd !== undefined) return mfd;
     this.fdCallbacks++;
     const r = this.channel.call(encodeFrame({ type: CB_FDCHECK, fd: cfd }));
-    return r !== undefined && r.a === 1n ? 0 : CLOSED_FD;
+    const what = r === undefined || r.num !== 0 ? 0n : r.a;
+    if (what === BigInt(FD_EVENTFD)) {
+      // For the length of the call the model process holds a stand-in (the device keeps the file).
+      const t = this.proc!.installFd(new ClientEventFd(this, cfd));
+      if (t >= 0) temps.push(t);
+      return t;
+    }
+    return what === BigInt(FD_OPEN) ? 0 : CLOSED_FD;
   }
 
-  private translateFds(kind: string | undefined, request: number, arg: Uint8Array): void {
+  /** Client fd numbers inside an argument become model fds; stand-ins made for the call go in `temps`. */
+  private translateFds(kind: string | undefined, request: number, arg: Uint8Array, temps: number[]): void {
     const v = new DataView(arg.buffer, arg.byteOffset, arg.byteLength);
     const at = (off: number): void => {
-      if (arg.byteLength >= off + 4) v.setInt32(off, this.modelFdFor(v.getInt32(off, true)), true);
+      if (arg.byteLength >= off + 4) v.setInt32(off, this.modelFdFor(v.getInt32(off, true), temps), true);
     };
     if (kind === 'vfio-group' && request === vfio.VFIO_GROUP_SET_CONTAINER) at(0);
     else if (kind === 'vfio-device' && request === vfio.VFIO_DEVICE_BIND_IOMMUFD) at(8);
+    else if (
+      kind === 'vfio-device' &&
+      request === vfio.VFIO_DEVICE_SET_IRQS &&
+      arg.byteLength >= IRQ_SET_SIZE
+    ) {
+      // vfio_irq_set: argsz, flags, index, start, count, then `count` eventfds for DATA_EVENTFD.
+      const flags = v.getUint32(4, true);
+      const trigger = VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_EVENTFD;
+      if ((flags & trigger) !== trigger) return;
+      const count = Math.min(v.getUint32(16, true), (arg.byteLength - IRQ_SET_SIZE) / 4);
+      for (let i = 0; i < count; i++) at(IRQ_SET_SIZE + 4 * i);
+    }
   }
 
   private ioctl(p: Process, f: Frame): Uint8Array {
@@ -309,9 +372,11 @@ export class Session {
     let writebackAt = 0;
     if (f.flags & IOCTL_ARG_BYTES) {
       const arg = f.data.slice(0, MAX_IOCTL_ARG);
-      this.translateFds(p.fdget(mfd)?.kind, request, arg);
+      const temps: number[] = [];
+      this.translateFds(p.fdget(mfd)?.kind, request, arg, temps);
       const before = arg.slice();
       ret = p.ioctl(mfd, request, arg);
+      for (const t of temps) p.close(t);
       // Only the bytes the kernel changed go back.
       let first = 0;
       while (first < arg.byteLength && arg[first] === before[first]) first++;

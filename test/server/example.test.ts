@@ -32,12 +32,14 @@ if (!haveGcc()) {
         expect(r.code).toBe(0);
         expect(r.stdout).toMatch(/^IOMMU page sizes 0x40201000$/m);
         expect(r.stdout).toMatch(/^edu id 0x010000ed$/m);
+        expect(r.stdout).toMatch(/^interrupt: the eventfd counted 1$/m);
         expect(r.stdout).toMatch(/^ok: 2048 bytes copied by the device into our destination buffer/m);
         expect(r.stdout).toMatch(/^VmLck:\s+8 kB$/m); // two pages pinned, charged to the model's locked_vm
         // The trace names each call; the maps asked the program about its memory.
         expect(serve.log).toMatch(/ioctl\(\d+, VFIO_IOMMU_MAP_DMA\) = 0 \(\d+ callbacks?\)/);
         expect(serve.log).toMatch(/ioctl\(\d+, VFIO_GROUP_GET_DEVICE_FD\) = \d+ \(1 callback\)/);
         expect(serve.log).toMatch(/pwrite\(\d+, 4, 0x98\) = 4 \(\d+ callbacks?\)/); // the DMA doorbell
+        expect(serve.log).toMatch(/ioctl\(\d+, VFIO_DEVICE_SET_IRQS\) = 0 \(1 callback\)/); // our eventfd
       } finally {
         await serve.stop();
       }

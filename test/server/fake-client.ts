@@ -11,12 +11,15 @@ import {
   CB_PAGES,
   CB_READ,
   CB_REPLY,
+  CB_SIGNAL,
   CB_VMA,
   CB_WRITE,
   decodeFrame,
   encodeFrame,
   encodeHello,
   encodeVmaReply,
+  FD_EVENTFD,
+  FD_OPEN,
   type Frame,
   HELLO_MEMLOCK_HOST,
   type Hello,
@@ -41,6 +44,10 @@ export class FakeClient implements ClientChannel {
   readonly mappings: FakeMapping[] = [];
   /** The client's own open fds (0..2 and the ones it reserved for the model). */
   readonly fds = new Set([0, 1, 2]);
+  /** Which of those are eventfds. */
+  readonly eventfds = new Set<number>();
+  /** What the server added to the client's eventfds (CB_SIGNAL), in order: [fd, count]. */
+  readonly signals: [number, bigint][] = [];
   /** Callback types asked, in order. */
   readonly asked: number[] = [];
   private nextFd = 20;
@@ -128,10 +135,23 @@ export class FakeClient implements ClientChannel {
         return reply({ a: BigInt(fd) });
       }
       case CB_FDCHECK:
-        return reply({ a: this.fds.has(f.fd) ? 1n : 0n });
+        return reply({
+          a: this.eventfds.has(f.fd) ? BigInt(FD_EVENTFD) : this.fds.has(f.fd) ? BigInt(FD_OPEN) : 0n,
+        });
+      case CB_SIGNAL:
+        if (!this.eventfds.has(f.fd)) return reply({ num: 9 });
+        this.signals.push([f.fd, f.a]);
+        return reply();
       default:
         return undefined;
     }
+  }
+
+  /** eventfd(2) of the client's own. */
+  eventfd(): number {
+    const fd = this.reserveFd();
+    this.eventfds.add(fd);
+    return fd;
   }
 
   /** A reserved fd number for an open (the interposer opens /dev/null for it). */

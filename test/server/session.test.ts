@@ -29,6 +29,7 @@ import { EPROTO, Session } from '../../src/server/session.ts';
 import { EBADF, EBADFD, EFAULT, EINVAL, EPERM } from '../../src/uapi/errno.ts';
 import {
   encodeDmaMap,
+  VFIO_DEVICE_SET_IRQS,
   VFIO_GET_API_VERSION,
   VFIO_GROUP_GET_DEVICE_FD,
   VFIO_GROUP_SET_CONTAINER,
@@ -36,7 +37,14 @@ import {
   VFIO_IOMMU_MAP_DMA,
   VFIO_SET_IOMMU,
 } from '../../src/uapi/vfio.ts';
-import { regionOffset, VFIO_PCI_CONFIG_REGION_INDEX } from '../../src/uapi/vfio-device.ts';
+import {
+  IRQ_SET_SIZE,
+  regionOffset,
+  VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_PCI_INTX_IRQ_INDEX,
+} from '../../src/uapi/vfio-device.ts';
 import { FakeClient, helloRoot, request } from './fake-client.ts';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -103,7 +111,7 @@ function status(s: Session) {
 /** Opens the edu, turns bus mastering on, and returns a function running one DMA. */
 function device(r: Rig): {
   fd: number;
-  dma: (src: number, dst: number, len: number, toRam: boolean) => void;
+  dma: (src: number, dst: number, len: number, toRam: boolean, irq?: boolean) => void;
 } {
   const fd = ioctlBytes(r.session, r.group, VFIO_GROUP_GET_DEVICE_FD, enc('0000:00:01.0\0')).ret;
   expect(fd).toBeGreaterThanOrEqual(20); // a number the client handed out (CB_NEWFD)
@@ -117,11 +125,11 @@ function device(r: Rig): {
   };
   return {
     fd,
-    dma: (src, dst, len, toRam) => {
+    dma: (src, dst, len, toRam, irq = false) => {
       wr(0x80, src);
       wr(0x88, dst);
       wr(0x90, len);
-      wr(0x98, toRam ? 3 : 1);
+      wr(0x98, (toRam ? 3 : 1) | (irq ? 4 : 0));
     },
   };
 }
@@ -154,6 +162,31 @@ describe('Session: the model side of vfio-nest serve', () => {
     // Pinning and charging are the model's: two pages, locked_vm counted even with CAP_IPC_LOCK.
     expect(status(r.session).vmLckKb).toBe(8n);
     expect(r.host.phys.externalFrames).toBe(2);
+  });
+
+  it("interrupts reach the client's own eventfd", () => {
+    const r = rig();
+    expect(mapDma(r, BUF, 0x100000, PAGE)).toBe(0);
+    const d = device(r);
+    const efd = r.client.eventfd();
+    const irqSet = (fds: number[]): Uint8Array => {
+      const b = new Uint8Array(IRQ_SET_SIZE + 4 * fds.length);
+      const v = new DataView(b.buffer);
+      v.setUint32(0, b.byteLength, true);
+      v.setUint32(4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, true);
+      v.setUint32(8, VFIO_PCI_INTX_IRQ_INDEX, true);
+      v.setUint32(16, fds.length, true);
+      for (const [i, fd] of fds.entries()) v.setInt32(IRQ_SET_SIZE + 4 * i, fd, true);
+      return b;
+    };
+    expect(ioctlBytes(r.session, d.fd, VFIO_DEVICE_SET_IRQS, irqSet([1])).ret).toBe(-EBADF); // stdout
+    expect(ioctlBytes(r.session, d.fd, VFIO_DEVICE_SET_IRQS, irqSet([efd])).ret).toBe(0);
+    const open = r.session.proc!.openFds.length;
+    d.dma(0x100000, 0x40000, 16, false, true); // done -> INTx
+    expect(r.client.signals).toEqual([[efd, 1n]]);
+    d.dma(0x100000, 0x40000, 16, false, true); // INTx is auto-masked until unmasked
+    expect(r.client.signals).toEqual([[efd, 1n]]);
+    expect(r.session.proc!.openFds.length).toBe(open); // the stand-in fd was only for the call
   });
 
   it('EFAULT where the client has nothing mapped, and for a write pin of read-only memory', () => {
