@@ -6,12 +6,11 @@
 
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { ScenarioRunner } from '../scenario/index.ts';
+import { describeAnswer, describeRequest, ScenarioRunner } from '../scenario/index.ts';
 import { explainWalk } from '../smmu/index.ts';
 import { errnoName } from '../uapi/errno.ts';
 import { ioctlName } from '../uapi/names.ts';
 import { KERNEL_VERSIONS, type KernelVersion } from '../uapi/profile.ts';
-import { describeAnswer, describeRequest } from './describe.ts';
 import { loadFiles } from './run.ts';
 import { EXIT_FAILED, EXIT_OK, type Out, painter, UsageError } from './style.ts';
 import { demoScenario, formatWalk } from './walk.ts';

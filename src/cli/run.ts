@@ -5,8 +5,14 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadScenario, type Scenario, ScenarioError, ScenarioRunner } from '../scenario/index.ts';
-import { describeAnswer, describeRequest } from './describe.ts';
+import {
+  describeAnswer,
+  describeRequest,
+  loadScenario,
+  type Scenario,
+  ScenarioError,
+  ScenarioRunner,
+} from '../scenario/index.ts';
 import { EXIT_FAILED, EXIT_OK, type Out, painter, UsageError } from './style.ts';
 
 export const RUN_HELP = `Usage: vfio-nest run FILE... [--json] [--bail]

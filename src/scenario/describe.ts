@@ -1,9 +1,9 @@
 /**
- * One human line per step: what was asked and what the model answered.
+ * One human line per step: what was asked and what the model answered (the CLI's and the playground's).
  */
 
-import type { ProbeRecord } from '../scenario/probe/runner.ts';
-import type { Step } from '../scenario/schema.ts';
+import type { ProbeRecord } from './probe/runner.ts';
+import type { Step } from './schema.ts';
 
 /** Request fields are addresses and sizes: hex from 10 up, as the kernel prints them. */
 function requestValue(v: unknown): string {

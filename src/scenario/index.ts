@@ -7,6 +7,7 @@
 import { loadDocument } from './load.ts';
 import { type Scenario, validateScenario } from './schema.ts';
 
+export { describeAnswer, describeRequest } from './describe.ts';
 export { diff } from './expect.ts';
 export { formatPath, ScenarioError } from './load.ts';
 export { ScenarioRunner, type StepResult } from './run.ts';

@@ -107,6 +107,17 @@ export class ScenarioRunner {
     for (const step of this.scenario.steps) yield this.runStep(step);
   }
 
+  /**
+   * Read-only access to what the steps have built, for state views (the playground): the VMM after a
+   * successful `vmm` step (its process is `vmm.proc`), the guest's SMMU driver after `guest_init`, and
+   * each named process that has run a probe step.
+   */
+  inspect(): { vmm: Vmm | null; guest: GuestSmmuDriver | null; processes: Map<string, Process> } {
+    const processes = new Map<string, Process>();
+    for (const [name, p] of this.probes) processes.set(name, p.proc);
+    return { vmm: this.vmm, guest: this.guest, processes };
+  }
+
   /** Everything exits: processes close their fds, the VMM releases guest RAM. */
   finish(): void {
     for (const p of this.probes.values()) p.exit();

@@ -220,18 +220,21 @@ export class Smmu implements EventSink {
   /**
    * One translation with every read recorded (STE and CD fetches included), for the CLI's `walk` and
    * the browser's step view. By default it runs as a cold, quiet dry run: caches neither used nor
-   * filled, no event recorded. `{ caches: true, events: true }` runs it as a real transaction.
+   * filled, no event recorded. `{ caches: 'peek' }` is still a dry run but looks the TLB and the
+   * configuration cache up as a transaction would (a hit reads nothing) without filling them.
+   * `{ caches: true, events: true }` runs it as a real transaction.
    */
   walkTrace(
     sid: number,
     ssid: number,
     iova: number,
     access = ACCESS_READ,
-    opts: { caches?: boolean; events?: boolean } = {},
+    opts: { caches?: boolean | 'peek'; events?: boolean } = {},
   ) {
     const t = this.translator;
     const trace = new SmmuTrace();
     t.bypassCaches = !(opts.caches ?? false);
+    t.peekCaches = opts.caches === 'peek';
     t.quiet = !(opts.events ?? false);
     try {
       const pa = t.translate(sid, ssid, iova, access, trace);
@@ -248,6 +251,7 @@ export class Smmu implements EventSink {
       return out;
     } finally {
       t.bypassCaches = false;
+      t.peekCaches = false;
       t.quiet = false;
     }
   }

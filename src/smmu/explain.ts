@@ -2,7 +2,8 @@
  * One translation explained read by read: the configuration fetches (L1STD, STE, L1CD, CD and the
  * stage-2 walks that locate CDs) and the 2-D table walk, each read decoded as the walker interprets
  * it, then the result or the event record. Shared by the CLI's `walk` and the browser's step view;
- * it runs `Smmu.walkTrace`, a quiet dry run that neither uses nor fills the caches.
+ * it runs `Smmu.walkTrace`, a quiet dry run that neither uses nor fills the caches (or, with
+ * `{ caches: 'peek' }`, looks them up without filling them, so a hit shows as the reads it saved).
  */
 
 import { ACCESS_READ, ACCESS_WRITE, decodeDescriptor, hex64, tg0ToGranule } from '../pgtable/index.ts';
@@ -44,6 +45,8 @@ export interface ExplainedWalk {
   walk: ExplainedRead[];
   /** The event the translation would record (null when it succeeded; `silent` when not recorded). */
   event: (DecodedEvent & { silent: boolean }) | null;
+  /** The caches were looked up (`caches: 'peek'`) and the TLB held the translation: no walk reads. */
+  tlbHit: boolean;
 }
 
 const hex = (v: number): string => `0x${v.toString(16)}`;
@@ -77,18 +80,33 @@ function describeDescriptor(r: SmmuTraceRead, granuleLg2: number, space: 'IPA ' 
   }
 }
 
-/** Explains `walkTrace(sid, ssid, iova)`: every read in order, decoded. */
+/**
+ * Explains `walkTrace(sid, ssid, iova)`: every read in order, decoded. By default a cold walk;
+ * `{ caches: 'peek' }` shows what a transaction would read now, cache hits reading nothing. Either
+ * way a dry run: no cache filled, no event recorded.
+ */
 export function explainWalk(
   smmu: Smmu,
   sid: number,
   ssid: number,
   iova: number,
   write: boolean,
+  opts: { caches?: 'peek' } = {},
 ): ExplainedWalk {
-  const w = smmu.walkTrace(sid, ssid, iova, write ? ACCESS_WRITE : ACCESS_READ);
+  const w = smmu.walkTrace(sid, ssid, iova, write ? ACCESS_WRITE : ACCESS_READ, {
+    caches: opts.caches === 'peek' ? 'peek' : false,
+  });
   let s1Granule = 12;
   let s2Granule = 12;
   let nested = false;
+  // A configuration-cache hit reads no STE or CD: decode the walk with the cached ones it used.
+  const cached = opts.caches === 'peek' ? smmu.configCache.ste(sid) : undefined;
+  if (cached !== undefined) {
+    s2Granule = S2TG_LG2[cached.fields.S2TG] ?? 12;
+    nested = cached.config === STE_CFG_NESTED;
+    const cd = cached.cds.get(Math.max(ssid, 0));
+    if (cd !== undefined) s1Granule = tg0ToGranule(cd.fields.TG0);
+  }
   const rows: ExplainedRead[] = w.trace.reads.map((r) => {
     const row: ExplainedRead = {
       n: 0,
@@ -158,5 +176,5 @@ export function explainWalk(
       walk.push(row);
     } else config.push(row);
   }
-  return { sid, ssid, iova, write, pa: w.pa, ipa: w.ipa, config, walk, event };
+  return { sid, ssid, iova, write, pa: w.pa, ipa: w.ipa, config, walk, event, tlbHit: w.tlbHit };
 }

@@ -135,3 +135,39 @@ export class CommandQueue {
     this.cons = ((this.cons & ~0x7f000000) | ((code & 0x7f) << 24)) >>> 0;
   }
 }
+
+/** Memory a queue lives in: the host's physical memory, or guest RAM for a virtual SMMU's queues. */
+export interface QueueMemory {
+  readU32(addr: number): number;
+  contains(addr: number, len: number): boolean;
+}
+
+/** One slot of a queue as read back for display. */
+export interface QueueSlot {
+  /** Position: index with the wrap bit (bit LOG2SIZE), as PROD and CONS count. */
+  pos: number;
+  words: Uint32Array;
+}
+
+/**
+ * Read-only, for display: the (up to) `count` slots before position `end` (a PROD or CONS value),
+ * oldest first, as they are in memory now. A ring keeps what was consumed until it is overwritten,
+ * so the slots before CONS are the last commands or records handled. Slots outside memory are left
+ * out. Costs nothing unless called.
+ */
+export function queueSlots(mem: QueueMemory, base: QueueBase, end: number, count: number): QueueSlot[] {
+  const log2 = base.log2size;
+  const n = Math.min(count, 1 << log2);
+  const words = base.entryBytes / 4;
+  const wrap = (2 << log2) - 1;
+  const out: QueueSlot[] = [];
+  for (let i = n; i > 0; i--) {
+    const pos = (queuePos(end, log2) - i + (2 << log2)) & wrap;
+    const addr = base.addr + queueIndex(pos, log2) * base.entryBytes;
+    if (!mem.contains(addr, base.entryBytes)) continue;
+    const w = new Uint32Array(words);
+    for (let k = 0; k < words; k++) w[k] = mem.readU32(addr + k * 4);
+    out.push({ pos, words: w });
+  }
+  return out;
+}

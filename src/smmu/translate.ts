@@ -184,6 +184,8 @@ export class Translator implements WalkFetchHook {
   bypassCaches = false;
   /** Do not record events (a dry run). */
   quiet = false;
+  /** Look the caches up as a transaction would but never fill them: a dry run that sees cache hits. */
+  peekCaches = false;
   private readonly sink: EventSink;
   private readonly oasLimit: number;
   private readonly iasLimit: number;
@@ -403,7 +405,7 @@ export class Translator implements WalkFetchHook {
     r.pa = pa;
     r.ipa = ipa;
     r.sizeLg2 = sizeLg2;
-    if (tc.tlbCtx !== null && !this.bypassCaches && this.tlbEnabled) {
+    if (tc.tlbCtx !== null && !this.bypassCaches && !this.peekCaches && this.tlbEnabled) {
       // A combined entry covers the smaller of the two leaves (QEMU combine_tlb; reference §3.4).
       const inv = INV_POW2[sizeLg2];
       const size = POW2[sizeLg2];
@@ -475,12 +477,13 @@ export class Translator implements WalkFetchHook {
   /** Finds (or fetches and caches) the configuration for a transaction. Null: terminated (event set or silent). */
   private lookupConfig(sid: number, ssv: boolean, ssid: number): TransCfg | null {
     const useCache = !this.bypassCaches && this.cache.enabled;
+    const fill = useCache && !this.peekCaches;
     let ste = useCache ? this.cache.ste(sid) : undefined;
     if (ste === undefined) {
       const fetched = this.fetchSte(sid);
       if (fetched === null) return null;
       ste = fetched;
-      if (useCache) this.cache.putSte(ste);
+      if (fill) this.cache.putSte(ste);
     }
     if (ste.illegal !== null) {
       this.setFault(EVT_C_BAD_STE, false, CLASS_IN, 0, true);
@@ -490,7 +493,7 @@ export class Translator implements WalkFetchHook {
     const cached = useCache ? ste.trans.get(key) : undefined;
     if (cached !== undefined) return cached;
     const tc = this.deriveConfig(ste, ssv, ssid);
-    if (tc !== null && useCache) this.cache.putTrans(ste, key, tc);
+    if (tc !== null && fill) this.cache.putTrans(ste, key, tc);
     return tc;
   }
 
@@ -518,7 +521,7 @@ export class Translator implements WalkFetchHook {
       const fetched = this.fetchCd(ste, index);
       if (fetched === null) return null;
       cd = fetched;
-      if (useCache) this.cache.putCd(ste, cd);
+      if (useCache && !this.peekCaches) this.cache.putCd(ste, cd);
     }
     if (cd.illegal !== null) {
       this.setFault(EVT_C_BAD_CD, false, CLASS_IN, 0, true);

@@ -85,9 +85,12 @@ export function type1Accepts(type: bigint): boolean {
 
 export class Type1Iommu {
   readonly s: Type1State;
+  /** The type VFIO_SET_IOMMU asked for: 1, 3 (v2) or 6 (nesting; plain v2 once removed). */
+  readonly type: number;
 
   constructor(profile: KernelProfile, params: VfioParams, type: number) {
     this.s = new Type1State(profile, params, type);
+    this.type = type;
   }
 
   get v2(): boolean {
