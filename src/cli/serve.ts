@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { HostConfigError } from '../host/host.ts';
 import { startServer } from '../server/index.ts';
 import { HOST_OPTION_HELP, HOST_OPTION_SPEC, hostOptionsFrom } from './host-options.ts';
-import { EXIT_OK, type Out, UsageError } from './style.ts';
+import { EXIT_FAILED, EXIT_OK, type Out, UsageError } from './style.ts';
 
 export const SERVE_HELP = `Usage: vfio-nest serve [--socket PATH] [options]
 
@@ -70,10 +70,17 @@ export async function serveCommand(argv: string[], out: Out, err: Out): Promise<
     ...Object.entries(h.params ?? {}).map(([k, v]) => `${k}=${v}`),
   ];
   log(`vfio-nest serve: listening on ${socket} (${what.join(', ')})`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  const why = await Promise.race([
+    server.stopped,
+    new Promise<undefined>((resolve) => {
+      process.once('SIGINT', () => resolve(undefined));
+      process.once('SIGTERM', () => resolve(undefined));
+    }),
+  ]);
   await server.close();
+  if (why !== undefined) {
+    log(`vfio-nest serve: ${why}`);
+    return EXIT_FAILED;
+  }
   return EXIT_OK;
 }

@@ -7,8 +7,9 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Host, type HostOptions } from '../host/host.ts';
+import { EIO } from '../uapi/errno.ts';
 import type { ClientChannel } from './client-memory.ts';
-import { decodeFrame, type Frame } from './protocol.ts';
+import { decodeFrame, encodeReply, type Frame } from './protocol.ts';
 import { Session } from './session.ts';
 
 export interface WorkerData {
@@ -83,7 +84,14 @@ port.on('message', (m: ToWorker) => {
     case 'req': {
       const s = sessions.get(m.conn);
       if (s === undefined) break;
-      const reply = s.session.handle(m.frame);
+      let reply: Uint8Array;
+      try {
+        reply = s.session.handle(m.frame);
+      } catch (e) {
+        // A bug in the model: say so, answer EIO, keep serving the other clients.
+        post({ t: 'log', line: `model error (pid ${s.session.pid}): ${(e as Error).stack ?? String(e)}` });
+        reply = encodeReply(-EIO);
+      }
       if (!s.gone)
         post({ t: 'send', conn: m.conn, frame: reply, callback: false }, [reply.buffer as ArrayBuffer]);
       break;

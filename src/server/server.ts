@@ -31,7 +31,9 @@ export interface VfioNestServer {
   readonly socket: string;
   /** Connections accepted so far. */
   readonly connections: number;
-  /** Stops listening, drops the clients and ends the model thread. */
+  /** Settles when the server stops: undefined after close(), else why it failed (the model thread died). */
+  readonly stopped: Promise<string | undefined>;
+  /** Stops listening, drops the clients, ends the model thread and removes the socket file. */
   close(): Promise<void>;
 }
 
@@ -117,13 +119,12 @@ export async function startServer(options: ServeOptions): Promise<VfioNestServer
       sock?.write(m.frame);
     } else if (m.t === 'log') log(m.line);
   });
-  worker.on('error', (e) => log(`model thread failed: ${e.stack ?? e.message}`));
-  worker.on('exit', (code) => {
-    if (!closing) log(`model thread exited (${code}); closing`);
-    for (const s of conns.values()) s.destroy();
-  });
-
-  await claimSocketPath(options.socket);
+  try {
+    await claimSocketPath(options.socket);
+  } catch (e) {
+    await worker.terminate();
+    throw e;
+  }
   const server: Server = createServer((sock) => {
     const conn = nextConn++;
     accepted++;
@@ -169,12 +170,35 @@ export async function startServer(options: ServeOptions): Promise<VfioNestServer
       toWorker({ t: 'close', conn });
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.socket, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.socket, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
+  } catch (e) {
+    await worker.terminate();
+    throw e;
+  }
+
+  let stop: (why: string | undefined) => void = () => {};
+  const stopped = new Promise<string | undefined>((resolve) => {
+    stop = resolve;
+  });
+  let failure = '';
+  worker.on('error', (e) => {
+    failure = e.stack ?? e.message;
+    log(`model thread failed: ${failure}`);
+  });
+  worker.on('exit', (code) => {
+    for (const s of conns.values()) s.destroy();
+    if (closing) return;
+    closing = true;
+    server.close();
+    if (existsSync(options.socket)) unlinkSync(options.socket);
+    stop(`the model thread exited (${code})${failure ? `: ${failure}` : ''}`);
   });
 
   return {
@@ -182,12 +206,16 @@ export async function startServer(options: ServeOptions): Promise<VfioNestServer
     get connections() {
       return accepted;
     },
+    stopped,
     async close(): Promise<void> {
+      if (closing) return;
       closing = true;
       for (const s of conns.values()) s.destroy();
       if (pending !== -1) wake(STATE_GONE);
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await worker.terminate();
+      if (existsSync(options.socket)) unlinkSync(options.socket);
+      stop(undefined);
     },
   };
 }
