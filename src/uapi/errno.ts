@@ -31,8 +31,10 @@ export const EPIPE = 32;
 export const ERANGE = 34;
 export const ENOSYS = 38;
 export const EOVERFLOW = 75;
+export const EMSGSIZE = 90;
 export const EBADFD = 77;
 export const EOPNOTSUPP = 95;
+export const EADDRINUSE = 98;
 export const ETIMEDOUT = 110;
 export const ECONNREFUSED = 111;
 
@@ -65,8 +67,10 @@ const NAMES: Record<number, string> = {
   [ERANGE]: 'ERANGE',
   [ENOSYS]: 'ENOSYS',
   [EOVERFLOW]: 'EOVERFLOW',
+  [EMSGSIZE]: 'EMSGSIZE',
   [EBADFD]: 'EBADFD',
   [EOPNOTSUPP]: 'EOPNOTSUPP',
+  [EADDRINUSE]: 'EADDRINUSE',
   [ETIMEDOUT]: 'ETIMEDOUT',
   [ECONNREFUSED]: 'ECONNREFUSED',
 };
