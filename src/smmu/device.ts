@@ -8,7 +8,7 @@
  * the architecture guards by an enable are IGNORED when written while enabled (the SMMUv3.2 rule).
  */
 import type { PhysMem } from '../mm/physmem.ts';
-import { ACCESS_READ, ACCESS_WRITE, POW2 } from '../pgtable/index.ts';
+import { ACCESS_READ, ACCESS_WRITE, INV_POW2, POW2 } from '../pgtable/index.ts';
 import {
   CMD_ATC_INV,
   CMD_CFGI_CD,
@@ -58,11 +58,13 @@ import {
   IRQ_CTRL_EVENTQ_IRQEN,
   IRQ_CTRL_GERROR_IRQEN,
   IRQ_CTRL_PRIQ_IRQEN,
+  NO_QUIRKS,
   REG,
   SMMU_PRESETS,
   type SmmuFeatures,
   type SmmuIdRegisters,
   type SmmuPreset,
+  type SmmuQuirks,
   STRTAB_FMT_2LVL,
 } from './registers.ts';
 import {
@@ -95,6 +97,8 @@ export interface SmmuOptions {
   configCacheEntries?: number;
   /** GBPA reset value (IMPLEMENTATION DEFINED; default 0: bypass while disabled). */
   gbpaReset?: number;
+  /** Deviations from the architecture to reproduce (default: the preset's, usually none; QEMU_QUIRKS). */
+  quirks?: SmmuQuirks;
   /** Called when an interrupt is signalled (an event was written, a global error, a CMD_SYNC completion). */
   interrupt?: (line: SmmuIrq) => void;
 }
@@ -113,6 +117,8 @@ export interface SmmuWalk {
 export class Smmu implements EventSink {
   readonly mem: PhysMem;
   readonly preset: SmmuPreset;
+  /** The implementation deviations in force (NO_QUIRKS: the architecture). */
+  readonly quirks: SmmuQuirks;
   readonly id: SmmuIdRegisters;
   readonly features: SmmuFeatures;
   readonly tlb: Tlb;
@@ -166,6 +172,8 @@ export class Smmu implements EventSink {
       this,
     );
     this.translator.gbpaAbort = (this.gbpa & GBPA_ABORT) !== 0;
+    this.quirks = options.quirks ?? preset.quirks ?? NO_QUIRKS;
+    this.translator.quirks = this.quirks;
     this.cmdq = new CommandQueue(this.features.cmdqs);
     this.eventq = new EventQueue(this.features.eventqs);
   }
@@ -207,8 +215,9 @@ export class Smmu implements EventSink {
       const addr = iova + done;
       const pa = this.translator.translate(sid, ssid, addr, access);
       if (pa < 0) break;
-      const size = POW2[r.sizeLg2];
-      const n = Math.min(length - done, size - (addr % size));
+      // Bytes to the end of the translated block: the block is 2^sizeLg2 aligned (no fmod per page).
+      const lg2 = r.sizeLg2;
+      const n = Math.min(length - done, POW2[lg2] - (addr - Math.floor(addr * INV_POW2[lg2]) * POW2[lg2]));
       if (!this.mem.contains(pa, n)) break;
       if (isWrite) this.mem.writeBytes(pa, bytes, offset + done, n);
       else this.mem.readBytes(pa, bytes, offset + done, n);
@@ -271,7 +280,7 @@ export class Smmu implements EventSink {
   recordEvent(f: FaultInfo): void {
     if ((this.cr0 & CR0_EVENTQEN) === 0) return;
     if (((this.gerror ^ this.gerrorn) & GERROR_EVENTQ_ABT_ERR) !== 0) return;
-    encodeEvent(f, this.eventWords);
+    encodeEvent(f, this.eventWords, this.quirks.eventIpaFullAddress);
     const status = this.eventq.push(this.mem, this.eventWords);
     if (status === EVENTQ_ABORTED) {
       this.activateGerror(GERROR_EVENTQ_ABT_ERR);

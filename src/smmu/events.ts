@@ -94,8 +94,11 @@ export class FaultInfo {
   }
 }
 
-/** Fills `out` (8 words) with the record for `f`. */
-export function encodeEvent(f: FaultInfo, out: Uint32Array): void {
+/**
+ * Fills `out` (8 words) with the record for `f`. `ipaFull` (SmmuQuirks.eventIpaFullAddress) writes
+ * the whole IPA, bits [11:0] included, whenever the fault carries one, as QEMU does.
+ */
+export function encodeEvent(f: FaultInfo, out: Uint32Array, ipaFull = false): void {
   out.fill(0);
   const t = f.type;
   out[0] = t & 0xff;
@@ -125,6 +128,9 @@ export function encodeEvent(f: FaultInfo, out: Uint32Array): void {
   out[5] = Math.floor(f.inputAddr / 4294967296) >>> 0;
   if (t === EVT_F_WALK_EABT) {
     setFetchAddr(out, f.fetchAddr);
+  } else if (ipaFull) {
+    out[6] = (f.ipa % 4294967296) >>> 0;
+    out[7] = Math.floor(f.ipa / 4294967296) & 0xffffff;
   } else if (f.s2) {
     // IPA[55:12]; bits [11:0] are RES0 (Linux EVTQ_3_IPA GENMASK(51, 12)).
     out[6] = ((f.ipa % 4294967296) & 0xfffff000) >>> 0;

@@ -108,7 +108,49 @@ export interface SmmuPreset extends SmmuIdRegisters {
   description: string;
   tlb: CachePreset;
   configCache: CachePreset;
+  /** Where the SMMU departs from the architecture to behave like an implementation (default: none). */
+  quirks?: SmmuQuirks;
 }
+
+/**
+ * Deviations from the architecture a compatibility preset can switch on. The model follows IHI 0070;
+ * each quirk reproduces one observed behaviour of an implementation (docs/smmu.md, "Where QEMU 10
+ * differs"), so that recordings made on it can be replayed.
+ */
+export interface SmmuQuirks {
+  /**
+   * An event's IPA field holds the whole IPA, bits [11:0] included (QEMU writes the address it
+   * translated into the last doubleword), also for the stage-1 CLASS TT report below. The
+   * architecture: IPA[55:12], bits [11:0] RES0, stage-2 faults only.
+   */
+  eventIpaFullAddress: boolean;
+  /**
+   * A stage-2 fault on the next-level table address of a stage-1 table descriptor (not on TTB0/1) is
+   * reported as a stage-1 fault: S2 = 0, CLASS = TT, the table's IPA, recorded under CD.R, and so
+   * delivered to the guest (QEMU 10; oracle 6.18-iommufd x11-iommufd-events). The architecture: S2 = 1.
+   */
+  s1TableFaultAsStage1: boolean;
+  /**
+   * Stage-2 faults on the CD fetch and on TTB0/1 record RnW = 1 and the structure's base IPA: QEMU
+   * translates those addresses as reads while decoding the configuration (oracle: b-s1-faults, x11).
+   * The architecture: the faulting transaction's RnW.
+   */
+  configFetchRnwRead: boolean;
+}
+
+/** The architecture exactly: no quirk. */
+export const NO_QUIRKS: SmmuQuirks = {
+  eventIpaFullAddress: false,
+  s1TableFaultAsStage1: false,
+  configFetchRnwRead: false,
+};
+
+/** QEMU 10's SMMUv3 as the 6.18-iommufd recordings saw it (docs/smmu.md, reference §11). */
+export const QEMU_QUIRKS: SmmuQuirks = {
+  eventIpaFullAddress: true,
+  s1TableFaultAsStage1: true,
+  configFetchRnwRead: true,
+};
 
 /** QEMU-like caches: a 256-entry IOTLB flushed whole when full, an unbounded config cache (reference §6.2-6.3). */
 export const QEMU_LIKE_TLB: CachePreset = { entries: 256, policy: 'flush-all' };
@@ -144,6 +186,14 @@ const QEMU_VIRT: SmmuPreset = {
 
 export const SMMU_PRESETS: Readonly<Record<string, SmmuPreset>> = {
   'qemu-virt': QEMU_VIRT,
+  qemu: {
+    ...QEMU_VIRT,
+    name: 'qemu',
+    description:
+      "qemu-virt's ID registers with QEMU 10's deviations from the architecture (QEMU_QUIRKS): what " +
+      'the 6.18-iommufd recordings were made on',
+    quirks: QEMU_QUIRKS,
+  },
   'qemu-virt-s1': {
     ...QEMU_VIRT,
     name: 'qemu-virt-s1',

@@ -23,6 +23,7 @@ import {
   S1_ALL,
   S2_ALL,
   type WalkFetchHook,
+  type WalkRegime,
   WalkResult,
   type WalkTrace,
   walk,
@@ -59,7 +60,7 @@ import {
   EVT_F_WALK_EABT,
   FaultInfo,
 } from './events.ts';
-import type { SmmuFeatures } from './registers.ts';
+import { NO_QUIRKS, type SmmuFeatures, type SmmuQuirks } from './registers.ts';
 import { decodeL1Std, S1DSS_BYPASS, S1DSS_SSID0 } from './ste.ts';
 import type { Tlb, TlbEntry } from './tlb.ts';
 
@@ -184,6 +185,8 @@ export class Translator implements WalkFetchHook {
   bypassCaches = false;
   /** Do not record events (a dry run). */
   quiet = false;
+  /** Implementation deviations to reproduce (set by the device; NO_QUIRKS: the architecture). */
+  quirks: SmmuQuirks = NO_QUIRKS;
   /** Look the caches up as a transaction would but never fill them: a dry run that sees cache hits. */
   peekCaches = false;
   private readonly sink: EventSink;
@@ -200,6 +203,9 @@ export class Translator implements WalkFetchHook {
   private readonly s2Fetch = new WalkResult();
   private curSte: SteEntry | null = null;
   private curNested = false;
+  // The stage-1 regime and CD.R of the walk in progress (for the quirks' fault reports).
+  private curS1: WalkRegime | null = null;
+  private curRecordS1 = true;
   private s2Class = CLASS_IN;
   private trace: SmmuTrace | null = null;
 
@@ -373,6 +379,8 @@ export class Translator implements WalkFetchHook {
     const trace = this.trace;
     this.curSte = tc.ste;
     this.curNested = tc.kind === TC_NESTED;
+    this.curS1 = tc.s1Regime;
+    this.curRecordS1 = tc.recordS1;
     const s1 = tc.kind === TC_S1 || tc.kind === TC_NESTED;
     const s2 = tc.kind === TC_S2 || tc.kind === TC_NESTED;
     let ipa = iova;
@@ -436,7 +444,10 @@ export class Translator implements WalkFetchHook {
   fetchDescriptor(addr: number, stage: 1 | 2, _level: number): number {
     if (stage === 1 && this.curNested) {
       const pa = this.s2Translate(addr, CLASS_TT);
-      if (pa < 0) return -1;
+      if (pa < 0) {
+        if (this.quirks !== NO_QUIRKS) this.quirkTableFault(addr, _level);
+        return -1;
+      }
       if (!this.mem.contains(pa, 8)) {
         this.walkAbort(false, CLASS_TT, pa);
         return -1;
@@ -472,6 +483,37 @@ export class Translator implements WalkFetchHook {
       return -1;
     }
     return out.oa;
+  }
+
+  /**
+   * SmmuQuirks for a stage-2 fault on a stage-1 table address (QEMU): a next-level table is reported as
+   * a stage-1 fault (S2 = 0, CLASS TT, the table's IPA, CD.R); TTB0/1 as a read of the table's base.
+   */
+  private quirkTableFault(descAddr: number, level: number): void {
+    const f = this.result.fault;
+    const r = this.curS1;
+    if (!f.s2 || f.type === EVT_F_WALK_EABT || r === null) return;
+    const granule = POW2[r.granuleLg2];
+    if (level > r.startLevel) {
+      if (!this.quirks.s1TableFaultAsStage1) return;
+      f.s2 = false;
+      f.ipa = descAddr - (descAddr % granule);
+      f.record = this.curRecordS1;
+    } else if (this.quirks.configFetchRnwRead) {
+      f.rnw = true;
+      f.ind = false;
+      f.ipa = r.ttb;
+    }
+  }
+
+  /** SmmuQuirks.configFetchRnwRead for a stage-2 fault on a CD or L1CD fetch; returns null (terminated). */
+  private quirkConfigFault(): null {
+    const f = this.result.fault;
+    if (this.quirks.configFetchRnwRead && f.s2 && f.type !== EVT_F_WALK_EABT) {
+      f.rnw = true;
+      f.ind = false;
+    }
+    return null;
   }
 
   /** Finds (or fetches and caches) the configuration for a transaction. Null: terminated (event set or silent). */
@@ -592,7 +634,7 @@ export class Translator implements WalkFetchHook {
       const l1Bytes = Math.max(s.S1CDMax > split ? POW2[s.S1CDMax - split] * 8 : 8, 64);
       const l1Addr = Math.floor(s.S1ContextPtr / l1Bytes) * l1Bytes + Math.floor(index * INV_POW2[split]) * 8;
       const pa = ste.s2 ? this.s2Translate(l1Addr, CLASS_CD) : l1Addr;
-      if (pa < 0) return null;
+      if (pa < 0) return this.quirkConfigFault();
       if (!this.physOk(pa, 8)) return this.fetchAbort(EVT_F_CD_FETCH, pa);
       const lo = this.mem.readU32(pa) >>> 0;
       const hi = this.mem.readU32(pa + 4) >>> 0;
@@ -605,7 +647,7 @@ export class Translator implements WalkFetchHook {
       cdAddr = l2 + (index % POW2[split]) * 64;
     }
     const pa = ste.s2 ? this.s2Translate(cdAddr, CLASS_CD) : cdAddr;
-    if (pa < 0) return null;
+    if (pa < 0) return this.quirkConfigFault();
     if (!this.physOk(pa, 64)) return this.fetchAbort(EVT_F_CD_FETCH, pa);
     const words = new Uint32Array(16);
     for (let i = 0; i < 16; i++) words[i] = this.mem.readU32(pa + i * 4);
