@@ -286,9 +286,15 @@ static char *slurp(const char *path, size_t *lenp)
 }
 
 /* Our own memory, read or written without faulting: /proc/self/mem, else process_vm_*v. */
+static pthread_mutex_t memfd_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static ssize_t mem_rw(uint64_t addr, void *buf, size_t len, int write)
 {
-	if (memfd < 0) memfd = park_fd(raw_open("/proc/self/mem", O_RDWR | O_CLOEXEC));
+	if (memfd < 0) {
+		pthread_mutex_lock(&memfd_lock);
+		if (memfd < 0) memfd = park_fd(raw_open("/proc/self/mem", O_RDWR | O_CLOEXEC));
+		pthread_mutex_unlock(&memfd_lock);
+	}
 	size_t done = 0;
 	while (done < len) {
 		long r;
@@ -1372,18 +1378,29 @@ int madvise(void *addr, size_t len, int advice)
 }
 
 /* ---------- fork ---------- */
-static void before_fork(void) { pthread_mutex_lock(&lock); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&lock); }
+static void before_fork(void)
+{
+	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&memfd_lock);
+}
+static void after_fork_parent(void)
+{
+	pthread_mutex_unlock(&memfd_lock);
+	pthread_mutex_unlock(&lock);
+}
 static void after_fork_child(void)
 {
 	/* The connection and the model process are the parent's: the child's VFIO fds are stale
 	 * (ENODEV); a new open connects again, as a new model process. */
 	if (sock >= 0) raw_close(sock);
 	sock = -1;
+	if (memfd >= 0) raw_close(memfd); /* it is the parent's memory */
+	memfd = -1;
 	have_status = 0;
 	nknown = 0;
 	for (int i = 0; i < MAX_FDS; i++)
 		if (fdkind[i] != K_NONE) fdkind[i] = K_STALE;
+	pthread_mutex_unlock(&memfd_lock);
 	pthread_mutex_unlock(&lock);
 }
 

@@ -5,7 +5,8 @@
  * and `vfio-nest serve`, for the intel and virtio configurations. Its output must equal what
  * `vfio-nest probe` prints for the same configuration and the real kernels' recordings. The device
  * scenario (i1-dma-v2) has the edu DMA to and from the probe's own buffer, checked by the probe
- * itself (cmp_buf on its memory). Then: no server, a server that dies, a server that hangs.
+ * itself (cmp_buf on its memory). Then: no server, a server that dies, a server that hangs, and
+ * test/server/calls.c for dup/fork/munmap/mmap/sysfs and the process state.
  */
 
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -179,18 +180,70 @@ if (!haveGcc()) {
       }
     });
 
-    it.concurrent("/proc/self/status shows the model's CapEff and VmLck, and the rest of the real file", async () => {
-      const serve = await startServe(join(dir, 'status.sock'), []);
+    it.concurrent('dup, fork, munmap, mmap, sysfs, the process state and /proc/self/status through the interposer', async () => {
+      const calls = buildC(dir, 'test/server/calls.c', 'calls');
+      const serve = await startServe(join(dir, 'calls.sock'), ['--config', '6.12-intel']);
+      let r: Awaited<ReturnType<typeof runClient>>;
+      let status: Awaited<ReturnType<typeof runClient>>;
       try {
+        r = await runClient(calls, [], clientEnv(serve.socket, {}));
+        // Another program on the same server: /proc/self/status is the model's where it says so.
         const env = { ...clientEnv(serve.socket, {}), VFIO_NEST_ROOT: '0', VFIO_NEST_CAPEFF: '4000' };
-        const r = await runClient('/bin/cat', ['/proc/self/status'], env);
-        expect(r.code).toBe(0);
-        expect(r.stdout).toMatch(/^CapEff:\t0000000000004000$/m);
-        expect(r.stdout).toMatch(/^VmLck:\s+0 kB$/m);
-        expect(r.stdout).toMatch(/^Name:\tcat$/m);
+        status = await runClient('/bin/cat', ['/proc/self/status'], env);
       } finally {
         await serve.stop();
       }
+      expect(status.code).toBe(0);
+      expect(status.stdout).toMatch(/^CapEff:\t0000000000004000$/m);
+      expect(status.stdout).toMatch(/^CapPrm:\t0000000000004000$/m);
+      expect(status.stdout).toMatch(/^VmLck:\s+0 kB$/m);
+      expect(status.stdout).toMatch(/^Name:\tcat$/m); // the rest is the real file
+      expect(r.code, r.stderr).toBe(0);
+      const got = Object.fromEntries(
+        r.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.split('=') as [string, string]),
+      );
+      expect(got).toEqual({
+        dup_ge_100: '1',
+        dup_api: '0', // a dup shares the container
+        fcntl_dup_api: '0',
+        group: '1',
+        group_after_dup2: '-1 ENOTTY', // dup2 of /dev/null over it: the real /dev/null answers
+        group_reopen: '1', // ...and the model's group was released
+        dup3: '200',
+        set_container_dup3: '0',
+        set_iommu: '0',
+        map: '0',
+        vmlck_mapped: '16',
+        munmap: '0',
+        vmlck_unmapped: '16', // still pinned and charged
+        map_unmapped: '-1 EFAULT', // nothing is mapped there any more
+        unmap_all: '0',
+        unmapped_size: '16384',
+        vmlck_after: '0',
+        device: '1',
+        mmap_bar: '-1 ENODEV',
+        child_inherited: '-1 ENODEV',
+        child_close: '0',
+        child_open: '1', // a new connection: a new process of the model
+        child_group: '-1 EBUSY', // the parent holds the group
+        parent_after_fork: '0',
+        param_read: '6',
+        param: '65535',
+        param_lseek: '0',
+        param_write: '4',
+        setrlimit: '0',
+        memlock_cur: '65536',
+        setuid: '0',
+        getuid: '1000',
+        geteuid: '1000',
+        capget: '0',
+        capget_libc: '0',
+        cap_eff: '0', // leaving uid 0 dropped every capability
+        raise_max: '-1 EPERM',
+      });
     });
   });
 }
