@@ -54,6 +54,8 @@ export class ArmSmmuDomain extends IommuDomain {
   vmid = 0;
   /** The stage-1 context-descriptor table (one CD, linear). */
   cdTable = -1;
+  /** Allocated with IOMMU_HWPT_ALLOC_NEST_PARENT (iommufd): a stage-2 parent of nested domains. */
+  nestParent = false;
   /** vfio-nest extension: the guest's stage 1 bound on this nesting domain. */
   s1cfg: NestedS1Config | null = null;
   /** Stage-1 faults of guest-owned streams, waiting for the VMM. */
@@ -154,9 +156,10 @@ export class ArmSmmuDomain extends IommuDomain {
   override iotlbSync(gather: IotlbGather): void {
     if (gather.end <= gather.start || !this.finalised) return;
     this.driver.tlbInvRange(this, gather.start, gather.end - gather.start, gather.pgsize || 4096, true);
-    // TLBI_S2_IPA need not touch combined stage-1+2 entries (nested-iommu.md §5.3): with a guest
-    // stage 1 bound, drop every stage-1 entry of the VMID too, as Linux does for a nesting parent.
-    if (this.s1cfg !== null) this.driver.issue([[CMD_TLBI_NH_ALL, { vmid: this.vmid }]]);
+    // TLBI_S2_IPA need not touch combined stage-1+2 entries (nested-iommu.md §5.3): on a nest parent
+    // (arm_smmu_tlb_inv_range_domain) or with a guest stage 1 bound, drop every stage-1 entry of the
+    // VMID too.
+    if (this.nestParent || this.s1cfg !== null) this.driver.issue([[CMD_TLBI_NH_ALL, { vmid: this.vmid }]]);
   }
 
   /** The commands that drop every translation of this domain (domain free, flush all). */
