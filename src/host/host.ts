@@ -15,11 +15,14 @@ import type { IommuDriver } from '../iommu/driver.ts';
 import { Device, IommuGroup, type IommuHw } from '../iommu/group.ts';
 import { IntelIommu } from '../iommu/intel.ts';
 import { VirtioIommu } from '../iommu/virtio.ts';
+import { IommufdCore, type IommufdCtx, type IommufdDevice } from '../iommufd/index.ts';
 import type { KernelFile } from '../mm/file.ts';
 import { PhysMem } from '../mm/physmem.ts';
 import { Smmu } from '../smmu/device.ts';
-import { ENOENT } from '../uapi/errno.ts';
+import { QEMU_QUIRKS } from '../smmu/registers.ts';
+import { EACCES, ENOENT } from '../uapi/errno.ts';
 import { type KernelProfile, type KernelVersion, kernelProfile } from '../uapi/profile.ts';
+import { type CdevIommufd, VfioCdevFile } from '../vfio/device-cdev.ts';
 import { defaultVfioParams, type VfioParams } from '../vfio/params.ts';
 import { VfioPciDevice, VfioPciDeviceFile } from '../vfio/pci-device.ts';
 import { VfioCore } from '../vfio/vfio.ts';
@@ -45,6 +48,17 @@ export interface HostOptions {
   device?: string;
   /** vfio-nest's stage-1 binding extension for type-6 containers (docs/nesting-uapi.md); off = the kernel exactly. */
   nestBind?: boolean;
+  /**
+   * The kernel is built with IOMMUFD (and VFIO_DEVICE_CDEV): /dev/iommu and /dev/vfio/devices/vfioN
+   * exist (docs/iommufd.md). 6.18 only. Default off: Debian's kernels the 6.18 recordings were made on
+   * have it off; the `6.18-iommufd` recording configuration turns it on.
+   */
+  iommufd?: boolean;
+  /**
+   * The SMMUv3 follows the architecture ('arch', default) or reproduces QEMU 10's deviations ('qemu':
+   * QEMU_QUIRKS, what the 6.18-iommufd recordings were made on; docs/smmu.md).
+   */
+  smmuCompat?: 'arch' | 'qemu';
 }
 
 /** A host configuration that cannot be built; the message names the option. */
@@ -81,6 +95,8 @@ export class Host {
   readonly moduleParams = new Map<string, ModuleParam>();
   /** The SMMUv3 hardware, on an smmuv3 host. */
   readonly smmu: Smmu | null = null;
+  /** iommufd, on a host built with it (options.iommufd). */
+  readonly iommufd: IommufdCore | null = null;
   /** Called after every ioctl a process on this host makes (the CLI's strace view); null: nobody listens. */
   onIoctl: ((proc: Process, fd: number, request: number, ret: number) => void) | null = null;
 
@@ -97,7 +113,6 @@ export class Host {
     this.vfioParams.nestBind = options.nestBind ?? false;
     this.vfio = new VfioCore(profile, this.vfioParams);
     this.registerParams();
-    for (const [key, value] of Object.entries(options.params ?? {})) this.setParam(key, value);
 
     switch (this.iommuKind) {
       case 'intel':
@@ -110,8 +125,12 @@ export class Host {
         const preset = { s1s2: 'qemu-virt', s1: 'qemu-virt-s1', s2: 's2' }[options.smmu ?? 's1s2'];
         if (preset === undefined) throw new HostConfigError('smmu', `unknown SMMU stages '${options.smmu}'`);
         let drv: ArmSmmuV3 | undefined;
+        const compat = options.smmuCompat ?? 'arch';
+        if (compat !== 'arch' && compat !== 'qemu')
+          throw new HostConfigError('smmuCompat', `unknown SMMU compatibility '${compat}' (arch or qemu)`);
         this.smmu = new Smmu(this.phys, {
           preset,
+          quirks: compat === 'qemu' ? QEMU_QUIRKS : undefined,
           interrupt: (line) => {
             if (line === 'eventq') drv?.drainEvents();
           },
@@ -126,6 +145,15 @@ export class Host {
           `unknown host IOMMU '${this.iommuKind}' (intel, virtio or smmuv3)`,
         );
     }
+    if (options.iommufd) {
+      if (!profile.cdevIommufd || version !== '6.18')
+        throw new HostConfigError('iommufd', `iommufd is modelled for kernel 6.18 only, not ${version}`);
+      if (this.iommuKind === 'intel')
+        throw new HostConfigError('iommufd', 'iommufd on intel-iommu is not modelled (smmuv3 or virtio)');
+      this.iommufd = new IommufdCore(profile);
+      this.registerIommufdParams();
+    }
+    for (const [key, value] of Object.entries(options.params ?? {})) this.setParam(key, value);
     const defaultName = this.iommuKind === 'virtio' ? '0000:00:02.0' : '0000:00:01.0';
     const name = options.device ?? defaultName;
     const groupId = options.group ?? (arm && version !== '6.18' ? 0 : 1);
@@ -171,9 +199,28 @@ export class Host {
     p.set(v);
   }
 
+  /** The VFIO cdev name of a device (vfio0 for the first registered), or null without iommufd. */
+  cdevName(device: Device): string | null {
+    if (this.iommufd === null) return null;
+    const i = this.devices.indexOf(device);
+    return i < 0 ? null : `vfio${i}`;
+  }
+
   /** The file behind a path, for open(2). */
-  openPath(path: string, _proc: Process): KernelFile | number {
+  openPath(path: string, proc: Process): KernelFile | number {
     if (path === '/dev/vfio/vfio') return this.vfio.openContainer();
+    if (this.iommufd !== null) {
+      if (path === '/dev/iommu') return this.iommufd.open(proc);
+      const cdev = /^\/dev\/vfio\/devices\/vfio(\d+)$/.exec(path);
+      if (cdev !== null) {
+        const dev = this.devices[Number(cdev[1])];
+        const vdev = dev === undefined ? undefined : this.vfioPci.get(dev);
+        if (dev === undefined || vdev === undefined || String(Number(cdev[1])) !== cdev[1]) return -ENOENT;
+        // devtmpfs creates vfio/devices/* 0600 root.
+        if (proc.task.euid !== 0) return -EACCES;
+        return new VfioCdevFile(this.vfio, dev, vdev, this.cdevIommufd(this.iommufd));
+      }
+    }
     const g = /^\/dev\/vfio\/(\d+)$/.exec(path);
     if (g !== null) return this.vfio.openGroup(Number(g[1]));
     const sp = /^\/sys\/module\/([^/]+)\/parameters\/([^/]+)$/.exec(path);
@@ -182,6 +229,52 @@ export class Host {
       return p === undefined ? -ENOENT : new SysfsParamFile(p);
     }
     return -ENOENT;
+  }
+
+  /** The iommufd calls the VFIO cdev makes. */
+  private cdevIommufd(core: IommufdCore): CdevIommufd<IommufdCtx, IommufdDevice> {
+    return {
+      ctxFromFd: (current, fd) => core.ctxFromFd(current, fd),
+      bind: (ctx, dev) => core.bind(ctx, dev),
+      attach: (idev, ptId, replace) => core.attach(idev, ptId, replace),
+      detach: (idev) => core.detach(idev),
+      unbind: (idev) => core.unbind(idev),
+    };
+  }
+
+  /**
+   * Module parameters of a kernel built with iommufd: iommufd.allow_unsafe_interrupts, and on SMMUv3
+   * the oracle kernel's test switch arm_smmu_v3.nest_ignore_coherency (kernel-answers/README.md).
+   */
+  private registerIommufdParams(): void {
+    const core = this.iommufd!;
+    const add = (module: string, name: string, get: () => boolean, set: (v: boolean) => void): void => {
+      this.moduleParams.set(`${module}.${name}`, {
+        module,
+        name,
+        kind: 'bool',
+        get,
+        set: set as (v: boolean | number) => void,
+      });
+    };
+    add(
+      'iommufd',
+      'allow_unsafe_interrupts',
+      () => core.params.allowUnsafeInterrupts,
+      (v) => {
+        core.params.allowUnsafeInterrupts = v;
+      },
+    );
+    const drv = this.iommu;
+    if (drv instanceof ArmSmmuV3)
+      add(
+        'arm_smmu_v3',
+        'nest_ignore_coherency',
+        () => drv.nestIgnoreCoherency,
+        (v) => {
+          drv.nestIgnoreCoherency = v;
+        },
+      );
   }
 
   private registerParams(): void {

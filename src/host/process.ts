@@ -8,7 +8,7 @@ import type { Current, KernelFile } from '../mm/file.ts';
 import { type MmapOptions, MmStruct } from '../mm/mm.ts';
 import { type Credentials, type Rlimit, Task } from '../mm/task.ts';
 import { type IoctlArg, UserArg } from '../mm/uaccess.ts';
-import { EBADF, EINVAL, EMFILE, ENODEV, ENOTTY } from '../uapi/errno.ts';
+import { EBADF, EINVAL, EMFILE, ENODEV, ENOTTY, ESPIPE } from '../uapi/errno.ts';
 import type { Host } from './host.ts';
 
 /** stdin/stdout/stderr: ordinary character devices, not VFIO files. */
@@ -17,6 +17,11 @@ class Tty implements KernelFile {
 }
 
 const MAX_FDS = 1024;
+
+/** A file opened nonseekable (`stream: true`): pread and pwrite are ESPIPE. */
+function isStream(f: KernelFile): boolean {
+  return (f as { stream?: boolean }).stream === true;
+}
 
 export interface ProcessOptions extends Partial<Credentials> {
   memlock?: Rlimit;
@@ -78,18 +83,31 @@ export class Process implements Current {
     return ret;
   }
 
-  /** pread(2). */
+  /** pread(2): ESPIPE on a stream (a file opened nonseekable, such as an iommufd vEVENTQ). */
   pread(fd: number, dst: Uint8Array, offset: number): number {
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
+    if (isStream(f)) return -ESPIPE;
     if (f.read === undefined) return -EINVAL;
     return f.read(this, dst, offset);
   }
 
-  /** pwrite(2). */
+  /**
+   * read(2) from the start of the file (the model keeps no file position: its readable files are
+   * streams, registers read with pread, or one short record such as a sysfs parameter).
+   */
+  read(fd: number, dst: Uint8Array): number {
+    const f = this.fds.get(fd);
+    if (f === undefined) return -EBADF;
+    if (f.read === undefined) return -EINVAL;
+    return f.read(this, dst, 0);
+  }
+
+  /** pwrite(2): ESPIPE on a stream. */
   pwrite(fd: number, src: Uint8Array, offset: number): number {
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
+    if (isStream(f)) return -ESPIPE;
     if (f.write === undefined) return -EINVAL;
     return f.write(this, src, offset);
   }

@@ -22,6 +22,8 @@ export type DeviceFileFactory = (
 export class VfioCore {
   readonly groups = new Map<number, VfioGroup>();
   deviceFileFactory: DeviceFileFactory | null = null;
+  /** Per group ID: devices bound through their cdev (group->cdev_device_open_cnt). */
+  private readonly cdevOpen = new Map<number, number>();
 
   constructor(
     readonly profile: KernelProfile,
@@ -40,14 +42,29 @@ export class VfioCore {
     return new VfioContainer(this);
   }
 
-  /** open("/dev/vfio/N"): ENOENT without such a node, EBUSY if already open. */
+  /** open("/dev/vfio/N"): ENOENT without such a node, EBUSY if already open or a device of it is bound through its cdev. */
   openGroup(id: number): VfioGroupFile | number {
     const g = this.groups.get(id);
     if (g === undefined) return -ENOENT;
+    if ((this.cdevOpen.get(id) ?? 0) > 0) return -EBUSY;
     if (g.openedFile !== null) return -EBUSY;
     const f = new VfioGroupFile(g);
     g.openedFile = f;
     return f;
+  }
+
+  /** vfio_device_block_group: a cdev bind keeps the group from being opened; EBUSY if it is open. */
+  blockGroup(id: number): number {
+    const g = this.groups.get(id);
+    if (g?.openedFile != null) return -EBUSY;
+    this.cdevOpen.set(id, (this.cdevOpen.get(id) ?? 0) + 1);
+    return 0;
+  }
+
+  unblockGroup(id: number): void {
+    const n = (this.cdevOpen.get(id) ?? 0) - 1;
+    if (n > 0) this.cdevOpen.set(id, n);
+    else this.cdevOpen.delete(id);
   }
 
   /**
