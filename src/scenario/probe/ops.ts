@@ -74,11 +74,11 @@ export const PROBE_OPS: Record<string, OpSpec> = {
   get_hw_info: { args: { dev_id: n, data_len: n }, iommufd: true },
   ioas_alloc: { args: { a: n }, iommufd: true },
   ioas_map: {
-    args: { a: n, iova: n, size: n, off: n, vaddr: n, flags: n },
+    args: { a: n, iova: n, size: n, off: n, vaddr: n, flags: n, ioas_id: n },
     required: ['iova'],
     iommufd: true,
   },
-  ioas_unmap: { args: { a: n, iova: n, size: n }, required: ['iova'], iommufd: true },
+  ioas_unmap: { args: { a: n, iova: n, size: n, ioas_id: n }, required: ['iova'], iommufd: true },
   hwpt_alloc: {
     args: {
       h: n,
@@ -109,7 +109,6 @@ export const PROBE_OPS: Record<string, OpSpec> = {
       v: n,
       hwpt: n,
       hwpt_id: n,
-      viommu_id: n,
       cmd: s,
       cmd2: s,
       cmd3: s,
@@ -130,6 +129,7 @@ export const PROBE_OPS: Record<string, OpSpec> = {
       entry_len: n,
       data_type: n,
     },
+    required: ['cmd'],
     iommufd: true,
   },
   veventq_alloc: { args: { v: n, type: n, depth: n, flags: n, viommu_id: n }, iommufd: true },
@@ -169,7 +169,7 @@ export const PROBE_OPS: Record<string, OpSpec> = {
   s1_init: { args: { root: n, pool: n, pool_end: n, ipa_base: n }, iommufd: true },
   s1_map: {
     args: { va: n, ipa: n, size: n, ro: n, af: n, attr: n, ng: n, desc: n },
-    required: ['va'],
+    required: ['va', 'ipa'],
     iommufd: true,
   },
   s1_set: {

@@ -7,12 +7,41 @@
 
 import type { Host } from '../../host/host.ts';
 import type { Process } from '../../host/process.ts';
-import { errnoName } from '../../uapi/errno.ts';
+import type { KernelFile } from '../../mm/file.ts';
+import { EINVAL, ENOENT, ENOSPC, errnoName } from '../../uapi/errno.ts';
+import {
+  IOMMU_DESTROY,
+  IOMMU_GET_HW_INFO,
+  IOMMU_HWPT_ALLOC,
+  IOMMU_HWPT_INVALIDATE,
+  IOMMU_IOAS_ALLOC,
+  IOMMU_IOAS_MAP,
+  IOMMU_IOAS_UNMAP,
+  IOMMU_VDEVICE_ALLOC,
+  IOMMU_VEVENTQ_ALLOC,
+  IOMMU_VIOMMU_ALLOC,
+  iommuDestroy,
+  iommuHwInfo,
+  iommuHwptAlloc,
+  iommuHwptInvalidate,
+  iommuIoasAlloc,
+  iommuIoasMap,
+  iommuIoasUnmap,
+  iommuVdeviceAlloc,
+  iommuVeventqAlloc,
+  iommuViommuAlloc,
+  vfioDeviceAttachIommufdPt,
+  vfioDeviceBindIommufd,
+  vfioDeviceDetachIommufdPt,
+} from '../../uapi/iommufd.ts';
 import {
   decodeDmaUnmap,
   encodeDmaMap,
   encodeDmaUnmap,
   VFIO_CHECK_EXTENSION,
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_DETACH_IOMMUFD_PT,
   VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_REGION_INFO,
   VFIO_GET_API_VERSION,
@@ -34,6 +63,7 @@ import {
   VFIO_PCI_CONFIG_REGION_INDEX,
 } from '../../uapi/vfio-device.ts';
 import { formatCaps } from './caps.ts';
+import { buildCmd, formatVeventqRead } from './iommufd-format.ts';
 import { PROBE_OPS } from './ops.ts';
 import { type ProbeLine, parseU64 } from './parse.ts';
 
@@ -50,6 +80,14 @@ export interface ProbeOptions {
 
 const MAXC = 4;
 const MAXG = 4;
+/** iommufd_ops.inc's slot tables. */
+const NSLOT = 8;
+const ALL_ONES = 0xffff_ffff_ffff_ffffn;
+
+/** The scenario file the C probe reads with fopen (its fd 3, before any op runs). */
+class ScenarioFile implements KernelFile {
+  readonly kind = 'file';
+}
 const MIB64 = 64n << 20n;
 
 const hex = (v: bigint | number): string => `0x${BigInt.asUintN(64, BigInt(v)).toString(16)}`;
@@ -66,6 +104,21 @@ export class ProbeProcess {
   private buf = 0;
   private buflen = 0;
   private seq = 0;
+  // iommufd_ops.inc state
+  private ifd = -1;
+  private devId = 0;
+  private readonly ioasId = new Array<number>(NSLOT).fill(0);
+  private readonly hwptId = new Array<number>(NSLOT).fill(0);
+  private readonly viommuId = new Array<number>(NSLOT).fill(0);
+  private readonly vdevId = new Array<number>(NSLOT).fill(0);
+  private veventqId = 0;
+  private veventqFd = -1;
+  private s1Root = ALL_ONES;
+  private s1Pool = 0n;
+  private s1PoolEnd = 0n;
+  private s1IpaBase = 0n;
+  /** A page of process memory for what the C probe keeps on its stack and passes by pointer. */
+  private scratch = 0;
   private args: [string, string][] = [];
   private rec: ProbeRecord = {};
 
@@ -76,6 +129,8 @@ export class ProbeProcess {
     proc?: Process,
   ) {
     this.proc = proc ?? host.spawn();
+    // vfioprobe opens its scenario file before the first op: that file is fd 3.
+    if (proc === undefined && scenario !== null) this.proc.installFd(new ScenarioFile());
   }
 
   run(lines: ProbeLine[]): void {
@@ -684,6 +739,620 @@ export class ProbeProcess {
       this.rec.a = x[d];
       this.rec.b = y[d];
     }
+    this.end();
+  }
+  // ---- iommufd ops (iommufd_ops.inc, probe built WITH_IOMMUFD) ----
+
+  private u32(k: string, def: bigint): number {
+    return Number(BigInt.asUintN(32, this.argu(k, def)));
+  }
+
+  /** The scratch page, zeroed over `len` bytes: the probe's stack arrays passed by pointer. */
+  private scratchArea(len: number): number {
+    if (this.scratch === 0) this.scratch = this.proc.mmap(4096);
+    this.proc.mm.fillUser(this.scratch, len, 0);
+    return this.scratch;
+  }
+
+  op_open_iommufd(): void {
+    const path = this.arg('path') ?? '/dev/iommu';
+    this.begin('open_iommufd');
+    const fd = this.proc.open(path);
+    if (fd >= 0) {
+      if (this.ifd >= 0) this.proc.close(this.ifd);
+      this.ifd = fd;
+    }
+    this.res(Math.min(fd, 0));
+    this.end();
+  }
+
+  op_open_cdev(): void {
+    let path = this.arg('path');
+    if (path === undefined) {
+      const name = this.options.device ?? this.host.devices[0].name;
+      const dev = this.host.devices.find((d) => d.name === name);
+      path = `/dev/vfio/devices/${(dev && this.host.cdevName(dev)) ?? ''}`;
+    }
+    this.begin('open_cdev');
+    const fd = this.proc.open(path);
+    if (fd >= 0) {
+      if (this.dfd >= 0) this.proc.close(this.dfd);
+      this.dfd = fd;
+    }
+    this.res(Math.min(fd, 0));
+    this.rec.path = path;
+    this.end();
+  }
+
+  /** dev_regions: device info, BAR0 and config region info, bus master on (as device_open). */
+  private devRegions(): void {
+    const di = new Uint8Array(DEVICE_INFO_SIZE);
+    const dv = new DataView(di.buffer);
+    dv.setUint32(0, DEVICE_INFO_SIZE, true);
+    if (this.proc.ioctl(this.dfd, VFIO_DEVICE_GET_INFO, di) === 0) {
+      this.rec.dev_flags = dv.getUint32(4, true);
+      this.rec.num_regions = dv.getUint32(8, true);
+      this.rec.num_irqs = dv.getUint32(12, true);
+    }
+    const bar0 = this.regionInfo(VFIO_PCI_BAR0_REGION_INDEX);
+    if (bar0) {
+      this.bar0Off = bar0.offset;
+      this.rec.bar0 = { size: hex(bar0.size), flags: bar0.flags };
+    }
+    const cfg = this.regionInfo(VFIO_PCI_CONFIG_REGION_INDEX);
+    if (cfg) this.cfgOff = cfg.offset;
+    if (this.argu('master', 1n) !== 0n) {
+      const cmd = new Uint8Array(2);
+      if (this.proc.pread(this.dfd, cmd, this.cfgOff + 4) === 2) {
+        cmd[0] |= 0x6;
+        const w = this.proc.pwrite(this.dfd, cmd, this.cfgOff + 4);
+        let v = 0xffff;
+        if (this.proc.pread(this.dfd, cmd, this.cfgOff + 4) === 2) v = cmd[0] | (cmd[1] << 8);
+        this.rec.pci_command = `0x${v.toString(16)}`;
+        this.rec.cmd_write = w < 0 ? -1 : w;
+      }
+    }
+  }
+
+  op_bind_iommufd(): void {
+    const b = vfioDeviceBindIommufd.encode({
+      argsz: this.u32('argsz', 24n),
+      flags: this.u32('flags', 0n),
+      iommufd: this.has('fd') ? Number(BigInt.asIntN(32, this.argu('fd', 0n))) : this.ifd,
+    });
+    this.begin('bind_iommufd');
+    const r = this.proc.ioctl(this.dfd, VFIO_DEVICE_BIND_IOMMUFD, b);
+    this.res(r);
+    if (r === 0) {
+      this.devId = vfioDeviceBindIommufd.decode(b).out_devid;
+      this.rec.out_devid = this.devId;
+      this.devRegions();
+    }
+    this.end();
+  }
+
+  op_get_hw_info(): void {
+    const data = this.scratchArea(64);
+    const h = iommuHwInfo.encode({
+      dev_id: this.u32('dev_id', BigInt(this.devId)),
+      data_len: this.u32('data_len', 40n),
+      data_uptr: BigInt(data),
+    });
+    this.begin('get_hw_info');
+    const r = this.proc.ioctl(this.ifd, IOMMU_GET_HW_INFO, h);
+    this.res(r);
+    if (r === 0) {
+      const o = iommuHwInfo.decode(h);
+      this.rec.out_data_type = o.out_data_type;
+      this.rec.data_len = o.data_len;
+      this.rec.out_capabilities = hex(o.out_capabilities);
+      this.rec.out_max_pasid_log2 = o.out_max_pasid_log2;
+      const a = new DataView((this.proc.readMemory(data, 40) as Uint8Array).buffer);
+      this.rec.flags = a.getUint32(0, true);
+      this.rec.idr = [0, 1, 2, 3, 4, 5].map(
+        (i) =>
+          `0x${a
+            .getUint32(8 + 4 * i, true)
+            .toString(16)
+            .padStart(8, '0')}`,
+      );
+      this.rec.iidr = `0x${a.getUint32(32, true).toString(16)}`;
+      this.rec.aidr = `0x${a.getUint32(36, true).toString(16)}`;
+    }
+    this.end();
+  }
+
+  op_ioas_alloc(): void {
+    const a = this.idx('a', NSLOT);
+    const x = iommuIoasAlloc.encode({});
+    this.begin('ioas_alloc');
+    const r = this.proc.ioctl(this.ifd, IOMMU_IOAS_ALLOC, x);
+    this.res(r);
+    if (r === 0) {
+      this.ioasId[a] = iommuIoasAlloc.decode(x).out_ioas_id;
+      this.rec.out_ioas_id = this.ioasId[a];
+    }
+    this.end();
+  }
+
+  op_ioas_map(): void {
+    const a = this.idx('a', NSLOT);
+    this.ensureBuf(MIB64);
+    const va = this.has('vaddr')
+      ? this.argu('vaddr', 0n)
+      : BigInt.asUintN(64, BigInt(this.buf) + this.argu('off', 0n));
+    const m = iommuIoasMap.encode({
+      flags: this.u32('flags', 7n),
+      ioas_id: this.u32('ioas_id', BigInt(this.ioasId[a])),
+      user_va: va,
+      length: this.argu('size', 0x1000n),
+      iova: this.argu('iova', 0n),
+    });
+    this.begin('ioas_map');
+    this.res(this.proc.ioctl(this.ifd, IOMMU_IOAS_MAP, m));
+    this.rec.out_iova = hex(iommuIoasMap.decode(m).iova);
+    this.end();
+  }
+
+  op_ioas_unmap(): void {
+    const a = this.idx('a', NSLOT);
+    const u = iommuIoasUnmap.encode({
+      ioas_id: this.u32('ioas_id', BigInt(this.ioasId[a])),
+      iova: this.argu('iova', 0n),
+      length: this.argu('size', 0x1000n),
+    });
+    this.begin('ioas_unmap');
+    this.res(this.proc.ioctl(this.ifd, IOMMU_IOAS_UNMAP, u));
+    this.rec.out_length = hex(iommuIoasUnmap.decode(u).length);
+    this.end();
+  }
+
+  op_hwpt_alloc(): void {
+    const h = this.idx('h', NSLOT);
+    const p = this.idx('pt', NSLOT);
+    const on = this.arg('on') ?? 'ioas';
+    const pt = on === 'viommu' ? this.viommuId[p] : on === 'hwpt' ? this.hwptId[p] : this.ioasId[p];
+    const ste0 = this.has('ste0')
+      ? this.argu('ste0', 0n)
+      : (this.argu('v', 1n) & 1n) |
+        ((this.argu('cfg', 5n) & 7n) << 1n) |
+        ((this.argu('s1fmt', 0n) & 3n) << 4n) |
+        (this.argu('cd_ipa', 0n) & 0x000f_ffff_ffff_ffc0n) |
+        BigInt.asUintN(64, (this.argu('s1cdmax', 0n) & 31n) << 59n);
+    const ste1 = this.argu('ste1', 0xd4n);
+    const dt = this.u32('data_type', 0n);
+    const data = this.scratchArea(16);
+    const sb = new Uint8Array(16);
+    const sv = new DataView(sb.buffer);
+    sv.setBigUint64(0, ste0, true);
+    sv.setBigUint64(8, ste1, true);
+    this.proc.writeMemory(data, sb);
+    const x = iommuHwptAlloc.encode({
+      flags: this.u32('flags', 0n),
+      dev_id: this.u32('dev_id', BigInt(this.devId)),
+      pt_id: this.u32('pt_id', BigInt(pt)),
+      data_type: dt,
+      data_len: dt ? this.u32('data_len', 16n) : 0,
+      data_uptr: dt ? BigInt(data) : 0n,
+    });
+    this.begin('hwpt_alloc');
+    const r = this.proc.ioctl(this.ifd, IOMMU_HWPT_ALLOC, x);
+    this.res(r);
+    const o = iommuHwptAlloc.decode(x);
+    this.rec.pt_id = o.pt_id;
+    if (dt) {
+      this.rec.ste0 = hex(ste0);
+      this.rec.ste1 = hex(ste1);
+    }
+    if (r === 0) {
+      this.hwptId[h] = o.out_hwpt_id;
+      this.rec.out_hwpt_id = o.out_hwpt_id;
+    }
+    this.end();
+  }
+
+  op_viommu_alloc(): void {
+    const v = this.idx('v', NSLOT);
+    const hs = this.idx('hwpt', NSLOT);
+    const x = iommuViommuAlloc.encode({
+      flags: this.u32('flags', 0n),
+      type: this.u32('type', 1n),
+      dev_id: this.u32('dev_id', BigInt(this.devId)),
+      hwpt_id: this.u32('hwpt_id', BigInt(this.hwptId[hs])),
+    });
+    this.begin('viommu_alloc');
+    const r = this.proc.ioctl(this.ifd, IOMMU_VIOMMU_ALLOC, x);
+    this.res(r);
+    if (r === 0) {
+      this.viommuId[v] = iommuViommuAlloc.decode(x).out_viommu_id;
+      this.rec.out_viommu_id = this.viommuId[v];
+    }
+    this.end();
+  }
+
+  op_vdevice_alloc(): void {
+    const v = this.idx('v', NSLOT);
+    const d = this.idx('d', NSLOT);
+    const x = iommuVdeviceAlloc.encode({
+      viommu_id: this.u32('viommu_id', BigInt(this.viommuId[v])),
+      dev_id: this.u32('dev_id', BigInt(this.devId)),
+      virt_id: this.argu('virt_id', 0n),
+    });
+    this.begin('vdevice_alloc');
+    const r = this.proc.ioctl(this.ifd, IOMMU_VDEVICE_ALLOC, x);
+    this.res(r);
+    if (r === 0) {
+      this.vdevId[d] = iommuVdeviceAlloc.decode(x).out_vdevice_id;
+      this.rec.out_vdevice_id = this.vdevId[d];
+    }
+    this.end();
+  }
+
+  op_attach_pt(): void {
+    const pt = this.has('pt_id')
+      ? this.u32('pt_id', 0n)
+      : this.has('ioas')
+        ? this.ioasId[this.idx('ioas', NSLOT)]
+        : this.hwptId[this.idx('hwpt', NSLOT)];
+    const x = vfioDeviceAttachIommufdPt.encode({ pt_id: pt });
+    this.begin('attach_pt');
+    this.res(this.proc.ioctl(this.dfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, x));
+    this.rec.pt_id = pt;
+    this.rec.out_pt_id = vfioDeviceAttachIommufdPt.decode(x).pt_id;
+    this.end();
+  }
+
+  op_detach_pt(): void {
+    const x = vfioDeviceDetachIommufdPt.encode({});
+    this.begin('detach_pt');
+    this.res(this.proc.ioctl(this.dfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, x));
+    this.end();
+  }
+
+  op_destroy(): void {
+    const id = this.has('id')
+      ? this.u32('id', 0n)
+      : this.has('hwpt')
+        ? this.hwptId[this.idx('hwpt', NSLOT)]
+        : this.has('viommu')
+          ? this.viommuId[this.idx('viommu', NSLOT)]
+          : this.has('vdevice')
+            ? this.vdevId[this.idx('vdevice', NSLOT)]
+            : this.has('veventq')
+              ? this.veventqId
+              : this.ioasId[this.idx('ioas', NSLOT)];
+    const x = iommuDestroy.encode({ id });
+    this.begin('destroy');
+    this.res(this.proc.ioctl(this.ifd, IOMMU_DESTROY, x));
+    this.rec.id = id;
+    this.end();
+  }
+
+  op_invalidate(): void {
+    const cmds: [bigint, bigint][] = [];
+    let bad = false;
+    for (const k of ['cmd', 'cmd2', 'cmd3', 'cmd4']) {
+      const name = this.arg(k);
+      if (name === undefined) continue;
+      const c = buildCmd(name, (key, def) => this.argu(key, def));
+      if (c === null) bad = true;
+      cmds.push(c ?? [0n, 0n]);
+    }
+    const id = this.has('hwpt') ? this.hwptId[this.idx('hwpt', NSLOT)] : this.viommuId[this.idx('v', NSLOT)];
+    // uint64_t cmds[5][2], zeroed: what follows the commands is zero too.
+    const data = this.scratchArea(80);
+    const cb = new Uint8Array(80);
+    const cv = new DataView(cb.buffer);
+    cmds.forEach(([w0, w1], i) => {
+      cv.setBigUint64(16 * i, w0, true);
+      cv.setBigUint64(16 * i + 8, w1, true);
+    });
+    this.proc.writeMemory(data, cb);
+    const x = iommuHwptInvalidate.encode({
+      hwpt_id: this.u32('hwpt_id', BigInt(id)),
+      data_uptr: BigInt(data),
+      data_type: this.u32('data_type', 1n),
+      entry_len: this.u32('entry_len', 16n),
+      entry_num: this.u32('entry_num', BigInt(cmds.length)),
+    });
+    this.begin('invalidate');
+    if (bad) {
+      this.res(-EINVAL);
+      this.rec.probe_error = 'unknown cmd name';
+      this.end();
+      return;
+    }
+    this.res(this.proc.ioctl(this.ifd, IOMMU_HWPT_INVALIDATE, x));
+    const o = iommuHwptInvalidate.decode(x);
+    this.rec.hwpt_id = o.hwpt_id;
+    this.rec.out_entry_num = o.entry_num;
+    const hex16 = (w: bigint): string => `0x${w.toString(16).padStart(16, '0')}`;
+    this.rec.cmds = cmds.map(([w0, w1]) => [hex16(w0), hex16(w1)]);
+    this.end();
+  }
+
+  op_veventq_alloc(): void {
+    const v = this.idx('v', NSLOT);
+    const x = iommuVeventqAlloc.encode({
+      flags: this.u32('flags', 0n),
+      viommu_id: this.u32('viommu_id', BigInt(this.viommuId[v])),
+      type: this.u32('type', 1n),
+      veventq_depth: this.u32('depth', 64n),
+    });
+    this.begin('veventq_alloc');
+    const r = this.proc.ioctl(this.ifd, IOMMU_VEVENTQ_ALLOC, x);
+    this.res(r);
+    if (r === 0) {
+      const o = iommuVeventqAlloc.decode(x);
+      if (this.veventqFd >= 0) this.proc.close(this.veventqFd);
+      this.veventqId = o.out_veventq_id;
+      this.veventqFd = o.out_veventq_fd | 0;
+      this.rec.out_veventq_id = o.out_veventq_id;
+      this.rec.out_veventq_fd = o.out_veventq_fd | 0;
+    }
+    this.end();
+  }
+
+  /** One read() of the vEVENTQ fd; the model's events are queued when the DMA ends (no poll wait). */
+  op_veventq_read(): void {
+    let size = Number(
+      BigInt.asUintN(64, this.argu('size', 65536n)) > 1n << 20n ? 1n << 20n : this.argu('size', 65536n),
+    );
+    if (size < 0) size = 0;
+    const max = Number(BigInt.asIntN(32, this.argu('max', 8n)));
+    const rb = new Uint8Array(size);
+    this.begin('veventq_read');
+    const n = this.proc.read(this.veventqFd, rb);
+    this.res(n);
+    Object.assign(this.rec, formatVeventqRead(rb, n, max));
+    this.end();
+  }
+
+  op_veventq_close(): void {
+    this.begin('veventq_close');
+    const r = this.proc.close(this.veventqFd);
+    this.veventqFd = -1;
+    this.res(r);
+    this.end();
+  }
+
+  op_cd_write(): void {
+    this.ensureBuf(MIB64);
+    const off = this.argu('off', 0n);
+    const ttb = this.has('ttb') ? this.argu('ttb', 0n) : BigInt.asUintN(64, this.s1IpaBase + this.s1Root);
+    const g = (k: string, def: bigint, mask: bigint, shift: bigint): bigint =>
+      (this.argu(k, def) & mask) << shift;
+    const w = [
+      BigInt.asUintN(
+        64,
+        g('t0sz', 16n, 63n, 0n) |
+          g('tg0', 0n, 3n, 6n) |
+          g('irgn', 1n, 3n, 8n) |
+          g('orgn', 1n, 3n, 10n) |
+          g('sh', 3n, 3n, 12n) |
+          g('epd0', 0n, 1n, 14n) |
+          g('epd1', 1n, 1n, 30n) |
+          g('v', 1n, 1n, 31n) |
+          g('ips', 4n, 7n, 32n) |
+          g('affd', 0n, 1n, 35n) |
+          g('aa64', 1n, 1n, 41n) |
+          g('hd', 0n, 1n, 42n) |
+          g('ha', 0n, 1n, 43n) |
+          g('s', 0n, 1n, 44n) |
+          g('r', 1n, 1n, 45n) |
+          g('a', 1n, 1n, 46n) |
+          g('aset', 1n, 1n, 47n) |
+          g('asid', 1n, 0xffffn, 48n),
+      ),
+      ttb & 0x000f_ffff_ffff_fff0n,
+      0n,
+      this.argu('mair', 0xf404ff44n),
+    ];
+    for (let i = 0; i < 4; i++) if (this.has(`raw${i}`)) w[i] = this.argu(`raw${i}`, 0n);
+    this.begin('cd_write');
+    if (this.buf === 0 || off + 64n > BigInt(this.buflen) || off & 63n) {
+      this.res(-EINVAL);
+      this.end();
+      return;
+    }
+    const b = new Uint8Array(64);
+    const v = new DataView(b.buffer);
+    for (let i = 0; i < 4; i++) v.setBigUint64(8 * i, w[i], true);
+    this.proc.writeMemory(this.buf + Number(off), b);
+    this.res(0);
+    this.rec.cd = w.map((x) => `0x${x.toString(16).padStart(16, '0')}`);
+    this.rec.cd_ipa = hex(this.s1IpaBase + off);
+    this.end();
+  }
+
+  op_s1_init(): void {
+    this.ensureBuf(MIB64);
+    this.s1Root = this.argu('root', 0x101000n);
+    this.s1Pool = this.argu('pool', BigInt.asUintN(64, this.s1Root + 0x1000n));
+    this.s1PoolEnd = this.argu('pool_end', BigInt.asUintN(64, this.s1Pool + 0x40000n));
+    this.s1IpaBase = this.argu('ipa_base', 0n);
+    this.begin('s1_init');
+    if (
+      this.buf === 0 ||
+      this.s1PoolEnd > BigInt(this.buflen) ||
+      this.s1Root & 0xfffn ||
+      this.s1Pool & 0xfffn
+    ) {
+      this.res(-EINVAL);
+      this.end();
+      return;
+    }
+    this.proc.mm.fillUser(this.buf + Number(this.s1Root), 0x1000, 0);
+    this.res(0);
+    this.rec.root_ipa = hex(this.s1IpaBase + this.s1Root);
+    this.end();
+  }
+
+  private bufq(off: bigint): bigint {
+    const b = this.proc.readMemory(this.buf + Number(off), 8) as Uint8Array;
+    return new DataView(b.buffer).getBigUint64(0, true);
+  }
+
+  private setBufq(off: bigint, v: bigint): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+    this.proc.writeMemory(this.buf + Number(off), b);
+  }
+
+  private static s1Idx(va: bigint, lvl: number): number {
+    return Number((va >> BigInt(39 - 9 * lvl)) & 511n);
+  }
+
+  /** s1_table: the buffer offset of va's table at `lvl`, creating tables from the pool; ~0 if none. */
+  private s1Table(va: bigint, lvl: number, create: boolean, trace: ProbeRecord[] | null): bigint {
+    let t = this.s1Root;
+    for (let l = 0; l < lvl; l++) {
+      const at = t + BigInt(8 * ProbeProcess.s1Idx(va, l));
+      let d = this.bufq(at);
+      if ((d & 3n) !== 3n) {
+        if (!create || this.s1Pool + 0x1000n > this.s1PoolEnd) return ALL_ONES;
+        this.proc.mm.fillUser(this.buf + Number(this.s1Pool), 0x1000, 0);
+        d = BigInt.asUintN(64, this.s1IpaBase + this.s1Pool) | 3n;
+        this.setBufq(at, d);
+        this.s1Pool += 0x1000n;
+      }
+      const next = d & 0x0000_ffff_ffff_f000n;
+      trace?.push({ level: l, table_off: hex(t), index: ProbeProcess.s1Idx(va, l), desc: hex(d) });
+      if (next < this.s1IpaBase || next - this.s1IpaBase + 0x1000n > BigInt(this.buflen)) return ALL_ONES;
+      t = next - this.s1IpaBase;
+    }
+    return t;
+  }
+
+  /** s1_leaf: a 4K leaf as io-pgtable writes IOMMU_READ | WRITE | CACHE (ro=1: AP[2]), or desc=. */
+  private s1Leaf(ipa: bigint): bigint {
+    if (this.has('desc')) return this.argu('desc', 0n);
+    return (
+      (ipa & 0x0000_ffff_ffff_f000n) |
+      3n |
+      ((this.argu('attr', 1n) & 7n) << 2n) |
+      (1n << 6n) |
+      (this.argu('ro', 0n) !== 0n ? 1n << 7n : 0n) |
+      (3n << 8n) |
+      (this.argu('af', 1n) !== 0n ? 1n << 10n : 0n) |
+      (this.argu('ng', 1n) !== 0n ? 1n << 11n : 0n)
+    );
+  }
+
+  op_s1_map(): void {
+    const va = this.argu('va', 0n);
+    const ipa = this.argu('ipa', 0n);
+    const size = this.argu('size', 0x1000n);
+    const trace: ProbeRecord[] = [];
+    this.begin('s1_map');
+    if (this.buf === 0 || this.s1Root === ALL_ONES) {
+      this.res(-EINVAL);
+      this.end();
+      return;
+    }
+    let first = 0n;
+    let l3 = ALL_ONES;
+    for (let x = 0n; x < size; x += 0x1000n) {
+      const a = BigInt.asUintN(64, va + x);
+      l3 = this.s1Table(a, 3, true, x === 0n ? trace : null);
+      if (l3 === ALL_ONES) {
+        this.res(-ENOSPC);
+        this.rec.failed_at = hex(a);
+        this.end();
+        return;
+      }
+      const d = this.s1Leaf(BigInt.asUintN(64, ipa + x));
+      this.setBufq(l3 + BigInt(8 * ProbeProcess.s1Idx(a, 3)), d);
+      if (x === 0n) first = d;
+    }
+    this.res(0);
+    this.rec.walk = trace;
+    this.rec.l3_off = hex(l3);
+    this.rec.leaf = hex(first);
+    this.end();
+  }
+
+  op_s1_set(): void {
+    const va = this.argu('va', 0n);
+    const lvl = Number(BigInt.asIntN(32, this.argu('level', 3n)));
+    this.begin('s1_set');
+    if (this.buf === 0 || this.s1Root === ALL_ONES || lvl < 0 || lvl > 3) {
+      this.res(-EINVAL);
+      this.end();
+      return;
+    }
+    const t = this.s1Table(va, lvl, false, null);
+    if (t === ALL_ONES) {
+      this.res(-ENOENT);
+      this.end();
+      return;
+    }
+    const at = t + BigInt(8 * ProbeProcess.s1Idx(va, lvl));
+    const old = this.bufq(at);
+    const nw = this.has('invalid')
+      ? 0n
+      : this.has('desc')
+        ? this.argu('desc', 0n)
+        : lvl === 3
+          ? this.s1Leaf(this.argu('ipa', 0n))
+          : (this.argu('ipa', 0n) & 0x0000_ffff_ffff_f000n) | 3n;
+    this.setBufq(at, nw);
+    this.res(0);
+    this.rec.table_off = hex(t);
+    this.rec.index = ProbeProcess.s1Idx(va, lvl);
+    this.rec.old = hex(old);
+    this.rec.new = hex(nw);
+    this.end();
+  }
+
+  op_dump(): void {
+    const off = this.argu('off', 0n);
+    const n = this.argu('n', 4n);
+    this.begin('dump');
+    if (this.buf === 0 || off + 8n * n > BigInt(this.buflen) || n > 64n) {
+      this.res(-EINVAL);
+      this.end();
+      return;
+    }
+    this.res(0);
+    const words: string[] = [];
+    for (let i = 0n; i < n; i++)
+      words.push(
+        `0x${this.bufq(off + 8n * i)
+          .toString(16)
+          .padStart(16, '0')}`,
+      );
+    this.rec.words = words;
+    this.end();
+  }
+
+  op_write_file(): void {
+    const path = this.arg('path') ?? '';
+    const value = new TextEncoder().encode(this.arg('value') ?? '');
+    this.begin('write_file');
+    const fd = this.proc.open(path);
+    let r = fd;
+    if (fd >= 0) {
+      r = this.proc.pwrite(fd, value, 0);
+      this.proc.close(fd);
+    }
+    this.res(Math.min(r, 0));
+    this.end();
+  }
+
+  op_read_file(): void {
+    const path = this.arg('path') ?? '';
+    const b = new Uint8Array(511);
+    this.begin('read_file');
+    const fd = this.proc.open(path);
+    let r = fd;
+    if (fd >= 0) {
+      r = this.proc.pread(fd, b, 0);
+      this.proc.close(fd);
+    }
+    this.res(Math.min(r, 0));
+    const text = r > 0 ? new TextDecoder().decode(b.subarray(0, r)) : '';
+    this.rec.value = text.split('\n')[0].split('\0')[0];
     this.end();
   }
 }
