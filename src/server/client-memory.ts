@@ -41,7 +41,11 @@ export class ClientMemory implements ExternalAddressSpace, ExternalMemory {
   /** Callbacks asked (for tests and the trace). */
   callbacks = 0;
 
-  constructor(private readonly channel: ClientChannel) {}
+  private readonly channel: ClientChannel;
+
+  constructor(channel: ClientChannel) {
+    this.channel = channel;
+  }
 
   private call(f: Parameters<typeof encodeFrame>[0]): Frame | undefined {
     this.callbacks++;

@@ -82,11 +82,13 @@ const IOCTL_NAMES = (() => {
  * doorbell is written); a signal outside one waits for the client's next request.
  */
 export class ClientEventFd extends EventFd {
-  constructor(
-    private readonly session: Session,
-    readonly clientFd: number,
-  ) {
+  private readonly session: Session;
+  readonly clientFd: number;
+
+  constructor(session: Session, clientFd: number) {
     super();
+    this.session = session;
+    this.clientFd = clientFd;
   }
 
   override signal(n = 1n): void {
@@ -113,11 +115,14 @@ export class Session {
   /** Interrupts raised while the client was not waiting: client eventfd -> count. */
   private readonly pendingSignals = new Map<number, bigint>();
 
-  constructor(
-    readonly host: Host,
-    private readonly channel: ClientChannel,
-    private readonly trace?: (line: string) => void,
-  ) {
+  readonly host: Host;
+  private readonly channel: ClientChannel;
+  private readonly trace: ((line: string) => void) | undefined;
+
+  constructor(host: Host, channel: ClientChannel, trace?: (line: string) => void) {
+    this.host = host;
+    this.channel = channel;
+    this.trace = trace;
     this.memory = new ClientMemory(channel);
   }
 

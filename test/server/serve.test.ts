@@ -54,7 +54,10 @@ class SocketClient {
   private waiting: ((f: Frame) => void) | undefined;
   readonly fake = new FakeClient();
 
-  private constructor(private readonly sock: Socket) {
+  private readonly sock: Socket;
+
+  private constructor(sock: Socket) {
+    this.sock = sock;
     sock.on('data', (chunk: Buffer) => {
       this.reader.push(chunk);
       for (let b = this.reader.next(); b !== undefined; b = this.reader.next()) {
