@@ -33,6 +33,11 @@ export interface VirtualSmmuBackend {
   invalidateTlb(inv: { asid: number | null; addr: number | null; pages: number; leaf: boolean }): void;
   /** The guest invalidated a CD (ssid) or all of a stream's CDs (null). */
   invalidateCd(vsid: number, ssid: number | null): void;
+  /**
+   * Optional: sees every guest command first, as its four 32-bit words; true when it took the command
+   * (an iommufd VMM passes TLBI and CFGI_CD commands to the kernel as they are).
+   */
+  command?(c: ReturnType<typeof decodeCommand>, words: Uint32Array): boolean;
 }
 
 export class VirtualSmmu implements SmmuMmio {
@@ -85,13 +90,14 @@ export class VirtualSmmu implements SmmuMmio {
     const prod = this.reg(REG.CMDQ_PROD) & wrap;
     while (cons !== prod) {
       const slot = addr + (cons & ((1 << log2) - 1)) * 16;
-      const c = decodeCommand(
+      const w = Uint32Array.of(
         this.ram.readU32(slot),
         this.ram.readU32(slot + 4),
         this.ram.readU32(slot + 8),
         this.ram.readU32(slot + 12),
       );
-      this.execute(c);
+      const c = decodeCommand(w[0], w[1], w[2], w[3]);
+      if (this.backend.command?.(c, w) !== true) this.execute(c);
       cons = (cons + 1) & wrap;
     }
     this.regs.set(REG.CMDQ_CONS, cons);
