@@ -45,14 +45,28 @@ interface ExternalFrame {
 
 const FRAME_LG2S: readonly FrameLg2[] = [12, 21, 30];
 
+/** Entries of the frame cache (a power of two). */
+const FRAME_CACHE = 256;
+const INV_PAGE = 1 / PAGE_SIZE;
+
 export class PhysMem {
   readonly base: number;
   readonly size: number;
   /** Frame number -> bytes, only for frames that were written. */
   private readonly frames = new Map<number, Uint32Array>();
-  /** One-entry lookup cache: the hot path reads the same table page repeatedly. */
-  private lastPfn = -1;
-  private lastFrame: Uint32Array | undefined;
+  /**
+   * A direct-mapped cache of frames in front of the map, by frame number mod FRAME_CACHE: a nested
+   * walk reads ~9 table pages in turn and a DMA streams through pages, so a one-entry cache missed
+   * on nearly every read and each miss paid a Map lookup. Holds only frames present in `frames`.
+   * `cacheBytes` is the byte view of the same frame, made on first byte access (DMA copies).
+   */
+  private readonly cachePfn = new Float64Array(FRAME_CACHE).fill(-1);
+  private readonly cacheWords: (Uint32Array | undefined)[] = new Array<Uint32Array | undefined>(
+    FRAME_CACHE,
+  ).fill(undefined);
+  private readonly cacheBytes: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(
+    FRAME_CACHE,
+  ).fill(undefined);
   /**
    * Bump pointers for never-used memory: huge frames grow up from the bottom, 4 KiB frames down from
    * the top, so pages faulted in one after another are not physically contiguous (as with the
@@ -89,17 +103,11 @@ export class PhysMem {
 
   /** Reads a little-endian 32-bit word at a 4-byte aligned address. */
   readU32(pa: number): number {
-    const pfn = Math.floor(pa / PAGE_SIZE);
-    if (pfn === this.lastPfn) return this.lastFrame![(pa & PAGE_MASK) >>> 2];
-    const frame = this.frames.get(pfn);
-    if (frame === undefined) {
-      if (this.external.size === 0 || !this.externalAt(pa)) return 0;
-      this.extMem!.read(this.extAddr, this.scratch, 0, 4);
-      return new DataView(this.scratch.buffer).getUint32(0, true);
-    }
-    this.lastPfn = pfn;
-    this.lastFrame = frame;
-    return frame[(pa & PAGE_MASK) >>> 2];
+    const frame = this.lookup(Math.floor(pa * INV_PAGE));
+    if (frame !== undefined) return frame[(pa & PAGE_MASK) >>> 2];
+    if (this.external.size === 0 || !this.externalAt(pa)) return 0;
+    this.extMem!.read(this.extAddr, this.scratch, 0, 4);
+    return new DataView(this.scratch.buffer).getUint32(0, true);
   }
 
   /** Writes a little-endian 32-bit word at a 4-byte aligned address. */
@@ -115,13 +123,18 @@ export class PhysMem {
   /** Copies `len` bytes at `pa` into `dst[dstOff..]`. */
   readBytes(pa: number, dst: Uint8Array, dstOff: number, len: number): void {
     while (len > 0) {
-      const inPage = Math.min(len, PAGE_SIZE - (pa & PAGE_MASK));
-      const frame = this.frames.get(Math.floor(pa / PAGE_SIZE));
-      if (frame === undefined) {
+      const off = pa & PAGE_MASK;
+      const inPage = Math.min(len, PAGE_SIZE - off);
+      const bytes = this.lookupBytes(Math.floor(pa * INV_PAGE));
+      if (bytes === undefined) {
         if (this.external.size !== 0 && this.externalAt(pa))
           this.extMem!.read(this.extAddr, dst, dstOff, inPage);
         else dst.fill(0, dstOff, dstOff + inPage);
-      } else dst.set(new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage), dstOff);
+      } else if (inPage === PAGE_SIZE) {
+        dst.set(bytes, dstOff); // a whole frame: no view to make
+      } else {
+        dst.set(bytes.subarray(off, off + inPage), dstOff);
+      }
       pa += inPage;
       dstOff += inPage;
       len -= inPage;
@@ -135,10 +148,7 @@ export class PhysMem {
       if (this.external.size !== 0 && this.externalAt(pa)) {
         this.extMem!.write(this.extAddr, src, srcOff, inPage);
       } else {
-        const frame = this.frameFor(pa);
-        new Uint8Array(frame.buffer, frame.byteOffset + (pa & PAGE_MASK), inPage).set(
-          src.subarray(srcOff, srcOff + inPage),
-        );
+        this.bytesFor(pa).set(src.subarray(srcOff, srcOff + inPage), pa & PAGE_MASK);
       }
       pa += inPage;
       srcOff += inPage;
@@ -269,23 +279,60 @@ export class PhysMem {
     return false;
   }
 
+  /** The frame's words, through the cache (undefined: never written, or external). */
+  private lookup(pfn: number): Uint32Array | undefined {
+    const i = pfn & (FRAME_CACHE - 1);
+    if (this.cachePfn[i] === pfn) return this.cacheWords[i];
+    const frame = this.frames.get(pfn);
+    if (frame !== undefined) {
+      this.cachePfn[i] = pfn;
+      this.cacheWords[i] = frame;
+      this.cacheBytes[i] = undefined;
+    }
+    return frame;
+  }
+
+  /** The frame's bytes (a view kept in the cache entry), or undefined as lookup(). */
+  private lookupBytes(pfn: number): Uint8Array | undefined {
+    const frame = this.lookup(pfn);
+    if (frame === undefined) return undefined;
+    const i = pfn & (FRAME_CACHE - 1);
+    let bytes = this.cacheBytes[i];
+    if (bytes === undefined) {
+      bytes = new Uint8Array(frame.buffer, frame.byteOffset, PAGE_SIZE);
+      this.cacheBytes[i] = bytes;
+    }
+    return bytes;
+  }
+
+  /** The bytes of the frame holding `pa`, made (zeroed) on first write. */
+  private bytesFor(pa: number): Uint8Array {
+    const pfn = Math.floor(pa * INV_PAGE);
+    const bytes = this.lookupBytes(pfn);
+    if (bytes !== undefined) return bytes;
+    this.frameFor(pa);
+    return this.lookupBytes(pfn)!;
+  }
+
   private frameFor(pa: number): Uint32Array {
-    const pfn = Math.floor(pa / PAGE_SIZE);
-    if (pfn === this.lastPfn) return this.lastFrame!;
-    let frame = this.frames.get(pfn);
+    const pfn = Math.floor(pa * INV_PAGE);
+    let frame = this.lookup(pfn);
     if (frame === undefined) {
       frame = new Uint32Array(PAGE_SIZE / 4);
       this.frames.set(pfn, frame);
+      frame = this.lookup(pfn)!;
     }
-    this.lastPfn = pfn;
-    this.lastFrame = frame;
     return frame;
   }
 
   private dropFrame(pfn: number): void {
-    if (this.frames.delete(pfn) && pfn === this.lastPfn) {
-      this.lastPfn = -1;
-      this.lastFrame = undefined;
+    if (this.frames.delete(pfn)) {
+      const i = pfn & (FRAME_CACHE - 1);
+      if (this.cachePfn[i] === pfn) {
+        this.cachePfn[i] = -1;
+        this.cacheWords[i] = undefined;
+        this.cacheBytes[i] = undefined;
+      }
     }
   }
 }

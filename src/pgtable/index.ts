@@ -11,3 +11,4 @@ export * from './io-pgtable.ts';
 export * from './table-heap.ts';
 export * from './types.ts';
 export * from './walk.ts';
+export * from './walk-nested.ts';

@@ -323,7 +323,7 @@ function fail(out: WalkResult, fault: number, level: number): number {
  * APTable (bit 61 removes unprivileged access, bit 62 removes write), PXN/UXN with their table bits,
  * privileged execute denied where unprivileged may write, WXN, and PAN for privileged data.
  */
-function s1Permissions(
+export function s1Permissions(
   r: WalkRegime,
   lo: number,
   hi: number,
@@ -366,7 +366,7 @@ function s1Permissions(
 }
 
 /** Stage-2 permissions: S2AP[0] read, S2AP[1] write; XN[1:0] (bits 54:53) with FEAT_XNX, else bit 54. */
-function s2Permissions(r: WalkRegime, lo: number, hi: number): number {
+export function s2Permissions(r: WalkRegime, lo: number, hi: number): number {
   let perms = (lo >>> 6) & 3;
   if (r.xnx) {
     const xn = (hi >>> 21) & 3;
