@@ -216,8 +216,8 @@ export class Host {
         const dev = this.devices[Number(cdev[1])];
         const vdev = dev === undefined ? undefined : this.vfioPci.get(dev);
         if (dev === undefined || vdev === undefined || String(Number(cdev[1])) !== cdev[1]) return -ENOENT;
-        // devtmpfs creates vfio/devices/* 0600 root.
-        if (proc.task.euid !== 0) return -EACCES;
+        // devtmpfs creates vfio/devices/* 0600 root (CAP_DAC_OVERRIDE = 1 overrides).
+        if (proc.task.euid !== 0 && !proc.task.capable(1)) return -EACCES;
         return new VfioCdevFile(this.vfio, dev, vdev, this.cdevIommufd(this.iommufd));
       }
     }

@@ -6,7 +6,6 @@
 
 import type { Device } from '../iommu/group.ts';
 import type { Current } from '../mm/file.ts';
-import { CAP_SYS_ADMIN } from '../mm/task.ts';
 import { EACCES, EBADF, EBADFD } from '../uapi/errno.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
 import { IommufdCtx } from './ctx.ts';
@@ -14,6 +13,9 @@ import { deviceAttach, deviceBind, deviceDetach, deviceReplace, deviceUnbind } f
 import type { UserAccounts } from './io-pagetable.ts';
 import { IommufdFile } from './main.ts';
 import type { IommufdDevice } from './objects.ts';
+
+/** CAP_DAC_OVERRIDE (capability.h). */
+const CAP_DAC_OVERRIDE = 1;
 
 export interface IommufdParams {
   /** iommufd.allow_unsafe_interrupts: bind devices whose MSIs are not isolated. */
@@ -26,9 +28,9 @@ export class IommufdCore implements UserAccounts {
 
   constructor(readonly profile: KernelProfile) {}
 
-  /** open("/dev/iommu"): root:root 0660 (EACCES for others), a new context. */
+  /** open("/dev/iommu"): root:root 0660 (EACCES for others without CAP_DAC_OVERRIDE), a new context. */
   open(current: Current): IommufdFile | number {
-    if (current.task.euid !== 0 && !current.task.capable(CAP_SYS_ADMIN)) return -EACCES;
+    if (current.task.euid !== 0 && !current.task.capable(CAP_DAC_OVERRIDE)) return -EACCES;
     return new IommufdFile(new IommufdCtx(this));
   }
 
