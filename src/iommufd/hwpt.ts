@@ -156,8 +156,8 @@ export function iommufdHwptAlloc(u: Ucmd): number {
   if (pt.type === 'ioas') {
     hwpt = hwptPagingAlloc(ctx, pt as Ioas, idev, c.flags, false, c.data_len !== 0);
   } else if (pt.type === 'hwpt_paging') {
-    // iommufd_hwpt_nested_alloc: no driver here has domain_alloc_nested (arm-smmu-v3 nests only
-    // through a vIOMMU since 6.14).
+    // iommufd_hwpt_nested_alloc: no driver here has domain_alloc_nested (6.18's arm-smmu-v3 nests
+    // only through a vIOMMU; x9 seq 23-24).
     hwpt = -EOPNOTSUPP;
   } else if (pt.type === 'viommu') {
     const viommu = pt as Viommu;
