@@ -13,6 +13,8 @@ export interface Range {
 
 interface Node<T> {
   value: T;
+  /** value.iova, kept in the node: a descent compares without loading the value (one miss less per level). */
+  iova: number;
   left: Node<T> | null;
   right: Node<T> | null;
   height: number;
@@ -23,7 +25,9 @@ function height<T>(n: Node<T> | null): number {
 }
 
 function update<T>(n: Node<T>): void {
-  n.height = Math.max(height(n.left), height(n.right)) + 1;
+  const l = n.left === null ? 0 : n.left.height;
+  const r = n.right === null ? 0 : n.right.height;
+  n.height = Math.max(l, r) + 1;
 }
 
 function rotateRight<T>(n: Node<T>): Node<T> {
@@ -58,9 +62,16 @@ function balance<T>(n: Node<T>): Node<T> {
   return n;
 }
 
+/** Depth bound of an AVL tree of up to 2^40 nodes (1.44 log2 n + 2). */
+const MAX_DEPTH = 64;
+
 export class RangeTree<T extends Range> {
   private root: Node<T> | null = null;
   private count = 0;
+  /** The search path of the insert or remove in progress. */
+  private readonly path: Node<T>[] = new Array<Node<T>>(MAX_DEPTH);
+  /** Removed nodes, reused by insert. */
+  private readonly pool: Node<T>[] = [];
 
   get size(): number {
     return this.count;
@@ -68,23 +79,74 @@ export class RangeTree<T extends Range> {
 
   /** Inserts a range that overlaps no other (the caller checked with findOverlap). */
   insert(value: T): void {
-    this.root = this.insertAt(this.root, value);
+    const node = this.newNode(value);
     this.count++;
+    if (this.root === null) {
+      this.root = node;
+      return;
+    }
+    // Down to a leaf, remembering the path; then back up, rebalancing until a subtree keeps its
+    // height (after an insertion at most one rotation is needed). No recursion, no allocation but
+    // the node (from the pool of removed ones when there is one).
+    const path = this.path;
+    let depth = 0;
+    let n = this.root;
+    for (;;) {
+      path[depth++] = n;
+      if (value.iova < n.iova) {
+        if (n.left === null) {
+          n.left = node;
+          break;
+        }
+        n = n.left;
+      } else {
+        if (n.right === null) {
+          n.right = node;
+          break;
+        }
+        n = n.right;
+      }
+    }
+    this.retrace(depth, true);
   }
 
   /** Removes the range that starts at value.iova. */
   remove(value: T): void {
-    const before = this.count;
-    this.root = this.removeAt(this.root, value.iova);
-    if (this.count === before) throw new Error(`RangeTree: no range at ${value.iova}`);
+    const path = this.path;
+    const iova = value.iova;
+    let depth = 0;
+    let n = this.root;
+    while (n !== null && n.iova !== iova) {
+      path[depth++] = n;
+      n = iova < n.iova ? n.left : n.right;
+    }
+    if (n === null) throw new Error(`RangeTree: no range at ${iova}`);
+    this.count--;
+    let doomed = n;
+    if (n.left !== null && n.right !== null) {
+      // Two children: the successor's value moves here and the successor's node goes instead.
+      path[depth++] = n;
+      let m = n.right;
+      while (m.left !== null) {
+        path[depth++] = m;
+        m = m.left;
+      }
+      n.value = m.value;
+      n.iova = m.iova;
+      doomed = m;
+    }
+    const child = doomed.left !== null ? doomed.left : doomed.right;
+    this.replaceChild(depth, doomed, child);
+    this.freeNode(doomed);
+    this.retrace(depth, false);
   }
 
   /** vfio_find_dma: any range overlapping [start, end), or undefined. */
   findOverlap(start: number, end: number): T | undefined {
     let n = this.root;
     while (n !== null) {
-      if (end <= n.value.iova) n = n.left;
-      else if (start >= n.value.iova + n.value.size) n = n.right;
+      if (end <= n.iova) n = n.left;
+      else if (start >= n.iova + n.value.size) n = n.right;
       else return n.value;
     }
     return undefined;
@@ -94,8 +156,8 @@ export class RangeTree<T extends Range> {
   findContaining(addr: number): T | undefined {
     let n = this.root;
     while (n !== null) {
-      if (addr < n.value.iova) n = n.left;
-      else if (addr >= n.value.iova + n.value.size) n = n.right;
+      if (addr < n.iova) n = n.left;
+      else if (addr >= n.iova + n.value.size) n = n.right;
       else return n.value;
     }
     return undefined;
@@ -106,7 +168,7 @@ export class RangeTree<T extends Range> {
     let n = this.root;
     let best: T | undefined;
     while (n !== null) {
-      if (n.value.iova + n.value.size > start) {
+      if (n.iova + n.value.size > start) {
         best = n.value;
         n = n.left;
       } else {
@@ -121,7 +183,7 @@ export class RangeTree<T extends Range> {
     let n = this.root;
     let best: T | undefined;
     while (n !== null) {
-      if (n.value.iova > value.iova) {
+      if (n.iova > value.iova) {
         best = n.value;
         n = n.left;
       } else {
@@ -153,27 +215,48 @@ export class RangeTree<T extends Range> {
     }
   }
 
-  private insertAt(n: Node<T> | null, value: T): Node<T> {
-    if (n === null) return { value, left: null, right: null, height: 1 };
-    if (value.iova < n.value.iova) n.left = this.insertAt(n.left, value);
-    else n.right = this.insertAt(n.right, value);
-    return balance(n);
+  /** Points the parent of path[depth] (the node `from`) at `to` instead. */
+  private replaceChild(depth: number, from: Node<T>, to: Node<T> | null): void {
+    if (depth === 0) this.root = to;
+    else {
+      const p = this.path[depth - 1];
+      if (p.left === from) p.left = to;
+      else p.right = to;
+    }
   }
 
-  private removeAt(n: Node<T> | null, iova: number): Node<T> | null {
-    if (n === null) return null;
-    if (iova < n.value.iova) n.left = this.removeAt(n.left, iova);
-    else if (iova > n.value.iova) n.right = this.removeAt(n.right, iova);
-    else {
-      this.count--;
-      if (n.left === null) return n.right;
-      if (n.right === null) return n.left;
-      let m = n.right;
-      while (m.left !== null) m = m.left;
-      n.value = m.value;
-      this.count++; // the successor's removal below decrements again
-      n.right = this.removeAt(n.right, m.value.iova);
+  /**
+   * Rebalances path[depth - 1] .. path[0] bottom-up. After an insertion the walk stops at the first
+   * subtree whose height is unchanged; after a removal at the first whose height is unchanged and
+   * that needed no rotation.
+   */
+  private retrace(depth: number, inserting: boolean): void {
+    const path = this.path;
+    for (let i = depth - 1; i >= 0; i--) {
+      const n = path[i];
+      const before = n.height;
+      const b = balance(n);
+      if (b !== n) this.replaceChild(i, n, b);
+      if (b.height === before && (inserting || b === n)) return;
     }
-    return balance(n);
+  }
+
+  private newNode(value: T): Node<T> {
+    const n = this.pool.pop();
+    if (n === undefined) return { value, iova: value.iova, left: null, right: null, height: 1 };
+    n.value = value;
+    n.iova = value.iova;
+    n.left = null;
+    n.right = null;
+    n.height = 1;
+    return n;
+  }
+
+  /** Keeps a removed node for the next insert (map/unmap cycles allocate nothing). */
+  private freeNode(n: Node<T>): void {
+    n.left = n.right = null;
+    // The pool must not keep the removed range alive.
+    n.value = null as unknown as T;
+    if (this.pool.length < this.count + 1024) this.pool.push(n);
   }
 }

@@ -13,6 +13,8 @@ export const CAP_SYS_RESOURCE = 24;
 /** CAP_CHECKPOINT_RESTORE: the last capability in 5.9..6.18, so root's CapEff is 000001ffffffffff. */
 export const CAP_LAST_CAP = 40;
 export const CAP_FULL_SET = 2 ** (CAP_LAST_CAP + 1) - 1;
+/** 2^-cap for every capability number (0..63). */
+const CAP_BIT_INV: readonly number[] = Array.from({ length: 64 }, (_, k) => 2 ** -k);
 
 /** RLIM_INFINITY: ~0 as an unsigned 64-bit value. */
 export const RLIM_INFINITY = 0xffff_ffff_ffff_ffffn;
@@ -47,7 +49,8 @@ export class Task {
   }
 
   capable(cap: number): boolean {
-    return Math.floor(this.capEff / 2 ** cap) % 2 === 1;
+    // Bit `cap` of a mask below 2^53: `& 1` of the exact quotient (no Math.pow or fmod per check).
+    return (Math.floor(this.capEff * CAP_BIT_INV[cap]) & 1) === 1;
   }
 
   /** CapEff as /proc/self/status prints it: 16 hex digits. */

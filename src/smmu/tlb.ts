@@ -214,6 +214,8 @@ export class Tlb {
 
   /** Removes every entry `match` accepts. Returns how many went. */
   invalidate(match: (e: TlbEntry) => boolean): number {
+    // Nothing cached, nothing to scan: an unmap's TLBI on an idle SMMU costs no walk over the slots.
+    if (this.count === 0) return 0;
     const doomed: TlbEntry[] = [];
     for (const e of this.slots) if (e !== undefined && match(e)) doomed.push(e);
     for (const e of doomed) this.remove(e);

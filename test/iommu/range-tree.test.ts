@@ -1,0 +1,75 @@
+/**
+ * The AVL range tree behind vfio_dma and virtio-iommu mappings, against a sorted array: random
+ * inserts and removes of disjoint ranges keep every query's answer, in-order iteration and the AVL
+ * balance (so every operation stays O(log n)).
+ */
+
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type Range, RangeTree } from '../../src/iommu/range-tree.ts';
+
+/** Height and balance of the tree, read through its private root. */
+function checkAvl(tree: RangeTree<Range>): number {
+  type N = { value: Range; left: N | null; right: N | null; height: number } | null;
+  const walk = (n: N): number => {
+    if (n === null) return 0;
+    const l = walk(n.left);
+    const r = walk(n.right);
+    expect(Math.abs(l - r)).toBeLessThanOrEqual(1);
+    expect(n.height).toBe(Math.max(l, r) + 1);
+    return n.height;
+  };
+  return walk((tree as unknown as { root: N }).root);
+}
+
+describe('RangeTree', () => {
+  it('matches a sorted list under random inserts and removes, and stays balanced', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 200 })), { minLength: 1, maxLength: 400 }),
+        (ops) => {
+          const tree = new RangeTree<Range>();
+          const ref = new Map<number, Range>();
+          for (const [add, slot] of ops) {
+            const iova = slot * 0x1000;
+            if (add && !ref.has(iova)) {
+              const r = { iova, size: 0x1000 };
+              expect(tree.findOverlap(iova, iova + 0x1000)).toBeUndefined();
+              tree.insert(r);
+              ref.set(iova, r);
+            } else if (!add && ref.has(iova)) {
+              tree.remove(ref.get(iova)!);
+              ref.delete(iova);
+            }
+            checkAvl(tree);
+          }
+          const sorted = [...ref.values()].sort((a, b) => a.iova - b.iova);
+          expect([...tree].map((r) => r.iova)).toEqual(sorted.map((r) => r.iova));
+          expect(tree.size).toBe(sorted.length);
+          expect(tree.first()).toBe(sorted[0]);
+          for (let i = 0; i < sorted.length; i++) {
+            expect(tree.next(sorted[i])).toBe(sorted[i + 1]);
+            expect(tree.findContaining(sorted[i].iova + 0x800)).toBe(sorted[i]);
+          }
+          for (let slot = 0; slot <= 201; slot++) {
+            const a = slot * 0x1000 + 0x10;
+            const want = sorted.find((r) => r.iova + r.size > a);
+            expect(tree.firstOverlapping(a, 2 ** 64)).toBe(want);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('64 Ki ranges inserted in order and removed stay logarithmic', () => {
+    const tree = new RangeTree<Range>();
+    const rs = Array.from({ length: 65536 }, (_, i) => ({ iova: i * 0x1000, size: 0x1000 }));
+    for (const r of rs) tree.insert(r);
+    expect(checkAvl(tree)).toBeLessThanOrEqual(24);
+    for (let i = 0; i < rs.length; i += 2) tree.remove(rs[i]);
+    expect(tree.size).toBe(32768);
+    expect(checkAvl(tree)).toBeLessThanOrEqual(23);
+    expect(() => tree.remove(rs[0])).toThrow();
+  });
+});
