@@ -1,8 +1,8 @@
 /**
  * Mapping a terabyte: one MAP_DMA of 1 TiB of hugetlb guest RAM (1 GiB or 2 MiB pages), fresh and
  * untouched, as a VMM maps its RAM at start-up. Cost must follow folios and blocks, not bytes: the
- * time (targets 5 ms and 1 s), the heap it leaves behind (< 64 MiB), and the frames whose bytes came
- * into existence (none: untouched memory costs nothing; page-table pages are listed apart).
+ * time (targets 5 ms and 1 s), the heap it leaves behind (< 64 MiB), and the guest frames whose bytes
+ * came into existence (none: untouched memory costs nothing; page-table pages are counted apart).
  * Hosts: virtio-iommu and SMMUv3 (intel's 39-bit aperture cannot hold a terabyte).
  */
 
@@ -20,6 +20,9 @@ const CASES = [
 interface HugeRun {
   ns: number;
   heap: number;
+  /** Frames of guest RAM (pinned folios) whose bytes came into being: must be none. */
+  guestTouched: number;
+  /** Frames touched in all, page-table pages included. */
   touched: number;
   unmapNs: number;
 }
@@ -47,6 +50,15 @@ export function mapHuge(iommu: HostIommuKind, lg2: 21 | 30, size: number): HugeR
   check(r === 0, `MAP_DMA of ${size / GiB} GiB in ${lg2 === 30 ? '1 GiB' : '2 MiB'} pages: ${r}`);
   const heap = heapBytes() - heap0;
   const touched = host.phys.touchedFrames - touched0;
+  // Frames of the guest's folios: the head frame numbers in the VMA's page map, 2^(lg2 - 12) frames each.
+  const vma = proc.mm.findVma(ram)!;
+  const heads = new Set(vma.pages.values());
+  const framesPerFolio = 2 ** (lg2 - 12);
+  let guestTouched = 0;
+  for (const pa of host.phys.touchedFrameAddresses()) {
+    const pfn = pa / 4096;
+    if (heads.has(pfn - (pfn % framesPerFolio))) guestTouched++;
+  }
   check(proc.mm.lockedVm === size / 4096, 'locked_vm charged for every page');
   const t1 = nowNs();
   const u = c.unmapDma({ iova: 0, size: 0, flags: 2 });
@@ -54,7 +66,7 @@ export function mapHuge(iommu: HostIommuKind, lg2: 21 | 30, size: number): HugeR
   check(u.ret === 0 && u.size === BigInt(size), 'UNMAP_ALL');
   check(proc.mm.lockedVm === 0 && proc.mm.pinnedPages === 0, 'everything uncharged and unpinned');
   proc.exit();
-  return { ns, heap, touched, unmapNs };
+  return { ns, heap, guestTouched, touched, unmapNs };
 }
 
 export async function benchHuge(ctx: BenchContext): Promise<void> {
@@ -67,6 +79,7 @@ export async function benchHuge(ctx: BenchContext): Promise<void> {
       const ns = median(runs.map((x) => x.ns));
       const heap = Math.max(...runs.map((x) => x.heap));
       const touched = Math.max(...runs.map((x) => x.touched));
+      const guestTouched = Math.max(...runs.map((x) => x.guestTouched));
       ctx.log(`  ${iommu}: 1 TiB in ${k.label} pages`);
       record(ctx, {
         id: `map-1tib-${k.label.replace(' ', '').toLowerCase()}.${iommu}`,
@@ -74,10 +87,11 @@ export async function benchHuge(ctx: BenchContext): Promise<void> {
         value: ns,
         unit: 'ns',
         target: `${k.target}, heap growth < 64 MiB, no guest frame touched`,
-        pass: ns <= k.targetNs && heap < 64 * MiB && touched <= 2,
+        pass: ns <= k.targetNs && heap < 64 * MiB && guestTouched === 0,
         notes: {
           'heap growth (MiB)': +(heap / MiB).toFixed(1),
-          'frames touched (page tables)': touched,
+          'guest frames touched': guestTouched,
+          'page-table frames touched': touched - guestTouched,
           'UNMAP_ALL (ms)': +(median(runs.map((x) => x.unmapNs)) / 1e6).toFixed(2),
         },
       });

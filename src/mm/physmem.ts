@@ -45,6 +45,9 @@ interface ExternalFrame {
 
 const FRAME_LG2S: readonly FrameLg2[] = [12, 21, 30];
 
+/** 2^lg2 for frame sizes (a table, not Math.pow, on the allocation path). */
+const FRAME_BYTES: readonly number[] = Array.from({ length: 31 }, (_, k) => 2 ** k);
+
 /** Entries of the frame cache (a power of two). */
 const FRAME_CACHE = 256;
 const INV_PAGE = 1 / PAGE_SIZE;
@@ -180,7 +183,7 @@ export class PhysMem {
    */
   allocFrame(lg2: FrameLg2): number {
     const list = this.free.get(lg2)!;
-    const size = 2 ** lg2;
+    const size = FRAME_BYTES[lg2];
     let pa = list.pop();
     if (pa === undefined) {
       if (lg2 === 12) {
@@ -200,7 +203,7 @@ export class PhysMem {
 
   /** Returns a frame from `allocFrame` and forgets its bytes. */
   freeFrame(pa: number, lg2: FrameLg2): void {
-    const size = 2 ** lg2;
+    const size = FRAME_BYTES[lg2];
     if (this.external.size !== 0) this.external.delete(pa / PAGE_SIZE);
     this.discard(pa, size);
     this.allocatedBytes -= size;
@@ -221,6 +224,11 @@ export class PhysMem {
   /** Frames whose bytes exist (were written with something other than whole-page zeros). */
   get touchedFrames(): number {
     return this.frames.size;
+  }
+
+  /** Physical addresses of those frames (tests and benchmarks: where did bytes come into being?). */
+  *touchedFrameAddresses(): IterableIterator<number> {
+    for (const pfn of this.frames.keys()) yield pfn * PAGE_SIZE;
   }
 
   /** Forgets the bytes of whole frames in [pa, pa + len): cost follows touched frames, not size. */
