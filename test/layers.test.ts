@@ -9,6 +9,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const SRC = resolve(import.meta.dirname, '../src');
+/** The playground: layer `web`, a folder of its own beside src/ (it is also the Vite root). */
+const WEB = resolve(import.meta.dirname, '../web');
 
 /** Rank of each layer: a file may import only from layers of lower or equal rank (equal = itself). */
 const RANK: Record<string, number> = {
@@ -74,6 +76,38 @@ describe('layers', () => {
       if ((RANK[layerOf(f)] ?? 99) > CORE_MAX_RANK) continue;
       for (const spec of imports(f)) if (!spec.startsWith('.')) bad.push(`${relative(SRC, f)} -> ${spec}`);
     }
+    expect(bad).toEqual([]);
+  });
+});
+
+describe('layers: web/ (the playground)', () => {
+  // vite.config.ts is the build's configuration, run by Node, not part of the page.
+  const page = files(WEB).filter((f) => !f.endsWith('vite.config.ts'));
+
+  it('is found', () => {
+    expect(page.map((f) => relative(WEB, f))).toContain('main.ts');
+  });
+
+  it('imports only web/ itself and layers below it in src/, never cli or server', () => {
+    const bad: string[] = [];
+    for (const f of page)
+      for (const spec of imports(f)) {
+        if (!spec.startsWith('.')) continue;
+        const target = resolve(dirname(f), spec);
+        if (!relative(WEB, target).startsWith('..')) continue;
+        const to = relative(SRC, target).startsWith('..') ? '(outside src)' : layerOf(target);
+        if (RANK[to] === undefined || RANK[to] >= RANK.web || to === 'server')
+          bad.push(`web/${relative(WEB, f)} -> ${spec}`);
+      }
+    expect(bad).toEqual([]);
+  });
+
+  it("runs in a browser: no node: built-ins, no packages but the scenario layer's yaml and zod", () => {
+    const bad: string[] = [];
+    for (const f of page)
+      for (const spec of imports(f))
+        if (!spec.startsWith('.') && spec !== 'yaml' && spec !== 'zod')
+          bad.push(`web/${relative(WEB, f)} -> ${spec}`);
     expect(bad).toEqual([]);
   });
 });

@@ -61,7 +61,7 @@ class App {
     let notice: string | null = st.damaged ?? null;
     if (st.yaml !== undefined) {
       const same = EXAMPLES.find((e) => e.text === st.yaml) ?? null;
-      this.source = { text: st.yaml, path: same?.path ?? 'scenario.yaml', example: same };
+      this.source = { text: st.yaml, path: same?.path ?? st.name ?? 'scenario.yaml', example: same };
     } else if (example !== undefined) {
       this.source = { text: example.text, path: example.path, example };
     } else {
@@ -73,8 +73,8 @@ class App {
     this.load();
     this.session?.goto(st.position);
     this.showNotice(notice);
-    if (this.error !== null) this.openEditor(true);
     this.render();
+    if (this.error !== null) this.showErrorLine();
   }
 
   /** Parses the current source; a bad one leaves no session and an error to show at its line. */
@@ -107,6 +107,14 @@ class App {
     this.load();
     this.render();
     if (this.error === null) $('#next').focus();
+    else this.showErrorLine();
+  }
+
+  /** Opens the editor with the line the error names selected. */
+  private showErrorLine(): void {
+    if (this.error === null) return;
+    this.openEditor(true);
+    selectLine($<HTMLTextAreaElement>('#yaml'), this.error.line);
   }
 
   // ---- Stepping -------------------------------------------------------------------------------
@@ -129,7 +137,9 @@ class App {
     $('#edit').addEventListener('click', () => this.openEditor($('#editor').hidden !== false));
     $('#run-yaml').addEventListener('click', () => this.runEditor());
     $('#revert').addEventListener('click', () => {
-      $<HTMLTextAreaElement>('#yaml').value = this.source.text;
+      // Back to the example the text came from (or to the text last run, when it is not one).
+      const ex = EXAMPLES.find((e) => e.path === this.source.path);
+      $<HTMLTextAreaElement>('#yaml').value = ex?.text ?? this.source.text;
     });
     $('#share').addEventListener('click', () => void this.copyLink());
     $('#keys-btn').addEventListener('click', () => this.toggleHelp());
@@ -284,10 +294,7 @@ class App {
         'button',
         {
           type: 'button',
-          onclick: () => {
-            this.openEditor(true);
-            selectLine($<HTMLTextAreaElement>('#yaml'), e.line);
-          },
+          onclick: () => this.showErrorLine(),
         },
         `Go to line ${e.line}`,
       ),
@@ -479,7 +486,9 @@ class App {
   private async syncUrl(): Promise<void> {
     const seq = ++this.urlSeq;
     const hash = await encodeState({
-      ...(this.source.example !== null ? { file: this.source.example.name } : { yaml: this.source.text }),
+      ...(this.source.example !== null
+        ? { file: this.source.example.name }
+        : { yaml: this.source.text, name: this.source.path }),
       position: this.session?.position ?? 0,
       tab: this.tab,
       ...(this.explore.iova !== undefined

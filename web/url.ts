@@ -1,6 +1,6 @@
 /**
  * The playground's state in the URL fragment, so a link reopens the same scenario at the same step:
- * `#file=demo.yaml&step=6&tab=walk`, or for edited text `#yaml=<deflate-raw, base64url>&step=3`,
+ * `#file=demo.yaml&step=6&tab=walk`, or for edited text `#yaml=<deflate-raw, base64url>&name=...&step=3`,
  * plus the explored translation (`iova=0x3000000&write=1`). `step` is the index of the last step run,
  * as `vfio-nest run` numbers them; without it no step has run.
  */
@@ -13,6 +13,8 @@ export interface UrlState {
   file?: string;
   /** Scenario text that is not an unchanged example. */
   yaml?: string;
+  /** The name messages give edited text (the example it was edited from: `examples/demo.yaml`). */
+  name?: string;
   /** Steps run (0: none). */
   position: number;
   tab?: Tab;
@@ -66,8 +68,10 @@ export function parseNumber(text: string | null | undefined): number | undefined
 
 export async function encodeState(s: UrlState): Promise<string> {
   const p = new URLSearchParams();
-  if (s.yaml !== undefined) p.set('yaml', await packText(s.yaml));
-  else if (s.file !== undefined) p.set('file', s.file);
+  if (s.yaml !== undefined) {
+    p.set('yaml', await packText(s.yaml));
+    if (s.name !== undefined) p.set('name', s.name);
+  } else if (s.file !== undefined) p.set('file', s.file);
   if (s.position > 0) p.set('step', String(s.position - 1));
   if (s.tab !== undefined && s.tab !== 'walk') p.set('tab', s.tab);
   if (s.iova !== undefined) p.set('iova', hex(s.iova));
@@ -87,6 +91,8 @@ export async function decodeState(hash: string): Promise<UrlState & { damaged?: 
     if (text === null) out.damaged = 'the scenario in this link is damaged (cut short?)';
     else out.yaml = text;
   }
+  const name = p.get('name');
+  if (out.yaml !== undefined && name !== null && /^[\w./-]{1,200}$/.test(name)) out.name = name;
   const file = p.get('file');
   if (file !== null && out.yaml === undefined) out.file = file;
   const step = parseNumber(p.get('step'));

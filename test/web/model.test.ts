@@ -320,8 +320,10 @@ describe('URL state', () => {
     const packed = await packText(DEMO_TEXT);
     expect(packed.length).toBeLessThan(DEMO_TEXT.length);
     expect(await unpackText(packed)).toBe(DEMO_TEXT);
-    const state = await decodeState(await encodeState({ yaml: DEMO_TEXT, position: 0 }));
-    expect(state.yaml).toBe(DEMO_TEXT);
+    const state = await decodeState(
+      await encodeState({ yaml: DEMO_TEXT, name: 'examples/demo.yaml', position: 3 }),
+    );
+    expect(state).toEqual({ yaml: DEMO_TEXT, name: 'examples/demo.yaml', position: 3 });
     const cut = await decodeState(`yaml=${packed.slice(0, 40)}`);
     expect(cut.yaml).toBeUndefined();
     expect(cut.damaged).toMatch(/damaged/);
