@@ -1188,9 +1188,10 @@ export class ProbeProcess {
     this.end();
   }
 
+  /** A 64-bit word of the buffer (0 where nothing is mapped: the C probe would have crashed there). */
   private bufq(off: bigint): bigint {
-    const b = this.proc.readMemory(this.buf + Number(off), 8) as Uint8Array;
-    return new DataView(b.buffer).getBigUint64(0, true);
+    const b = this.proc.readMemory(this.buf + Number(off), 8);
+    return typeof b === 'number' ? 0n : new DataView(b.buffer).getBigUint64(0, true);
   }
 
   private setBufq(off: bigint, v: bigint): void {
