@@ -364,13 +364,22 @@ class App {
   }
 
   private walkPanel(s: Session): HTMLElement[] {
+    const host = s.current.host;
+    if (host.smmu === null)
+      return [
+        h(
+          'p',
+          { class: 'empty' },
+          `This host's IOMMU is ${host.iommu.name}: the walk grid is for SMMUv3 hosts (host: { iommu: smmuv3 }), such as the demo's.`,
+        ),
+      ];
     const out: HTMLElement[] = [];
     const o = s.position > 0 ? s.outcomes[s.position - 1] : null;
     if (o?.walk) {
       out.push(
         renderGrid(buildGrid(o.walk), {
           id: 'step-walk',
-          title: `Step ${o.index}: ${o.request}`,
+          title: `Step ${o.index}'s translation`,
           intro:
             o.kind === 'walk'
               ? 'A walk step explains a cold walk: every read, with nothing cached.'

@@ -339,8 +339,12 @@ export function renderGrid(g: WalkGrid, opts: { title: string; intro?: string; i
   return h(
     'section',
     { class: 'walk', id: opts.id, 'aria-labelledby': `${opts.id}-title` },
-    h('h3', { id: `${opts.id}-title` }, opts.title),
-    opts.intro ? h('p', { class: 'note' }, opts.intro) : null,
+    h(
+      'h3',
+      { id: `${opts.id}-title` },
+      opts.title,
+      opts.intro ? h('small', { class: 'intro' }, ` — ${opts.intro}`) : null,
+    ),
     h('p', { class: 'walk-summary', 'data-testid': 'walk-summary' }, summary),
     g.config.length > 0
       ? h(

@@ -7,7 +7,9 @@
 import {
   describeAnswer,
   describeRequest,
+  isProbeNumber,
   loadScenario,
+  parseU64,
   type Scenario,
   ScenarioError,
   ScenarioRunner,
@@ -58,8 +60,9 @@ export interface StepOutcome {
   ok: boolean;
   ioctls: IoctlCall[];
   /**
-   * The translation the step made (its first, for `dma` and `copy`) as the caches stood just before
-   * it, or the one a `walk` step explains (a cold dry run, caches ignored). Null for other steps.
+   * The translation the step made (its first, for `dma`, `copy` and the probe's `edu_dma`) as the
+   * caches stood just before it, or the one a `walk` step explains (a cold dry run, caches ignored).
+   * Null for other steps.
    */
   walk: WalkView | null;
 }
@@ -83,7 +86,16 @@ export function isLoadError(x: Scenario | LoadError): x is LoadError {
 
 /** The translation a step makes: address, direction, StreamID. Null when it makes none. */
 function translationOf(step: Step, deviceSid: number): { iova: number; write: boolean; sid: number } | null {
-  if (step.spec.kind === 'probe') return null;
+  if (step.spec.kind === 'probe') {
+    if (step.spec.op !== 'edu_dma') return null;
+    const args = new Map(step.spec.args);
+    const num = (k: string): bigint => {
+      const v = args.get(k) ?? '0';
+      return isProbeNumber(v) ? parseU64(v) : 0n;
+    };
+    // The probe's edu DMA: the low 32 bits of iova; dir 0 reads memory, 1 writes it.
+    return { iova: Number(num('iova') & 0xffff_ffffn), write: num('dir') !== 0n, sid: deviceSid };
+  }
   const b = step.spec.body;
   switch (step.spec.kind) {
     case 'walk':

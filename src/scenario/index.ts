@@ -10,6 +10,7 @@ import { type Scenario, validateScenario } from './schema.ts';
 export { describeAnswer, describeRequest } from './describe.ts';
 export { diff } from './expect.ts';
 export { formatPath, ScenarioError } from './load.ts';
+export { isProbeNumber, parseU64 } from './probe/parse.ts';
 export { ScenarioRunner, type StepResult } from './run.ts';
 export { type Scenario, type Step, TYPED_STEPS } from './schema.ts';
 

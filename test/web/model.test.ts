@@ -216,6 +216,33 @@ describe('the walk grid', () => {
     if (g.outcome.kind === 'pa') expect(g.outcome.stale).toMatchObject({ ipa: 0x40300000, fault: null });
   });
 
+  it("the probe's edu_dma on a stage-1 domain: a 4-read column; a write the cached entry refuses reads nothing", () => {
+    const sc = parseScenario(readFileSync('examples/10-edu-dma-smmuv3.yaml', 'utf8'), 'examples/10.yaml');
+    if (isLoadError(sc)) throw new Error(sc.message);
+    const s = new Session(sc);
+    s.runToEnd();
+    const grids = s.outcomes
+      .filter((o) => o.walk !== null)
+      .map((o) => [o.request, buildGrid(o.walk!)] as const);
+    expect(grids.map(([r]) => r)).toEqual([
+      'edu_dma iova=0x100000 size=0x800 dir=0',
+      'edu_dma iova=0x101000 size=0x800 dir=1',
+      'edu_dma iova=0x100000 size=0x4 dir=1',
+    ]);
+    const [first, , refused] = grids.map(([, g]) => g);
+    expect(first.s2Levels).toEqual([]);
+    expect(first.rows.map((r) => r.label)).toEqual(['S1 L0', 'S1 L1', 'S1 L2', 'S1 L3']);
+    expect(first.reads).toBe(4);
+    expect(first.shape).toBeNull();
+    expect(first.write).toBe(false);
+    expect(refused.write).toBe(true);
+    expect(refused.reads).toBe(0);
+    expect(refused.skipped).toBe(4);
+    expect(refused.outcome.kind).toBe('fault');
+    if (refused.outcome.kind === 'fault') expect(refused.outcome.event.name).toBe('F_PERMISSION');
+    expect(refused.faultCell).toBeNull();
+  });
+
   it('no grid on a host without an SMMUv3: a message instead', () => {
     const sc = parseScenario(readFileSync('examples/01-type1-basics.yaml', 'utf8'), 'examples/01.yaml');
     if (isLoadError(sc)) throw new Error(sc.message);
