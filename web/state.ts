@@ -302,16 +302,14 @@ export function vfioView(runner: ScenarioRunner): VfioView {
         dmas: [],
       };
     } else if (iommu !== null) {
-      const dmas: DmaView[] = [];
-      for (let d = iommu.s.dmas.first(); d !== undefined; d = iommu.s.dmas.next(d))
-        dmas.push({
-          iova: hex(d.iova),
-          last: hex(d.iova + d.size - 1),
-          size: sizeText(d.size),
-          vaddr: hex(Number(d.vaddr)),
-          prot: `${d.prot & 1 ? 'R' : ''}${d.prot & 2 ? 'W' : ''}` || '-',
-          lockedPages: d.lockedPages,
-        });
+      const dmas: DmaView[] = iommu.dmaList().map((d) => ({
+        iova: hex(d.iova),
+        last: hex(d.iova + d.size - 1),
+        size: sizeText(d.size),
+        vaddr: hex(Number(d.vaddr)),
+        prot: `${d.prot & 1 ? 'R' : ''}${d.prot & 2 ? 'W' : ''}` || '-',
+        lockedPages: d.lockedPages,
+      }));
       container = {
         type: iommu.type,
         typeName: TYPE_NAMES[iommu.type] ?? `type ${iommu.type}`,

@@ -44,7 +44,7 @@ import { vfioIommuGetInfo } from './type1-info.ts';
 import { vfioIommuMapDma } from './type1-map.ts';
 import { vfioIommuCacheInvalidate, vfioIommuGetFaults, vfioIommuSetPasidTable } from './type1-nest.ts';
 import { pinMapDma, removeDma } from './type1-pin.ts';
-import { Type1State, type VfioDomain } from './type1-state.ts';
+import { Type1State, type VfioDma, type VfioDomain } from './type1-state.ts';
 import { vfioIommuUnmapDma } from './type1-unmap.ts';
 
 /**
@@ -99,6 +99,13 @@ export class Type1Iommu {
 
   get nesting(): boolean {
     return this.s.nesting;
+  }
+
+  /** The vfio_dma list in IOVA order: read-only, for display and tests (the playground's VFIO view). */
+  dmaList(): readonly VfioDma[] {
+    const out: VfioDma[] = [];
+    for (let d = this.s.dmas.first(); d !== undefined; d = this.s.dmas.next(d)) out.push(d);
+    return out;
   }
 
   allDomainsCoherent(): boolean {

@@ -20,6 +20,10 @@ describe('ScenarioRunner.inspect', () => {
     expect(guest).toBeNull();
     const container = runner.host.vfio.groups.get(runner.host.groups[0].id)!.container!;
     expect(container.iommu!.type).toBe(6);
+    // Guest RAM: one vfio_dma of 16 MiB at IPA 0x40000000, every page charged.
+    expect(container.iommu!.dmaList().map((d) => [d.iova, d.size, d.lockedPages])).toEqual([
+      [0x40000000, 16 << 20, 4096],
+    ]);
     expect(vmm!.proc.status().VmLck_kB).toBe(16384);
     runner.runStep(sc.steps[1]);
     expect(runner.inspect().guest).not.toBeNull();
