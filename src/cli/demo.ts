@@ -13,9 +13,9 @@ import { ioctlName } from '../uapi/names.ts';
 import { KERNEL_VERSIONS, type KernelVersion } from '../uapi/profile.ts';
 import { loadFiles } from './run.ts';
 import { EXIT_FAILED, EXIT_OK, type Out, painter, UsageError } from './style.ts';
-import { demoScenario, formatWalk } from './walk.ts';
+import { exampleScenario, formatWalk } from './walk.ts';
 
-export const DEMO_HELP = `Usage: vfio-nest demo [--kernel 3.19|6.1|6.12|6.18] [--step] [--json]
+export const DEMO_HELP = `Usage: vfio-nest demo [--kernel 3.19|6.1|6.12|6.18 | --iommufd] [--step] [--json]
 
 The story of nested translation on an SMMUv3 host (examples/demo.yaml): a VMM assigns a device with
 VFIO type 6, maps guest RAM (stage 2), the guest programs stage 1 through its virtual SMMU, the device
@@ -25,6 +25,8 @@ answer and the rule (kernel source or SMMUv3 section) that decided it.
 
   --kernel V   replay on another kernel profile (default 6.1, where type 6 works on SMMUv3):
                6.12 refuses type 6 with EPERM, 6.18 no longer has it (ENODEV)
+  --iommufd    the same story through iommufd, the path that replaced type 6 (6.18 built with
+               IOMMUFD=y; examples/demo-iommufd.yaml)
   --step       wait for Enter before each step
   --json       one JSON object per step: the record, its ioctls, say and rule
 
@@ -36,7 +38,7 @@ const WHY_NOT: Record<string, string> = {
   EPERM:
     'arm-smmu-v3 enables nesting only on a domain not yet bound to an SMMU, and since about 6.11 VFIO allocates the paging domain for the device, finalised at once: type 6 fails on every SMMUv3 from then until its removal (recorded on 6.12; vfio-type1.md §6).',
   ENODEV:
-    'Linux 6.13 removed VFIO_TYPE1_NESTING_IOMMU (commit 35890f85573c): CHECK_EXTENSION(6) answers 0 and no IOMMU backend accepts type 6, so VFIO_SET_IOMMU is ENODEV. Nesting moved to iommufd (docs/iommufd.md).',
+    'Linux 6.13 removed VFIO_TYPE1_NESTING_IOMMU (commit 35890f85573c): CHECK_EXTENSION(6) answers 0 and no IOMMU backend accepts type 6, so VFIO_SET_IOMMU is ENODEV. Nesting moved to iommufd: `vfio-nest demo --iommufd` tells the same story that way (docs/iommufd.md).',
   EINVAL:
     'this IOMMU driver has no enable_nesting hook, so the type-1 backend cannot put its domain in nesting mode (vfio-type1.md §6).',
 };
@@ -84,6 +86,7 @@ export async function demoCommand(
     strict: true,
     options: {
       kernel: { type: 'string' },
+      iommufd: { type: 'boolean' },
       step: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -93,7 +96,9 @@ export async function demoCommand(
     out.write(`${DEMO_HELP}\n`);
     return EXIT_OK;
   }
-  const [sc] = loadFiles([demoScenario()]);
+  if (values.iommufd && values.kernel !== undefined && values.kernel !== '6.18')
+    throw new UsageError('--iommufd: iommufd nesting is modelled on 6.18 only');
+  const [sc] = loadFiles([exampleScenario(values.iommufd ? 'demo-iommufd.yaml' : 'demo.yaml')]);
   const kernel = values.kernel ?? sc.host.kernel;
   if (!(KERNEL_VERSIONS as readonly string[]).includes(kernel as string))
     throw new UsageError(`--kernel: '${kernel}' is not one of ${KERNEL_VERSIONS.join(', ')}`);
@@ -108,12 +113,7 @@ export async function demoCommand(
   const waiter = values.step ? lineWaiter(input) : null;
   let failed = 0;
   if (!values.json) {
-    out.write(
-      paint(
-        'bold',
-        `vfio-nest demo: nested translation with VFIO type 6, kernel ${kernel} profile, SMMUv3 host\n`,
-      ),
-    );
+    out.write(paint('bold', `vfio-nest demo: ${sc.description ?? sc.name} (kernel ${kernel} profile)\n`));
     out.write(
       paint('dim', `(${sc.file}; every answer below is the model's, checked against real kernels)\n`),
     );

@@ -29,7 +29,8 @@ export const HOST_OPTION_HELP = `Host:
   --config NAME                 a recording configuration, e.g. 6.12-virtio or 6.1-smmuv3-s1
   --group N                     IOMMU group number of the device (as the machine enumerated it)
   --device BDF                  PCI name of the device (default 0000:00:01.0)
-  --iommufd                     the probe has the iommufd ops (a 6.18 kernel built with iommufd)`;
+  --iommufd                     a 6.18 kernel built with iommufd: /dev/iommu, the VFIO cdev and
+                                the probe's iommufd ops (--config 6.18-iommufd is the recorded host)`;
 
 export interface HostArgs {
   kernel?: string;
@@ -83,6 +84,9 @@ export function hostOptionsFrom(v: HostArgs): { host: HostOptions; probe: ProbeO
     host.device = v.device;
     probe.device = v.device;
   }
-  if (v.iommufd) probe.iommufd = true;
+  if (v.iommufd) {
+    host.iommufd = true;
+    probe.iommufd = true;
+  }
   return { host, probe };
 }

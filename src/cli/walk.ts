@@ -12,9 +12,11 @@ import { type ExplainedRead, type ExplainedWalk, explainWalk } from '../smmu/ind
 import { loadFiles } from './run.ts';
 import { EXIT_OK, type Out, painter, UsageError } from './style.ts';
 
-const DEMO_PATH = join(import.meta.dirname, '../../examples/demo.yaml');
-/** The demo's scenario, named relative to the working directory (as messages show it). */
-export const demoScenario = (): string => relative(process.cwd(), DEMO_PATH) || DEMO_PATH;
+/** A scenario of examples/ (the demo's by default), named relative to the working directory as messages show it. */
+export function exampleScenario(name = 'demo.yaml'): string {
+  const path = join(import.meta.dirname, '../../examples', name);
+  return relative(process.cwd(), path) || path;
+}
 
 export const WALK_HELP = `Usage: vfio-nest walk [FILE] [--iova ADDR] [--write] [--sid N] [--ssid N] [--at STEP] [--json]
 
@@ -123,7 +125,7 @@ export function walkCommand(argv: string[], out: Out): number {
     return EXIT_OK;
   }
   if (positionals.length > 1) throw new UsageError('one scenario file at most');
-  const [sc] = loadFiles([positionals[0] ?? demoScenario()]);
+  const [sc] = loadFiles([positionals[0] ?? exampleScenario()]);
   const at = number('at', values.at);
   if (at !== undefined && at > sc.steps.length)
     throw new UsageError(`--at ${at}: ${sc.file} has ${sc.steps.length} steps`);

@@ -20,6 +20,7 @@ import {
 } from '../mm/task.ts';
 import { type DecodedEvent, decodeEvent, explainWalk } from '../smmu/index.ts';
 import { errnoName } from '../uapi/errno.ts';
+import { IommufdVmm } from '../vmm/iommufd-vmm.ts';
 import { Vmm, VmmError } from '../vmm/vmm.ts';
 import { diff } from './expect.ts';
 import { ProbeProcess, type ProbeRecord } from './probe/runner.ts';
@@ -72,7 +73,7 @@ function pattern(seed: number, size: number): Uint8Array {
 export class ScenarioRunner {
   readonly host: Host;
   private readonly probes = new Map<string, ProbeProcess>();
-  private vmm: Vmm | null = null;
+  private vmm: Vmm | IommufdVmm | null = null;
   private vmmError: string | null = null;
   private guest: GuestSmmuDriver | null = null;
   private hostEventsSeen = 0;
@@ -112,7 +113,11 @@ export class ScenarioRunner {
    * successful `vmm` step (its process is `vmm.proc`), the guest's SMMU driver after `guest_init`, and
    * each named process that has run a probe step.
    */
-  inspect(): { vmm: Vmm | null; guest: GuestSmmuDriver | null; processes: Map<string, Process> } {
+  inspect(): {
+    vmm: Vmm | IommufdVmm | null;
+    guest: GuestSmmuDriver | null;
+    processes: Map<string, Process>;
+  } {
     const processes = new Map<string, Process>();
     for (const [name, p] of this.probes) processes.set(name, p.proc);
     return { vmm: this.vmm, guest: this.guest, processes };
@@ -140,7 +145,7 @@ export class ScenarioRunner {
     return { step, record, failures };
   }
 
-  private needGuest(): { vmm: Vmm; guest: GuestSmmuDriver | null } {
+  private needGuest(): { vmm: Vmm | IommufdVmm; guest: GuestSmmuDriver | null } {
     if (this.vmm === null)
       throw new StepError(this.vmmError ? `no guest: the vmm step failed (${this.vmmError})` : 'no guest');
     return { vmm: this.vmm, guest: this.guest };
@@ -166,14 +171,17 @@ export class ScenarioRunner {
     switch (kind) {
       case 'vmm': {
         try {
-          const huge = b.huge === '2M' ? 21 : b.huge === '1G' ? 30 : undefined;
-          this.vmm = new Vmm(host, {
+          const huge: 21 | 30 | undefined = b.huge === '2M' ? 21 : b.huge === '1G' ? 30 : undefined;
+          const options = {
             ramSize: (b.ram_size as number | undefined) ?? 16 << 20,
             ...(b.ipa_base !== undefined ? { ipaBase: b.ipa_base as number } : {}),
             ...(huge ? { hugeLg2: huge } : {}),
-            ...(b.type !== undefined ? { type: b.type as number } : {}),
             ...(b.vsid !== undefined ? { vsid: b.vsid as number } : {}),
-          });
+          };
+          this.vmm =
+            b.backend === 'iommufd'
+              ? new IommufdVmm(host, options)
+              : new Vmm(host, { ...options, ...(b.type !== undefined ? { type: b.type as number } : {}) });
         } catch (e) {
           if (!(e instanceof VmmError)) throw e;
           this.vmmError = e.message;
@@ -185,6 +193,7 @@ export class ScenarioRunner {
           ram_size: hex(v.ram.size),
           vsid: hex(v.vsid),
           VmLck_kB: v.proc.status().VmLck_kB,
+          VmPin_kB: v.proc.status().VmPin_kB,
         };
       }
       case 'guest_init': {
@@ -300,11 +309,15 @@ export class ScenarioRunner {
       case 'unmap_guest_ram': {
         const { vmm } = this.needGuest();
         const all = b.iova === undefined;
-        const r = vmm.container.unmapDma(
-          all
-            ? { iova: 0, size: 0, flags: 2 }
-            : { iova: b.iova as number, size: (b.size as number | undefined) ?? 0x1000 },
-        );
+        const iova = all ? 0 : (b.iova as number);
+        const size = (b.size as number | undefined) ?? 0x1000;
+        // iommufd: IOMMU_IOAS_UNMAP of [0, U64_MAX] is its unmap-all (docs/iommufd.md).
+        const r =
+          vmm instanceof IommufdVmm
+            ? (({ ret, length }) => ({ ret, size: length }))(
+                vmm.iommufd.ioasUnmap({ ioasId: vmm.ioasId, iova, length: all ? 2n ** 64n - 1n : size }),
+              )
+            : vmm.container.unmapDma(all ? { iova: 0, size: 0, flags: 2 } : { iova, size });
         return {
           ret: r.ret < 0 ? -1 : 0,
           ...(r.ret < 0 ? { errno: errnoName(-r.ret) } : {}),

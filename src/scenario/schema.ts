@@ -48,6 +48,7 @@ const hostSchema = z
     group: safe.optional(),
     device: z.string().optional(),
     nest_bind: z.boolean().optional(),
+    iommufd: z.boolean().optional(),
   })
   .strict();
 
@@ -82,9 +83,10 @@ export const TYPED_STEPS = {
         huge: z.enum(['2M', '1G']).optional(),
         type: safe.optional(),
         vsid: safe.optional(),
+        backend: z.enum(['type6', 'iommufd']).default('type6'),
       })
       .strict(),
-    expect: ['error', 'VmLck_kB', 'ipa_base', 'ram_size', 'vsid'],
+    expect: ['error', 'VmLck_kB', 'VmPin_kB', 'ipa_base', 'ram_size', 'vsid'],
   },
   guest_init: { body: nothing, expect: [] },
   guest_attach: { body: z.object({ asid: safe.default(1) }).strict(), expect: ['error'] },
@@ -296,6 +298,16 @@ export function validateScenario(doc: LoadedDocument): Scenario {
         string,
         unknown
       >;
+      if (kind === 'vmm' && body.backend === 'iommufd') {
+        if (host.iommufd !== true)
+          return fail(
+            doc,
+            [...at, kind, 'backend'],
+            'an iommufd VMM needs a host built with it: host: { iommufd: true }',
+          );
+        if (body.type !== undefined)
+          return fail(doc, [...at, kind, 'type'], 'an iommufd VMM has no VFIO IOMMU type');
+      }
       if (raw.expect && typeof raw.expect === 'object')
         for (const k of Object.keys(raw.expect))
           if (!(def.expect as readonly string[]).includes(k))
@@ -328,6 +340,7 @@ export function validateScenario(doc: LoadedDocument): Scenario {
   if (host.group !== undefined) hostOptions.group = host.group;
   if (host.device !== undefined) hostOptions.device = host.device;
   if (host.nest_bind !== undefined) hostOptions.nestBind = host.nest_bind;
+  if (host.iommufd !== undefined) hostOptions.iommufd = host.iommufd;
   // What only the host knows (module parameters and their values, device names) is checked by building one.
   try {
     new Host(hostOptions);

@@ -166,6 +166,20 @@ describe('vfio-nest demo', () => {
     expect(err.text).toContain('[Enter]');
   });
 
+  it('--iommufd tells the story through iommufd on 6.18: VmPin not VmLck, the same 24 reads', async () => {
+    const r = await run('demo', '--iommufd');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('ioctl(3, IOMMU_VIOMMU_ALLOC) = 0');
+    expect(r.out).toContain('ioctl(4, VFIO_DEVICE_ATTACH_IOMMUFD_PT) = 0');
+    // oracle 6.18-iommufd x7: iommufd charges pinned_vm (VmPin), VmLck stays 0.
+    expect(r.out).toContain('VmLck_kB=0 VmPin_kB=16384');
+    expect(r.out).toContain('Table walk: 24 reads');
+    expect(r.out).not.toContain('✗');
+    const bad = await run('demo', '--iommufd', '--kernel', '6.1');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--iommufd: iommufd nesting is modelled on 6.18 only');
+  });
+
   it('rejects an unknown kernel with exit 2', async () => {
     const r = await run('demo', '--kernel', '5.4');
     expect(r.code).toBe(2);
