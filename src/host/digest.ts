@@ -1,15 +1,167 @@
 /**
  * A digest of everything a failed ioctl must not change: each container's backend (type, domains,
- * mappings with their charges, dma_avail, page sizes, valid IOVA list, dirty tracking), where each
- * mapping translates in every domain, group membership, DMA ownership, and each process's locked
- * memory and pins. Two equal digests mean the kernel-visible state is the same.
+ * mappings with their charges, dma_avail, page sizes, valid IOVA list, dirty tracking), every leaf
+ * of every domain's page table as the hardware reads it (the descriptor bytes, or virtio-iommu's
+ * device-side mappings), the SMMU's stream table (L1 descriptors and STEs) and the CDs the STEs
+ * point at, group membership, DMA ownership, and each process's locked memory and pins. Two equal
+ * digests mean the kernel-visible state is the same.
+ *
+ * Intermediate table descriptors are left out on purpose: io-pgtable and intel-iommu keep empty
+ * tables after an unmap, so a MAP that fails after mapping a first run (and unmapping it again)
+ * may leave a new empty table behind in the kernel too. What a device can reach is in the leaves.
  */
 
+import type { IommuDomain } from '../iommu/domain.ts';
+import { REG } from '../smmu/registers.ts';
 import type { VfioContainer } from '../vfio/container.ts';
 import type { Host } from './host.ts';
 import type { Process } from './process.ts';
 
-function containerDigest(c: VfioContainer): unknown {
+interface Mem {
+  readU32(pa: number): number;
+  contains(pa: number, len?: number): boolean;
+}
+
+const TWO_32 = 4294967296;
+
+/** FNV-1a over 32-bit words: cheap, allocation-free, enough to tell states apart. */
+class Hash {
+  h = 0x811c9dc5;
+  n = 0;
+  word(w: number): void {
+    let h = this.h;
+    for (let i = 0; i < 4; i++) {
+      h ^= (w >>> (i * 8)) & 0xff;
+      h = Math.imul(h, 0x01000193);
+    }
+    this.h = h >>> 0;
+    this.n++;
+  }
+  num(v: number): void {
+    this.word(v % TWO_32);
+    this.word(Math.floor(v / TWO_32));
+  }
+  get value(): string {
+    return `${this.n}:${this.h.toString(16)}`;
+  }
+}
+
+/** Every valid leaf of an LPAE table (VMSAv8-64, 4 KiB granule): its input address and descriptor words. */
+function lpaeLeaves(mem: Mem, table: number, level: number, entries: number, base: number, out: Hash): void {
+  const span = 2 ** (12 + 9 * (3 - level));
+  for (let i = 0; i < entries; i++) {
+    const slot = table + i * 8;
+    const lo = mem.readU32(slot);
+    if ((lo & 1) === 0) continue;
+    const hi = mem.readU32(slot + 4);
+    const va = base + i * span;
+    if (level < 3 && (lo & 3) === 3) {
+      const next = (hi & 0xffff) * TWO_32 + ((lo & 0xfffff000) >>> 0);
+      if (mem.contains(next, 4096)) lpaeLeaves(mem, next, level + 1, 512, va, out);
+      continue;
+    }
+    if (level === 3 && (lo & 3) !== 3) continue;
+    out.num(va);
+    out.word(lo);
+    out.word(hi);
+  }
+}
+
+/** Every present leaf of a VT-d second-level table (R|W set; PS marks a super page). */
+function vtdLeaves(mem: Mem, table: number, level: number, base: number, out: Hash): void {
+  const span = 2 ** (12 + 9 * (level - 1));
+  for (let i = 0; i < 512; i++) {
+    const slot = table + i * 8;
+    const lo = mem.readU32(slot);
+    if ((lo & 3) === 0) continue;
+    const hi = mem.readU32(slot + 4);
+    const va = base + i * span;
+    if (level > 1 && (lo & 0x80) === 0) {
+      const next = (hi & 0xfffff) * TWO_32 + ((lo & 0xfffff000) >>> 0);
+      if (mem.contains(next, 4096)) vtdLeaves(mem, next, level - 1, va, out);
+      continue;
+    }
+    out.num(va);
+    out.word(lo);
+    out.word(hi);
+  }
+}
+
+/** The leaves of one domain's tables as its hardware reads them. */
+function domainLeaves(host: Host, domain: IommuDomain): string {
+  const h = new Hash();
+  const d = domain as unknown as {
+    pgtbl?: { pgd: number; startLevel: number; pgdBytes: number } | null;
+    pt?: { root: number; levels: number };
+    id?: number;
+  };
+  if (d.pgtbl) lpaeLeaves(host.phys, d.pgtbl.pgd, d.pgtbl.startLevel, d.pgtbl.pgdBytes / 8, 0, h);
+  else if (d.pt) vtdLeaves(host.phys, d.pt.root, d.pt.levels, 0, h);
+  else if (d.id !== undefined) {
+    // virtio-iommu: the device's mapping table for this domain is what endpoint DMA sees.
+    const dev = (host.iommu as unknown as { device?: { domains: Map<number, { tree: Iterable<unknown> }> } })
+      .device;
+    for (const m of dev?.domains.get(d.id)?.tree ?? []) {
+      const x = m as { iova: number; size: number; pa: number; flags: number };
+      h.num(x.iova);
+      h.num(x.size);
+      h.num(x.pa);
+      h.word(x.flags);
+    }
+  }
+  return h.value;
+}
+
+/**
+ * The SMMU's stream table as the SMMU reads it (STRTAB_BASE / STRTAB_BASE_CFG): every non-zero L1
+ * descriptor, every STE with V = 1, and the first CD of each STE whose Config has stage 1.
+ */
+function streamTable(host: Host): string | null {
+  const smmu = host.smmu;
+  if (smmu === null) return null;
+  const mem = host.phys;
+  const h = new Hash();
+  const base =
+    (smmu.readReg32(REG.STRTAB_BASE + 4) & 0xffffff) * TWO_32 +
+    ((smmu.readReg32(REG.STRTAB_BASE) & ~63) >>> 0);
+  const cfg = smmu.readReg32(REG.STRTAB_BASE_CFG);
+  const log2size = cfg & 0x3f;
+  const twoLevel = ((cfg >>> 16) & 3) === 1;
+  const split = (cfg >>> 6) & 0x1f;
+  const ste = (addr: number, sid: number): void => {
+    if (!mem.contains(addr, 64)) return;
+    const w0 = mem.readU32(addr);
+    if ((w0 & 1) === 0) return;
+    h.word(sid);
+    for (let i = 0; i < 16; i++) h.word(mem.readU32(addr + i * 4));
+    const config = (w0 >>> 1) & 7;
+    if (config === 5 || config === 7) {
+      const cd = (mem.readU32(addr + 4) & 0xffff) * TWO_32 + ((w0 & 0xffffffc0) >>> 0);
+      // A nested STE's CD pointer is an IPA: only a stage-1-only STE's is a PA for sure.
+      if (config === 5 && mem.contains(cd, 64)) for (let i = 0; i < 16; i++) h.word(mem.readU32(cd + i * 4));
+    }
+  };
+  if (!twoLevel) {
+    for (let sid = 0; sid < 2 ** Math.min(log2size, 12); sid++) ste(base + sid * 64, sid);
+    return h.value;
+  }
+  const l1 = 2 ** Math.max(0, log2size - split);
+  for (let i = 0; i < l1; i++) {
+    const lo = mem.readU32(base + i * 8);
+    const hi = mem.readU32(base + i * 8 + 4);
+    if (lo === 0 && hi === 0) continue;
+    h.word(i);
+    h.word(lo);
+    h.word(hi);
+    const span = lo & 0x1f;
+    if (span === 0) continue;
+    const l2 = (hi & 0xffffff) * TWO_32 + ((lo & 0xffffffc0) >>> 0);
+    for (let j = 0; j < 2 ** Math.min(span - 1, split); j++) ste(l2 + j * 64, i * 2 ** split + j);
+  }
+  return h.value;
+}
+
+function containerDigest(host: Host, c: VfioContainer): unknown {
   const it = c.iommu;
   if (it === null) return { groups: c.groups.map((g) => g.id), iommu: null };
   const s = it.s;
@@ -22,17 +174,15 @@ function containerDigest(c: VfioContainer): unknown {
     cap: d.lockCap,
     inval: d.vaddrInvalid,
     dirty: d.dirtyBitmap,
-    // Where the first and last page translate in every domain (cheap, and catches table changes).
-    pa: s.domains.map((dom) => [
-      dom.domain.iovaToPhys(d.iova),
-      dom.domain.iovaToPhys(d.iova + d.size - 4096),
-    ]),
   }));
   return {
     groups: c.groups.map((g) => g.id),
     v2: it.v2,
     nesting: it.nesting,
-    domains: s.domains.map((d) => d.groups.map((g) => g.id)),
+    domains: s.domains.map((d) => ({
+      groups: d.groups.map((g) => g.id),
+      leaves: domainLeaves(host, d.domain),
+    })),
     dmas,
     avail: s.dmaAvail,
     pgsize: s.pgsizeBitmap.toString(16),
@@ -59,10 +209,12 @@ export function stateDigest(host: Host, procs: Process[]): string {
       owner: g.iommuGroup.ownerCount,
       domain: g.iommuGroup.domain !== null,
     })),
-    containers: [...containers].map(containerDigest),
+    containers: [...containers].map((c) => containerDigest(host, c)),
+    strtab: streamTable(host),
     procs: procs.map((p) => ({
       fds: p.openFds,
       locked: p.mm.lockedVm,
+      pinnedVm: p.mm.pinnedVm,
       pinned: p.mm.pinnedPages,
       memlock: `${p.task.memlock.cur}/${p.task.memlock.max}`,
       caps: p.task.capEff,

@@ -294,15 +294,17 @@ export class Host {
         set: set as (v: boolean | number) => void,
       });
     };
-    add(
-      'vfio_iommu_type1',
-      'dma_entry_limit',
-      'uint',
-      () => vp.dmaEntryLimit,
-      (v: number) => {
-        vp.dmaEntryLimit = v;
-      },
-    );
+    // Parameters exist from the version that added them: dma_entry_limit 5.1, the no-IOMMU mode 4.5.
+    if (this.profile.dmaEntryLimit)
+      add(
+        'vfio_iommu_type1',
+        'dma_entry_limit',
+        'uint',
+        () => vp.dmaEntryLimit,
+        (v: number) => {
+          vp.dmaEntryLimit = v;
+        },
+      );
     add(
       'vfio_iommu_type1',
       'allow_unsafe_interrupts',
@@ -321,14 +323,15 @@ export class Host {
         vp.disableHugepages = v;
       },
     );
-    add(
-      'vfio',
-      'enable_unsafe_noiommu_mode',
-      'bool',
-      () => vp.enableUnsafeNoiommuMode,
-      (v: boolean) => {
-        vp.enableUnsafeNoiommuMode = v;
-      },
-    );
+    if (this.profile.noiommu)
+      add(
+        'vfio',
+        'enable_unsafe_noiommu_mode',
+        'bool',
+        () => vp.enableUnsafeNoiommuMode,
+        (v: boolean) => {
+          vp.enableUnsafeNoiommuMode = v;
+        },
+      );
   }
 }

@@ -8,7 +8,7 @@
  */
 
 import type { PhysMem } from '../mm/physmem.ts';
-import { ENOMEM } from '../uapi/errno.ts';
+import { EFAULT, ENOMEM } from '../uapi/errno.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
 import { IommuDomain } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
@@ -37,9 +37,16 @@ class IntelDomain extends IommuDomain {
     this.pgsizeBitmap = 0x4020_1000n; // 4K | 2M | 1G: second-level super pages
     this.apertureStart = 0n;
     this.apertureEnd = (1n << BigInt(awBits)) - 1n;
+    this.maxAddr = 2 ** awBits - 1;
   }
 
+  /** The last address the domain's address width can translate. */
+  private readonly maxAddr: number;
+
   protected mapPages(iova: number, pa: number, pgsize: number, count: number, prot: number): number {
+    // intel_iommu_map: an address beyond the domain's width is EFAULT ("iommu width is not sufficient
+    // for the mapped address"); only kernels without the valid-IOVA list (3.19) get this far.
+    if (iova + pgsize * count - 1 > this.maxAddr) return -EFAULT;
     const lg2 = Math.log2(pgsize);
     // Before 6.18 a write-only mapping came out readable: the edu read a flags=2 mapping on 6.1 and
     // 6.12 but not on 6.18 (oracle i1-dma-v2 seq 22-24 on intel: a=1 on 6.1/6.12, a=0 on 6.18).

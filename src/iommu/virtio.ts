@@ -154,7 +154,9 @@ class VirtioDomain extends IommuDomain {
   protected unmapPages(iova: number, pgsize: number, count: number, _gather: IotlbGather): number {
     const end = iova + pgsize * count;
     const bytes = this.mappings.removeDriver(iova, end);
-    if (bytes > 0) this.driver.device.unmap(this.id, iova, end);
+    // viommu_unmap_pages: the UNMAP request covers what the driver removed, [iova, iova + unmapped),
+    // which is more than asked when a whole MAP's mapping went (the device cannot split one either).
+    if (bytes > 0) this.driver.device.unmap(this.id, iova, iova + bytes);
     return bytes;
   }
 

@@ -331,7 +331,9 @@ export class MmStruct {
   pinRun(va: number, maxPages: number, write: boolean): number {
     const v = this.findVma(va);
     if (v === undefined || v.prot === PROT_NONE || (write && !(v.prot & PROT_WRITE))) return -EFAULT;
-    if (!write && this.longtermPinsZeroPage && v.pfnmapBase === undefined) {
+    // Only 4 KiB anonymous memory reads the shared zero page: a hugetlb fault always allocates.
+    const zeroReads = !write && this.longtermPinsZeroPage && v.pfnmapBase === undefined && v.pageLg2 === 12;
+    if (zeroReads) {
       const pa = this.fault(va, false, false);
       if (pa === -1) {
         // The shared zero page: reserved, so not pinned or charged, and never contiguous with the next.
@@ -353,7 +355,13 @@ export class MmStruct {
     let expect = first;
     const unit = PAGE_BYTES[v.pageLg2];
     while (pages < maxPages && cur < v.end) {
-      const pa = cur === va ? first : this.faultIn(v, cur, write, true);
+      // An untouched page further on reads as the zero page, which ends the run (it is reserved).
+      const pa =
+        cur === va
+          ? first
+          : zeroReads && this.faultIn(v, cur, false, false) === -1
+            ? -1
+            : this.faultIn(v, cur, write, true);
       if (pa !== expect) break;
       const inFolio = Math.min(maxPages - pages, (unit - ((cur - v.start) % unit)) / PAGE_SIZE);
       this.folios.get((pa - (pa % unit)) / PAGE_SIZE)!.pins += inFolio;
@@ -368,7 +376,14 @@ export class MmStruct {
   unpin(pa: number, pages: number): void {
     while (pages > 0) {
       const head = this.folioHead(pa);
-      if (head === undefined) return; // not a folio we pinned (PFNMAP): nothing to drop
+      if (head === undefined) {
+        // Not a folio we pinned (the shared zero page, PFNMAP memory): nothing to drop for this page,
+        // but a physically contiguous run may go on into pinned pages (vfio_unpin_pages_remote
+        // skips reserved pfns one by one).
+        pa += PAGE_SIZE;
+        pages--;
+        continue;
+      }
       const f = this.folios.get(head / PAGE_SIZE)!;
       const size = PAGE_BYTES[f.lg2];
       const n = Math.min(pages, (head + size - pa) / PAGE_SIZE);
@@ -378,6 +393,12 @@ export class MmStruct {
       pa += n * PAGE_SIZE;
       pages -= n;
     }
+  }
+
+  /** Long-term pins held on the folio that contains physical address `pa` (0: none, or not this mm's). */
+  pinsAt(pa: number): number {
+    const head = this.folioHead(pa);
+    return head === undefined ? 0 : this.folios.get(head / PAGE_SIZE)!.pins;
   }
 
   /** Pinned 4 KiB pages over all folios (for invariants). */

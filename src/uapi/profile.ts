@@ -60,6 +60,8 @@ export interface KernelProfile {
   endOfSpaceBug: boolean;
   /** The VFIO device cdev and iommufd exist (6.6+ uAPI; only kernels built with IOMMUFD have /dev/iommu). */
   cdevIommufd: boolean;
+  /** The no-IOMMU driver and its parameter vfio.enable_unsafe_noiommu_mode (4.5, seed-era.md §2.1). */
+  noiommu: boolean;
 }
 
 const base: KernelProfile = {
@@ -83,6 +85,7 @@ const base: KernelProfile = {
   longtermPinsZeroPage: false,
   endOfSpaceBug: true,
   cdevIommufd: true,
+  noiommu: true,
 };
 
 export const PROFILES: Record<KernelVersion, KernelProfile> = {
@@ -105,6 +108,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     defaultMemlock: 64n << 10n,
     longtermPinsZeroPage: true,
     cdevIommufd: false,
+    noiommu: false,
   },
   '6.1': {
     ...base,

@@ -1,0 +1,134 @@
+/**
+ * The three fuzz properties, shared by `npm test` (a short budget) and `npm run fuzz` (long runs):
+ *  - model: typed and raw operations on every kernel profile and host IOMMU, checked after every
+ *    step against the shadow model, the digest and the invariants (world.ts);
+ *  - raw: raw ioctls (random request numbers biased to real ones, random argsz, flags, fields and
+ *    bytes) on every fd kind (container, group, device, sysfs, eventfd, tty; /dev/iommu and the VFIO
+ *    cdev where the host has them; vfio-nest's binding extension on) in every state: each returns
+ *    >= 0 or -errno, a failed one changes nothing, the invariants hold;
+ *  - smmu: the SMMUv3 fed random STE/CD/page-table/command bytes (smmu-fuzz.ts).
+ */
+
+import fc from 'fast-check';
+import { type FuzzConfig, KERNELS, type Kernel } from './facts.ts';
+import { configArb, type Op, opArb, SETUPS } from './ops.ts';
+import { runSmmuCase, type SmmuStats, smmuCaseArb } from './smmu-fuzz.ts';
+import { World } from './world.ts';
+
+export type FuzzKind = 'model' | 'raw' | 'smmu';
+export const FUZZ_KINDS: readonly FuzzKind[] = ['model', 'raw', 'smmu'];
+
+export interface FuzzStats {
+  runs: number;
+  steps: number;
+  failedCalls: number;
+  uncertain: number;
+  isolationChecks: number;
+  /** Successful calls by operation kind: the runs reach the interesting states. */
+  succeeded: Record<string, number>;
+  uncertainWhy: Record<string, number>;
+  smmu: SmmuStats;
+}
+
+export function newStats(): FuzzStats {
+  return {
+    runs: 0,
+    steps: 0,
+    failedCalls: 0,
+    uncertain: 0,
+    isolationChecks: 0,
+    succeeded: {},
+    uncertainWhy: {},
+    smmu: { tx: 0, faults: 0, recorded: 0, overflowed: 0, commandErrors: 0 },
+  };
+}
+
+function account(stats: FuzzStats, w: World): void {
+  stats.runs++;
+  stats.steps += w.stats.steps;
+  stats.failedCalls += w.stats.failedCalls;
+  stats.uncertain += w.stats.uncertain;
+  stats.isolationChecks += w.stats.isolationChecks;
+  for (const [k, v] of w.succeeded) stats.succeeded[k] = (stats.succeeded[k] ?? 0) + v;
+  for (const [k, v] of w.uncertainWhy) stats.uncertainWhy[k] = (stats.uncertainWhy[k] ?? 0) + v;
+}
+
+function runOps(w: World, ops: Op[]): void {
+  for (const op of ops) w.step(op);
+  w.finish();
+}
+
+/** Model-based runs: every step checked against the shadow. */
+export function modelProperty(stats: FuzzStats, kernels: readonly Kernel[] = KERNELS) {
+  return fc.property(
+    configArb(kernels),
+    fc.constantFrom(...SETUPS),
+    fc.array(opArb(3), { minLength: 1, maxLength: 60, size: 'large' }),
+    (cfg: FuzzConfig, setup: Op[], ops: Op[]) => {
+      const w = new World(cfg);
+      runOps(w, [...setup, ...ops]);
+      account(stats, w);
+    },
+  );
+}
+
+/** States worth hammering with raw ioctls: every fd kind open, the IOMMU set, memory mapped. */
+const RAW_SETUPS: Op[][] = SETUPS.map((s) => [
+  ...s,
+  { k: 'device', fd: { sel: 'group', i: 0 }, name: 'good' },
+  { k: 'open', what: 'eventfd' },
+  { k: 'open', what: 'sysfs' },
+  { k: 'open', what: 'iommufd' },
+  { k: 'open', what: 'cdev' },
+]);
+
+/** Raw ioctl fuzzing of every fd kind, in every state, with the model-independent checks. */
+export function rawProperty(stats: FuzzStats, kernels: readonly Kernel[] = KERNELS) {
+  return fc.property(
+    configArb(kernels),
+    fc.record({ nestBind: fc.boolean(), iommufd: fc.boolean() }),
+    fc.constantFrom(...RAW_SETUPS),
+    fc.array(opArb(24), { minLength: 1, maxLength: 60, size: 'large' }),
+    (cfg: FuzzConfig, extra, setup: Op[], ops: Op[]) => {
+      // iommufd exists on 6.18 hosts built with it, over an SMMUv3 or virtio-iommu (docs/iommufd.md).
+      const iommufd = extra.iommufd && cfg.kernel === '6.18' && cfg.iommu !== 'intel';
+      const w = new World(cfg, {
+        shadow: false,
+        hostExtra: { nestBind: extra.nestBind, ...(iommufd ? { iommufd } : {}) },
+      });
+      runOps(w, [...setup, ...ops]);
+      account(stats, w);
+    },
+  );
+}
+
+/** The SMMUv3 fed random bytes. */
+export function smmuProperty(stats: FuzzStats) {
+  return fc.property(smmuCaseArb, (c) => {
+    runSmmuCase(c, stats.smmu);
+    stats.runs++;
+    stats.steps += c.actions.length;
+  });
+}
+
+export function propertyFor(
+  kind: FuzzKind,
+  stats: FuzzStats,
+  kernels?: readonly Kernel[],
+): fc.IProperty<unknown[]> {
+  const p =
+    kind === 'model'
+      ? modelProperty(stats, kernels)
+      : kind === 'raw'
+        ? rawProperty(stats, kernels)
+        : smmuProperty(stats);
+  return p as unknown as fc.IProperty<unknown[]>;
+}
+
+/** fast-check parameters from the environment: FUZZ_SEED and FUZZ_PATH replay a reported failure. */
+export function replayParams(): { seed?: number; path?: string } {
+  const out: { seed?: number; path?: string } = {};
+  if (process.env.FUZZ_SEED !== undefined) out.seed = Number(process.env.FUZZ_SEED);
+  if (process.env.FUZZ_PATH !== undefined) out.path = process.env.FUZZ_PATH;
+  return out;
+}
