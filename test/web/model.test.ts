@@ -6,7 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { loadScenario, ScenarioRunner } from '../../src/scenario/index.ts';
+import { describeAnswer, describeRequest, loadScenario, ScenarioRunner } from '../../src/scenario/index.ts';
 import { EXAMPLES } from '../../web/examples.ts';
 import { buildGrid, type WalkGrid } from '../../web/grid.ts';
 import { isLoadError, parseScenario, Session, type WalkView } from '../../web/session.ts';
@@ -30,7 +30,11 @@ describe('Session', () => {
     s.runToEnd();
     expect(s.position).toBe(s.length);
     expect(s.outcomes.every((o) => o.ok)).toBe(true);
-    expect(s.outcomes[0].request).toBe('vmm ram_size=0x1000000');
+    // Word for word what `vfio-nest run` prints for each step.
+    const plain = new ScenarioRunner(s.scenario);
+    const cli = s.scenario.steps.map((st) => [describeRequest(st), describeAnswer(plain.runStep(st).record)]);
+    expect(s.outcomes.map((o) => [o.request, o.answer])).toEqual(cli);
+    expect(s.outcomes[0].request).toMatch(/^vmm ram_size=0x1000000/);
     expect(s.outcomes[0].answer).toContain('VmLck_kB=16384');
     // The VMM's ioctls of the first step, consecutive repeats counted once.
     expect(s.outcomes[0].ioctls.map((c) => c.name)).toContain('VFIO_SET_IOMMU');
