@@ -158,7 +158,8 @@ export function explainWalk(
   let event: ExplainedWalk['event'] = null;
   if (w.event !== 0) {
     const words = new Uint32Array(8);
-    encodeEvent(smmu.translator.result.fault, words);
+    // The record exactly as the SMMU would write it, quirks of its preset included.
+    encodeEvent(smmu.translator.result.fault, words, smmu.quirks.eventIpaFullAddress);
     event = { ...decodeEvent(words), silent: w.silent };
   }
   // A stage-2 walk translates the address of the read that follows it (a stage-1 descriptor, a CD),
