@@ -61,14 +61,27 @@ export function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`bench check failed: ${what}`);
 }
 
-let gcFn: (() => void) | undefined;
-/** A full garbage collection (exposed at run time, so `tsx bench/run.ts` needs no flag). */
-export function collectGarbage(): void {
+let gcFn: ((o?: { type: 'major' | 'minor' }) => void) | undefined;
+
+function gc(): (o?: { type: 'major' | 'minor' }) => void {
   if (gcFn === undefined) {
     setFlagsFromString('--expose-gc');
-    gcFn = runInNewContext('gc') as () => void;
+    gcFn = runInNewContext('gc') as (o?: { type: 'major' | 'minor' }) => void;
   }
-  gcFn();
+  return gcFn;
+}
+
+/** A full garbage collection (exposed at run time, so `tsx bench/run.ts` needs no flag). */
+export function collectGarbage(): void {
+  gc()();
+}
+
+/**
+ * A young-generation collection: before a timed batch, so no batch pays for the garbage of the work
+ * before it (a forced full collection is worse: the next short batch runs slower after it).
+ */
+export function collectYoung(): void {
+  gc()({ type: 'minor' });
 }
 
 /** Median of a list of numbers. */
@@ -98,22 +111,27 @@ export async function timePerCall(ctx: BenchContext, fn: () => unknown, cpuMs = 
 }
 
 /**
- * Measures a figure and its baseline alternately, `rounds` times each, and returns both medians
- * (ns per call): drift in the machine's speed hits both alike.
+ * Measures a figure and its baseline alternately, `rounds` times each (ns per call): the medians of
+ * both, and the median of the per-round ratios. A round's two measurements are back to back, so a
+ * change in the machine's speed (other jobs on a shared host) hits both alike.
  */
 export async function pair(
   ctx: BenchContext,
   fn: () => unknown,
   base: () => unknown,
-  rounds = 3,
-): Promise<{ value: number; baseline: number }> {
+  rounds = 7,
+): Promise<{ value: number; baseline: number; ratio: number }> {
   const a: number[] = [];
   const b: number[] = [];
-  for (let r = 0; r < (ctx.smoke ? 1 : rounds); r++) {
-    a.push(await timePerCall(ctx, fn));
-    b.push(await timePerCall(ctx, base));
+  const r: number[] = [];
+  for (let i = 0; i < (ctx.smoke ? 1 : rounds); i++) {
+    const x = await timePerCall(ctx, fn, 100);
+    const y = await timePerCall(ctx, base, 100);
+    a.push(x);
+    b.push(y);
+    r.push(x / y);
   }
-  return { value: median(a), baseline: median(b) };
+  return { value: median(a), baseline: median(b), ratio: median(r) };
 }
 
 /** Heap in use (JS heap and array buffers) after a full collection, in bytes. */

@@ -23,26 +23,50 @@ export function pgsizeLg2s(bitmap: bigint): number[] {
   return out;
 }
 
+/**
+ * x mod 2^lg2 for an integer x (exact as a double, up to 2^64): the low bits through ToInt32, which
+ * keeps an integral double's value mod 2^32 exactly; fmod (`%`) only for moduli above 2^32.
+ */
+export function modPow2(x: number, lg2: number): number {
+  if (lg2 < 32) return x & ((1 << lg2) - 1);
+  return lg2 === 32 ? x >>> 0 : x % POW2[lg2];
+}
+
 export abstract class IommuDomain {
   abstract readonly driver: IommuDriver;
   type: DomainType = 'unmanaged';
-  /** Bit n set: pages of 2^n bytes can be mapped. */
-  pgsizeBitmap = 0n;
   /** Inclusive aperture (domain geometry). */
   apertureStart = 0n;
   apertureEnd = 0n;
   readonly devices = new Set<Device>();
   /** Cached pgsizeLg2s(pgsizeBitmap), and per k in 0..64 the largest supported lg2 <= k and the
    * smallest above k (-1: none): iommu_pgsize in O(1), whatever the bitmap (virtio-iommu has 52 sizes). */
+  private bitmap = 0n;
   private lg2s: number[] = [];
   private floorLg2 = new Int8Array(65).fill(-1);
   private aboveLg2 = new Int8Array(65).fill(-1);
-  private lg2sFor = -1n;
-  /** Leaf size found by the last resolve() (0: unmapped). */
-  protected resolvedSize = 0;
+  /** Bytes from the address given to the last resolve() to the end of its leaf mapping (0: unmapped). */
+  protected resolvedRemaining = 0;
   /** PA of the run found by the last contiguousRun() (-1 when it found none). */
   runPa = -1;
   private readonly scratchGather: IotlbGather = { start: 0, end: 0, pgsize: 0 };
+
+  /** Bit n set: pages of 2^n bytes can be mapped. Setting it derives the page-size tables once. */
+  get pgsizeBitmap(): bigint {
+    return this.bitmap;
+  }
+
+  set pgsizeBitmap(b: bigint) {
+    this.bitmap = b;
+    const lg2s = pgsizeLg2s(b);
+    this.lg2s = lg2s;
+    this.floorLg2.fill(-1);
+    this.aboveLg2.fill(-1);
+    for (let k = 0; k <= 64; k++) {
+      for (const l of lg2s) if (l <= k) this.floorLg2[k] = l;
+      for (let i = lg2s.length - 1; i >= 0; i--) if (lg2s[i] > k) this.aboveLg2[k] = lg2s[i];
+    }
+  }
 
   /** Driver: map `count` pages of `pgsize` bytes; returns bytes mapped or -errno. */
   protected abstract mapPages(iova: number, pa: number, pgsize: number, count: number, prot: number): number;
@@ -53,12 +77,15 @@ export abstract class IommuDomain {
   /** Size of the leaf mapping that covers `iova` (0 when unmapped). */
   abstract leafSize(iova: number): number;
   /**
-   * iovaToPhys and leafSize at once: the PA (or -1), with the leaf's size in `resolvedSize`. Drivers
-   * whose lookup yields both override it to walk once.
+   * iovaToPhys and the rest of the leaf at once: the PA (or -1), with the bytes from `iova` to the end
+   * of the leaf that maps it in `resolvedRemaining`. This default reads leafSize() as a naturally
+   * aligned power-of-two block (page tables); drivers whose mappings are not (virtio-iommu) or whose
+   * lookup yields both at once override it.
    */
   protected resolve(iova: number): number {
     const pa = this.iovaToPhys(iova);
-    this.resolvedSize = pa < 0 ? 0 : this.leafSize(iova);
+    const leaf = pa < 0 ? 0 : this.leafSize(iova);
+    this.resolvedRemaining = leaf === 0 ? 0 : leaf - modPow2(iova, fls(leaf));
     return pa;
   }
   /** Flushes the IOTLB for the gathered range (iommu_iotlb_sync). */
@@ -81,8 +108,9 @@ export abstract class IommuDomain {
   map(iova: number, pa: number, size: number, prot: number): number {
     const sizes = this.sizes();
     if (sizes.length === 0) return -ENODEV;
-    const min = POW2[sizes[0]];
-    if (size === 0 || iova % min !== 0 || pa % min !== 0 || size % min !== 0) return -EINVAL;
+    const minLg2 = sizes[0];
+    if (size === 0 || modPow2(iova, minLg2) !== 0 || modPow2(pa, minLg2) !== 0 || modPow2(size, minLg2) !== 0)
+      return -EINVAL;
     let done = 0;
     while (done < size) {
       const lg2 = this.pickPgsize(iova + done, pa + done, size - done);
@@ -101,8 +129,7 @@ export abstract class IommuDomain {
   unmap(iova: number, size: number, gather?: IotlbGather): number {
     const sizes = this.sizes();
     if (sizes.length === 0) return 0;
-    const min = POW2[sizes[0]];
-    if (iova % min !== 0 || size % min !== 0) return 0;
+    if (modPow2(iova, sizes[0]) !== 0 || modPow2(size, sizes[0]) !== 0) return 0;
     let g = gather;
     if (g === undefined) {
       g = this.scratchGather;
@@ -135,27 +162,17 @@ export abstract class IommuDomain {
       const here = this.resolve(cur);
       if (here < 0 || (len > 0 && here !== expect)) break;
       if (len === 0) this.runPa = here;
-      const leaf = this.resolvedSize;
-      if (leaf === 0) break;
-      const step = Math.min(leaf - (cur % leaf), max - len);
+      const remaining = this.resolvedRemaining;
+      if (remaining === 0) break;
+      const step = Math.min(remaining, max - len);
       len += step;
       expect = here + step;
     }
     return len;
   }
 
+  /** log2 of the supported page sizes, ascending. */
   protected sizes(): number[] {
-    if (this.lg2sFor !== this.pgsizeBitmap) {
-      const lg2s = pgsizeLg2s(this.pgsizeBitmap);
-      this.lg2s = lg2s;
-      this.lg2sFor = this.pgsizeBitmap;
-      this.floorLg2.fill(-1);
-      this.aboveLg2.fill(-1);
-      for (let k = 0; k <= 64; k++) {
-        for (const l of lg2s) if (l <= k) this.floorLg2[k] = l;
-        for (let i = lg2s.length - 1; i >= 0; i--) if (lg2s[i] > k) this.aboveLg2[k] = lg2s[i];
-      }
-    }
     return this.lg2s;
   }
 
@@ -176,8 +193,9 @@ export abstract class IommuDomain {
     const next = this.aboveLg2[lg2];
     if (next >= 0) {
       const big = POW2[next];
-      if (iova % big === pa % big) {
-        const toBoundary = (big - (iova % big)) / pgsize;
+      const off = modPow2(iova, next);
+      if (off === modPow2(pa, next)) {
+        const toBoundary = (big - off) / pgsize;
         if (toBoundary < count && size - toBoundary * pgsize >= big) count = toBoundary;
       }
     }

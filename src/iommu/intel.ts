@@ -8,9 +8,10 @@
  */
 
 import type { PhysMem } from '../mm/physmem.ts';
+import { fls } from '../pgtable/index.ts';
 import { EFAULT, ENOMEM } from '../uapi/errno.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
-import { IommuDomain } from './domain.ts';
+import { IommuDomain, modPow2 } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
 import type { Device, IommuHw } from './group.ts';
 import type { IommuCap, IotlbGather, ResvRegion } from './types.ts';
@@ -80,10 +81,11 @@ class IntelDomain extends IommuDomain {
 
   protected override resolve(iova: number): number {
     if (!this.pt.lookup(iova)) {
-      this.resolvedSize = 0;
+      this.resolvedRemaining = 0;
       return -1;
     }
-    this.resolvedSize = this.pt.outSize;
+    const size = this.pt.outSize;
+    this.resolvedRemaining = size - modPow2(iova, fls(size));
     return this.pt.outPa;
   }
 

@@ -72,6 +72,8 @@ export class RangeTree<T extends Range> {
   private readonly path: Node<T>[] = new Array<Node<T>>(MAX_DEPTH);
   /** Removed nodes, reused by insert. */
   private readonly pool: Node<T>[] = [];
+  /** The most ranges the tree held at once. */
+  private peak = 0;
 
   get size(): number {
     return this.count;
@@ -80,7 +82,7 @@ export class RangeTree<T extends Range> {
   /** Inserts a range that overlaps no other (the caller checked with findOverlap). */
   insert(value: T): void {
     const node = this.newNode(value);
-    this.count++;
+    if (++this.count > this.peak) this.peak = this.count;
     if (this.root === null) {
       this.root = node;
       return;
@@ -200,6 +202,29 @@ export class RangeTree<T extends Range> {
     return n.value;
   }
 
+  /**
+   * Calls `fn` on every range in order, then empties the tree: an UNMAP_ALL or a release in one pass,
+   * O(1) per range, instead of a search for the next range and a removal (two descents) for each.
+   * `fn` must not touch the tree.
+   */
+  drain(fn: (value: T) => void): void {
+    const stack = this.path;
+    let depth = 0;
+    let n = this.root;
+    while (n !== null || depth > 0) {
+      while (n !== null) {
+        stack[depth++] = n;
+        n = n.left;
+      }
+      const top = stack[--depth];
+      n = top.right;
+      fn(top.value);
+      this.freeNode(top);
+    }
+    this.root = null;
+    this.count = 0;
+  }
+
   /** In-order iteration (do not modify the tree while iterating). */
   *[Symbol.iterator](): IterableIterator<T> {
     const stack: Node<T>[] = [];
@@ -257,6 +282,7 @@ export class RangeTree<T extends Range> {
     n.left = n.right = null;
     // The pool must not keep the removed range alive.
     n.value = null as unknown as T;
-    if (this.pool.length < this.count + 1024) this.pool.push(n);
+    // Nodes in the tree and in the pool together never exceed the most the tree ever held.
+    if (this.pool.length + this.count < this.peak) this.pool.push(n);
   }
 }

@@ -170,6 +170,21 @@ export function unmapUnpin(s: Type1State, dma: VfioDma): void {
   dma.lockedPages = 0;
 }
 
+/**
+ * vfio_remove_dma of every mapping, in iova order (UNMAP_ALL, release): the same per-mapping work,
+ * then the tree is emptied at once. Returns the bytes that were mapped.
+ */
+export function removeAllDmas(s: Type1State): number {
+  let total = 0;
+  s.dmas.drain((dma) => {
+    total += dma.size;
+    unmapUnpin(s, dma);
+    if (dma.vaddrInvalid) s.vaddrInvalidCount--;
+    s.dmaAvail++;
+  });
+  return total;
+}
+
 /** vfio_remove_dma: unmap, unpin, uncharge, forget, and give the entry back to dma_avail. */
 export function removeDma(s: Type1State, dma: VfioDma): void {
   unmapUnpin(s, dma);

@@ -21,7 +21,7 @@ import {
   type VfioBitmap,
 } from '../uapi/vfio.ts';
 import { updateUserBitmap, verifyBitmapSize } from './type1-dirty.ts';
-import { removeDma } from './type1-pin.ts';
+import { removeAllDmas, removeDma } from './type1-pin.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
 import { alignedTo, endWraps, toNumber } from './type1-u64.ts';
 
@@ -101,9 +101,15 @@ function doUnmap(s: Type1State, current: Current, u: DmaUnmapHalves, bitmap: Vfi
     if (last !== undefined && last.iova + last.size !== end) return -EINVAL;
   }
 
+  let dma = s.findDmaFirstNode(start, end, unmapAll);
+  if (unmapAll && !invalidateVaddr) {
+    // The first node of [0, U64_MAX) is the lowest mapping, unless the end-of-space bug skipped the
+    // only one: either way the walk below would take every mapping from it on, which is all of them.
+    unmapped = dma === undefined ? 0 : removeAllDmas(s);
+    return 0;
+  }
   let total = 0;
   let invalidated: VfioDma[] | undefined;
-  let dma = s.findDmaFirstNode(start, end, unmapAll);
   while (dma !== undefined) {
     if (dma.iova >= end) break;
     if (!s.v2 && start > dma.iova) break;

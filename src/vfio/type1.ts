@@ -43,7 +43,7 @@ import { vfioIommuDirtyPages } from './type1-dirty.ts';
 import { vfioIommuGetInfo } from './type1-info.ts';
 import { vfioIommuMapDma } from './type1-map.ts';
 import { vfioIommuCacheInvalidate, vfioIommuGetFaults, vfioIommuSetPasidTable } from './type1-nest.ts';
-import { pinMapDma, removeDma } from './type1-pin.ts';
+import { pinMapDma, removeAllDmas } from './type1-pin.ts';
 import { Type1State, type VfioDma, type VfioDomain } from './type1-state.ts';
 import { vfioIommuUnmapDma } from './type1-unmap.ts';
 
@@ -220,8 +220,7 @@ export class Type1Iommu {
   }
 
   private unmapUnpinAll(): void {
-    const s = this.s;
-    for (let dma = s.dmas.first(); dma !== undefined; dma = s.dmas.first()) removeDma(s, dma);
+    removeAllDmas(this.s);
   }
 
   /** vfio_iommu_replay: existing mappings go into the new domain (pinned now if never mapped). */
