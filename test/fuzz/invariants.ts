@@ -198,9 +198,25 @@ function reachable(w: World): { leaves: Leaf[]; contexts: number } {
   return { leaves, contexts };
 }
 
+/** Whether `pa` is device memory: a BAR of the host's device (never pinned, never charged). */
+function deviceMemory(w: World, pa: number): boolean {
+  const pci = (
+    w.host as unknown as {
+      vfioPci: Map<unknown, { barPa: number[]; fn: { bars: ({ size: number } | null)[] } }>;
+    }
+  ).vfioPci;
+  for (const v of pci.values())
+    for (let i = 0; i < v.barPa.length; i++) {
+      const b = v.fn.bars[i];
+      if (b !== null && pa >= v.barPa[i] && pa < v.barPa[i] + b.size) return true;
+    }
+  return false;
+}
+
 function pinnedOrReserved(w: World, pa: number, m: Mapping): string | null {
   if (w.proc.mm.pinsAt(pa) > 0) return null;
   if (pa === w.host.phys.zeroPage && (m.prot & 2) === 0) return null; // the shared zero page, read-only
+  if (deviceMemory(w, pa)) return null; // a BAR mapped through VM_PFNMAP (peer-to-peer DMA)
   for (const p of w.procs) if (p !== w.proc && p.mm.pinsAt(pa) > 0) return 'pinned by a process that exited';
   return 'not pinned';
 }

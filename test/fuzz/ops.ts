@@ -60,6 +60,8 @@ export type Op =
   | { k: 'dropCaps'; keep: number }
   | { k: 'touch'; va: VaSel; pages: number }
   | { k: 'munmap'; r: number; page: number; pages: number; remap: boolean }
+  /** mmap of the device's BAR0 through its fd at BAR_VA: device memory (VM_PFNMAP) MAP_DMA can map. */
+  | { k: 'mmapBar'; page: number; pages: number }
   | { k: 'param'; name: number; value: string }
   | { k: 'exit' }
   | { k: 'raw'; fd: FdSel; req: number; arg: RawArg };
@@ -71,6 +73,8 @@ export const REGIONS = [
   { base: 0x3000_0000, pages: 16, kind: 'anon' as const, prot: 1 },
   // A hole: never mapped.
   { base: 0x4000_0000, pages: 16, kind: 'hole' as const, prot: 0 },
+  // Where mmapBar puts the device's BAR0 (a hole until then).
+  { base: 0x6000_0000, pages: 256, kind: 'bar' as const, prot: 3 },
 ];
 /** Where pointer arguments of ioctls live: read-write, read-only, and a hole. */
 export const SCRATCH = { rw: 0x5000_0000, ro: 0x5010_0000, hole: 0x5020_0000, pages: 16 };
@@ -141,7 +145,7 @@ export const vaArb: fc.Arbitrary<VaSel> = fc.oneof(
   {
     weight: 12,
     arbitrary: fc.record({
-      r: fc.constantFrom(0, 0, 0, 1, 2, 3),
+      r: fc.constantFrom(0, 0, 0, 1, 2, 3, 4),
       page: fc.oneof(fc.integer({ min: 0, max: 24 }), fc.integer({ min: 1000, max: 1030 }), fc.constant(14)),
       off: fc.constantFrom(0, 0, 0, 0, 0, 0, 0, 0, 0x800, 1),
     }),
@@ -474,6 +478,14 @@ export function opArb(raw = 3): fc.Arbitrary<Op> {
     },
     { weight: 1, arbitrary: fc.constant<Op>({ k: 'exit' }) },
     {
+      weight: 1,
+      arbitrary: fc.record({
+        k: fc.constant('mmapBar' as const),
+        page: fc.constantFrom(0, 0, 1, 16),
+        pages: fc.constantFrom(1, 16, 256, 257),
+      }),
+    },
+    {
       weight: raw,
       arbitrary: fc.record({
         k: fc.constant('raw' as const),
@@ -508,9 +520,25 @@ export const SETUPS: Op[][] = (() => {
       via: 'bytes',
     },
   ];
+  const bar: Op[] = [
+    ...mapped(3),
+    { k: 'device', fd: { sel: 'group', i: 0 }, name: 'good' },
+    { k: 'mmapBar', page: 0, pages: 16 },
+    {
+      k: 'map',
+      fd: c0,
+      iova: 0x4000_0000n,
+      size: 0x8000n,
+      va: { r: 4, page: 0, off: 0 },
+      flags: 3,
+      argsz: 32,
+      via: 'bytes',
+    },
+  ];
   return [
     [],
     open,
+    bar,
     [...open, { k: 'setIommu', fd: c0, type: 1 }],
     [...open, { k: 'setIommu', fd: c0, type: 3 }],
     [...open, { k: 'setIommu', fd: c0, type: 6 }],

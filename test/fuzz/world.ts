@@ -142,7 +142,7 @@ export class World {
   private spawn(): Process {
     const p = this.host.spawn();
     for (const r of REGIONS) {
-      if (r.kind === 'hole') continue;
+      if (r.kind === 'hole' || r.kind === 'bar') continue;
       const opts =
         r.kind === 'huge' ? { addr: r.base, hugeLg2: 21 as const } : { addr: r.base, prot: r.prot };
       const at = p.mmap(r.pages * 4096, opts);
@@ -406,6 +406,16 @@ export class World {
         if (op.remap) p.mmap(pages * 4096, huge ? { addr, hugeLg2: 21 } : { addr, prot: reg.prot });
         this.compare();
         return r;
+      }
+      case 'mmapBar': {
+        // mmap(MAP_SHARED) of BAR0 through the device fd: a VM_PFNMAP mapping of device memory.
+        const dev = this.fdsOfKind('device')[0];
+        if (dev === undefined) return 'skipped';
+        const bar = REGIONS[4];
+        p.munmap(bar.base, bar.pages * 4096);
+        const r = p.mmap(op.pages * 4096, { fd: dev, offset: op.page * 4096, addr: bar.base });
+        this.compare();
+        return r < 0 ? r : 0;
       }
       case 'param':
         return this.param(PARAMS[op.name], op.value);
