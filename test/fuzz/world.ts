@@ -415,7 +415,7 @@ export class World {
         p.munmap(bar.base, bar.pages * 4096);
         const r = p.mmap(op.pages * 4096, { fd: dev, offset: op.page * 4096, addr: bar.base });
         this.compare();
-        return r < 0 ? r : 0;
+        return Math.min(r, 0);
       }
       case 'param':
         return this.param(PARAMS[op.name], op.value);
