@@ -3,7 +3,7 @@
  * --config, --group, --device, --iommufd. Validated here so a typo is one clear message.
  */
 
-import type { HostOptions } from '../host/host.ts';
+import type { HostConfigError, HostOptions } from '../host/host.ts';
 import { configFromName } from '../scenario/probe/config.ts';
 import type { ProbeOptions } from '../scenario/probe/runner.ts';
 import { KERNEL_VERSIONS, type KernelVersion } from '../uapi/profile.ts';
@@ -88,5 +88,17 @@ export function hostOptionsFrom(v: HostArgs): { host: HostOptions; probe: ProbeO
     host.iommufd = true;
     probe.iommufd = true;
   }
+  if (host.smmu !== undefined && host.iommu !== 'smmuv3')
+    throw new UsageError(
+      `--smmu: the host's IOMMU is ${host.iommu ?? 'intel'}, not smmuv3 (add --iommu smmuv3)`,
+    );
   return { host, probe };
+}
+
+/** A host the model cannot build, worded with the command-line option at fault (--param NAME, --device, ...). */
+export function hostConfigMessage(e: HostConfigError): string {
+  const flag = e.option.startsWith('params.')
+    ? `--param ${e.option.slice('params.'.length)}`
+    : `--${e.option}`;
+  return `${flag}: ${e.message}`;
 }

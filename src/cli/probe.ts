@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { HostConfigError } from '../host/host.ts';
 import { ProbeSyntaxError, runProbeFiles } from '../scenario/probe/index.ts';
-import { HOST_OPTION_HELP, HOST_OPTION_SPEC, hostOptionsFrom } from './host-options.ts';
+import { HOST_OPTION_HELP, HOST_OPTION_SPEC, hostConfigMessage, hostOptionsFrom } from './host-options.ts';
 import { EXIT_OK, type Out, UsageError } from './style.ts';
 
 export const PROBE_HELP = `Usage: vfio-nest probe FILE... [options]
@@ -49,7 +49,8 @@ export function probeCommand(argv: string[], out: Out): number {
       if (r.smmuEvents !== undefined) out.write(`${JSON.stringify({ smmu_events: r.smmuEvents })}\n`);
     }
   } catch (e) {
-    if (e instanceof ProbeSyntaxError || e instanceof HostConfigError) throw new UsageError(e.message);
+    if (e instanceof ProbeSyntaxError) throw new UsageError(e.message);
+    if (e instanceof HostConfigError) throw new UsageError(hostConfigMessage(e));
     throw e;
   }
   return EXIT_OK;

@@ -4,9 +4,9 @@
  */
 
 import { parseArgs } from 'node:util';
-import { HostConfigError } from '../host/host.ts';
+import { Host, HostConfigError } from '../host/host.ts';
 import { startServer } from '../server/index.ts';
-import { HOST_OPTION_HELP, HOST_OPTION_SPEC, hostOptionsFrom } from './host-options.ts';
+import { HOST_OPTION_HELP, HOST_OPTION_SPEC, hostConfigMessage, hostOptionsFrom } from './host-options.ts';
 import { EXIT_FAILED, EXIT_OK, type Out, UsageError } from './style.ts';
 
 export const SERVE_HELP = `Usage: vfio-nest serve [--socket PATH] [options]
@@ -47,6 +47,13 @@ export async function serveCommand(argv: string[], out: Out, err: Out): Promise<
   const opts = hostOptionsFrom(values);
   if (values.timeout !== undefined && !/^\d+$/.test(values.timeout))
     throw new UsageError(`--timeout: '${values.timeout}' is not a number of milliseconds`);
+  try {
+    // The host is built in the model's thread; build it here first so a bad one is a usage error.
+    new Host(opts.host);
+  } catch (e) {
+    if (e instanceof HostConfigError) throw new UsageError(hostConfigMessage(e));
+    throw e;
+  }
   const uid = process.getuid?.() ?? 0;
   const socket = values.socket ?? process.env.VFIO_NEST_SOCKET ?? `/tmp/vfio-nest-${uid}.sock`;
   const log = (line: string): void => err.write(`${line}\n`);
@@ -60,7 +67,7 @@ export async function serveCommand(argv: string[], out: Out, err: Out): Promise<
       log,
     });
   } catch (e) {
-    if (e instanceof HostConfigError) throw new UsageError(e.message);
+    if (e instanceof HostConfigError) throw new UsageError(hostConfigMessage(e));
     throw new UsageError((e as Error).message);
   }
   const h = opts.host;

@@ -101,7 +101,8 @@ function suggest(op: string): string {
   let best = '';
   let bestD = 3;
   for (const name of Object.keys(PROBE_OPS)) {
-    const d = editDistance(op, name);
+    // Case does not count: OPEN_CONTAINER is one step from open_container, not fourteen.
+    const d = editDistance(op.toLowerCase(), name);
     if (d < bestD) {
       bestD = d;
       best = name;
