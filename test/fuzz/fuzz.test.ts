@@ -1,7 +1,7 @@
 /**
  * The reliability properties on a short budget (issue 9); `npm run fuzz -- --runs N` runs them long.
- * A failure prints its seed and path; `FUZZ_SEED=<seed> FUZZ_PATH=<path> npx vitest run
- * test/fuzz/fuzz.test.ts` replays it (shrunk). FUZZ_RUNS scales the budget.
+ * A failure prints its seed and path and the command that replays it (FUZZ_SEED, FUZZ_PATH and the
+ * test's name). FUZZ_RUNS scales the budget.
  */
 
 import fc from 'fast-check';
@@ -12,13 +12,14 @@ import { type FuzzKind, type FuzzStats, newStats, propertyFor, replayParams } fr
 const SCALE = Number(process.env.FUZZ_RUNS ?? 1);
 
 function check(kind: FuzzKind, runs: number, stats: FuzzStats, kernels?: typeof KERNELS): void {
+  const name = expect.getState().currentTestName?.split(' > ').pop() ?? '';
   const replay = replayParams();
   const r = fc.check(propertyFor(kind, stats, kernels), { numRuns: Math.ceil(runs * SCALE), ...replay });
   if (r.failed) {
     const why = r.errorInstance instanceof Error ? r.errorInstance.message : String(r.errorInstance);
     throw new Error(
       `${kind} fuzzing failed after ${r.numRuns} runs (shrunk ${r.numShrinks} times)\n${why}\n` +
-        `replay: FUZZ_SEED=${r.seed} FUZZ_PATH=${r.counterexamplePath} npx vitest run test/fuzz/fuzz.test.ts\n` +
+        `replay: FUZZ_SEED=${r.seed} FUZZ_PATH=${r.counterexamplePath} npx vitest run test/fuzz/fuzz.test.ts -t '${name}'\n` +
         `counterexample: ${JSON.stringify(r.counterexample, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`,
     );
   }
@@ -28,7 +29,7 @@ describe('model-based: every step checked against the shadow model, the digest a
   for (const kernel of KERNELS) {
     it(`kernel ${kernel}, every host IOMMU`, () => {
       const stats = newStats();
-      check('model', 60, stats, [kernel]);
+      check('model', 100, stats, [kernel]);
       // The runs must reach the interesting states, not just fail early.
       for (const k of ['setContainer', 'setIommu', 'map', 'unmap', 'info', 'close', 'exit'])
         expect(stats.succeeded[k] ?? 0, `successful ${k} calls`).toBeGreaterThan(0);
@@ -42,7 +43,7 @@ describe('model-based: every step checked against the shadow model, the digest a
 describe('raw ioctls on every fd kind, in every state', () => {
   it('each returns >= 0 or -errno, a failed one changes nothing, the invariants hold', () => {
     const stats = newStats();
-    check('raw', 150, stats);
+    check('raw', 250, stats);
     expect(stats.succeeded.raw ?? 0).toBeGreaterThan(0);
     expect(stats.failedCalls).toBeGreaterThan(stats.runs);
   });
@@ -51,7 +52,7 @@ describe('raw ioctls on every fd kind, in every state', () => {
 describe('the SMMUv3 fed random STE, CD, page-table and command bytes', () => {
   it('only architected events and errors; no record lost without the overflow flag', () => {
     const stats = newStats();
-    check('smmu', 300, stats);
+    check('smmu', 500, stats);
     const s = stats.smmu;
     expect(s.recorded).toBeGreaterThan(0);
     expect(s.overflowed).toBeGreaterThan(0);

@@ -124,7 +124,9 @@ async function main(): Promise<void> {
       const n = Math.min(chunkRuns, runs - i * chunkRuns);
       queue.push({
         kind,
-        seed: (base + i * 7919 + FUZZ_KINDS.indexOf(kind) * 104729) >>> 0,
+        // A replay runs the failure's own seed; otherwise each chunk of each kind gets its own.
+        seed:
+          values.replay !== undefined ? base : (base + i * 7919 + FUZZ_KINDS.indexOf(kind) * 104729) >>> 0,
         runs: n,
         replay: values.replay,
       });

@@ -132,6 +132,23 @@ describe('regressions found by the fuzzers', () => {
       expect(p.mm.lockedVm).toBe(0);
     }
   });
+
+  it('3.19 has neither the no-IOMMU mode (4.5) nor dma_entry_limit (5.1): no parameter, CHECK_EXTENSION(8) = 0', () => {
+    // seed-era.md §2.1: NOIOMMU_IOMMU did not exist in 3.19 (0 before and after SET_IOMMU); the
+    // model offered /sys/module/vfio/parameters/enable_unsafe_noiommu_mode and then answered 1.
+    const host = new Host({ kernel: '3.19', iommu: 'intel' });
+    const p = host.spawn();
+    expect(p.open('/sys/module/vfio/parameters/enable_unsafe_noiommu_mode')).toBe(-2);
+    expect(p.open('/sys/module/vfio_iommu_type1/parameters/dma_entry_limit')).toBe(-2);
+    const c = openContainer(p) as VfioContainerHandle;
+    expect(c.checkExtension(8)).toBe(0);
+    expect(() => new Host({ kernel: '3.19', params: { 'vfio.enable_unsafe_noiommu_mode': '1' } })).toThrow(
+      /unknown module parameter 'vfio.enable_unsafe_noiommu_mode'/,
+    );
+    // 6.1 has both: with the parameter set, an empty container answers 1 for ext 8 (vfio-type1.md §3.2).
+    const h61 = new Host({ kernel: '6.1', params: { 'vfio.enable_unsafe_noiommu_mode': '1' } });
+    expect((openContainer(h61.spawn()) as VfioContainerHandle).checkExtension(8)).toBe(1);
+  });
 });
 
 describe('the fuzz checks themselves', () => {
