@@ -79,37 +79,17 @@ export class RangeTree<T extends Range> {
     return this.count;
   }
 
-  /** Inserts a range that overlaps no other (the caller checked with findOverlap). */
-  insert(value: T): void {
-    const node = this.newNode(value);
-    if (++this.count > this.peak) this.peak = this.count;
-    if (this.root === null) {
-      this.root = node;
-      return;
-    }
-    // Down to a leaf, remembering the path; then back up, rebalancing until a subtree keeps its
-    // height (after an insertion at most one rotation is needed). No recursion, no allocation but
-    // the node (from the pool of removed ones when there is one).
-    const path = this.path;
-    let depth = 0;
-    let n = this.root;
-    for (;;) {
-      path[depth++] = n;
-      if (value.iova < n.iova) {
-        if (n.left === null) {
-          n.left = node;
-          break;
-        }
-        n = n.left;
-      } else {
-        if (n.right === null) {
-          n.right = node;
-          break;
-        }
-        n = n.right;
-      }
-    }
-    this.retrace(depth, true);
+  /**
+   * Inserts a range. Returns whether it overlaps one of its neighbours in iova order: in a tree of
+   * disjoint ranges that is whether it overlaps any (found on the way down, at no extra cost).
+   */
+  insert(value: T): boolean {
+    return this.place(value, true);
+  }
+
+  /** Inserts a range unless it overlaps a neighbour (see insert); returns whether it went in. */
+  insertIfFree(value: T): boolean {
+    return !this.place(value, false);
   }
 
   /** Removes the range that starts at value.iova. */
@@ -238,6 +218,47 @@ export class RangeTree<T extends Range> {
       yield top.value;
       n = top.right;
     }
+  }
+
+  /**
+   * The descent of insert: to a leaf, remembering the path and the nearest ranges below and above
+   * (the predecessor and successor in iova order); then, when linked, back up, rebalancing until a
+   * subtree keeps its height (after an insertion at most one rotation is needed). No recursion, no
+   * allocation but the node (from the pool of removed ones when there is one). Returns whether the
+   * range overlaps a neighbour; with `always` false such a range is not linked.
+   */
+  private place(value: T, always: boolean): boolean {
+    const start = value.iova;
+    const end = start + value.size;
+    const path = this.path;
+    let depth = 0;
+    let n = this.root;
+    let below: Node<T> | null = null;
+    let above: Node<T> | null = null;
+    let left = false;
+    while (n !== null) {
+      path[depth++] = n;
+      left = start < n.iova;
+      if (left) {
+        above = n;
+        n = n.left;
+      } else {
+        below = n;
+        n = n.right;
+      }
+    }
+    const overlaps =
+      (below !== null && below.iova + below.value.size > start) || (above !== null && above.iova < end);
+    if (overlaps && !always) return true;
+    const node = this.newNode(value);
+    if (++this.count > this.peak) this.peak = this.count;
+    if (depth === 0) this.root = node;
+    else {
+      if (left) path[depth - 1].left = node;
+      else path[depth - 1].right = node;
+      this.retrace(depth, true);
+    }
+    return overlaps;
   }
 
   /** Points the parent of path[depth] (the node `from`) at `to` instead. */

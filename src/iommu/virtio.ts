@@ -34,6 +34,10 @@ interface Mapping extends Range {
  */
 class MappingTable {
   readonly tree = new RangeTree<Mapping>();
+  /** The table has held overlapping mappings (the driver's, after a MAP the device refused). */
+  private overlapped = false;
+  /** What the last find() returned, while the table has not changed since (unmap follows a lookup). */
+  private found: Mapping | undefined;
 
   constructor(private readonly allowOverlap: boolean) {}
 
@@ -44,12 +48,24 @@ class MappingTable {
    */
   find(iova: number): Mapping | undefined {
     const m = this.tree.firstOverlapping(iova, Number.POSITIVE_INFINITY);
+    this.found = m;
     return m !== undefined && m.iova <= iova ? m : undefined;
   }
 
+  /**
+   * firstOverlapping(start, end): the lowest-starting mapping that ends after `start`, if it starts
+   * before `end`. A find(start) since the last change already found it.
+   */
+  private first(start: number, end: number): Mapping | undefined {
+    const f = this.found;
+    if (f !== undefined && f.iova === start) return f;
+    return this.tree.firstOverlapping(start, end);
+  }
+
   insert(m: Mapping): boolean {
-    if (!this.allowOverlap && this.tree.findOverlap(m.iova, m.iova + m.size) !== undefined) return false;
-    this.tree.insert(m);
+    this.found = undefined;
+    if (!this.allowOverlap) return this.tree.insertIfFree(m);
+    if (this.tree.insert(m)) this.overlapped = true;
     return true;
   }
 
@@ -59,9 +75,13 @@ class MappingTable {
    */
   removeDriver(start: number, end: number): number {
     let bytes = 0;
-    for (let m = this.tree.firstOverlapping(start, end); m !== undefined && m.iova < end; ) {
+    const first = this.first(start, end);
+    this.found = undefined;
+    for (let m = first; m !== undefined && m.iova < end; ) {
       if (m.iova < start) break;
-      const next = this.tree.next(m);
+      // Without overlaps the next mapping starts at or after this one's end: none is left in range
+      // when that end is `end` (one search fewer per UNMAP).
+      const next = this.overlapped || m.iova + m.size < end ? this.tree.next(m) : undefined;
       bytes += m.size;
       this.tree.remove(m);
       m = next;
@@ -71,7 +91,9 @@ class MappingTable {
 
   /** The device's UNMAP: mappings inside [start, end) go; one straddling the range stops it (S_RANGE). */
   removeDevice(start: number, end: number): void {
-    for (let m = this.tree.firstOverlapping(start, end); m !== undefined && m.iova < end; ) {
+    const first = this.first(start, end);
+    this.found = undefined;
+    for (let m = first; m !== undefined && m.iova < end; ) {
       if (m.iova < start || m.iova + m.size > end) return;
       // The device's mappings never overlap: the next starts at or after this one's end, so none is
       // left in range when that end is `end` (one search fewer per UNMAP request).

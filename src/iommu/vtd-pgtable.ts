@@ -46,6 +46,7 @@ export class VtdPageTable {
    * not be allocated.
    */
   mapOne(iova: number, pa: number, pageLg2: number, prot: number): number {
+    this.foundIova = -1;
     const leafLevel = (pageLg2 - 12) / 9 + 1;
     let table = this.root;
     for (let level = this.levels; level > leafLevel; level--) {
@@ -74,6 +75,14 @@ export class VtdPageTable {
    * intel_iommu_unmap does), or 0 when nothing was mapped there.
    */
   unmapOne(iova: number): number {
+    if (iova === this.foundIova) {
+      // lookup(iova) just found this leaf and nothing was written since: clear it without a walk
+      // (the unmap after the lookup of vfio's unmap loop).
+      this.foundIova = -1;
+      this.writeEntry(this.foundSlot, 0);
+      return LEVEL_SIZE[this.foundLevel];
+    }
+    this.foundIova = -1;
     let table = this.root;
     for (let level = this.levels; level >= 1; level--) {
       const slot = table + this.index(iova, level) * 8;
@@ -105,6 +114,9 @@ export class VtdPageTable {
         const size = LEVEL_SIZE[level];
         this.outSize = size;
         this.outPa = vtdPteAddr(lo, hi) + (iova % size);
+        this.foundIova = iova;
+        this.foundSlot = slot;
+        this.foundLevel = level;
         return lo;
       }
       table = vtdPteAddr(lo, hi);
@@ -113,9 +125,14 @@ export class VtdPageTable {
   }
   outPa = 0;
   outSize = 0;
+  /** The leaf the last successful lookup found (its input address, slot and level), until a write. */
+  private foundIova = -1;
+  private foundSlot = 0;
+  private foundLevel = 0;
 
   /** Frees every table page (domain free). */
   free(): void {
+    this.foundIova = -1;
     this.freeTable(this.root, this.levels);
   }
 

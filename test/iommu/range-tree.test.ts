@@ -62,6 +62,34 @@ describe('RangeTree', () => {
     );
   });
 
+  it('insertIfFree refuses exactly the ranges that overlap one already there', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 1, max: 6 })), {
+          maxLength: 120,
+        }),
+        (ops) => {
+          const tree = new RangeTree<Range>();
+          const held: Range[] = [];
+          for (const [slot, pages] of ops) {
+            const r = { iova: slot * 0x1000, size: pages * 0x1000 };
+            const clash = held.some((h) => h.iova < r.iova + r.size && r.iova < h.iova + h.size);
+            expect(tree.insertIfFree(r)).toBe(!clash);
+            if (!clash) held.push(r);
+            checkAvl(tree);
+          }
+          expect(tree.size).toBe(held.length);
+          // insert() reports an overlap (and links the range anyway).
+          if (held.length > 0) {
+            const h = held[0];
+            expect(tree.insert({ iova: h.iova, size: 0x1000 })).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('64 Ki ranges inserted in order and removed stay logarithmic', () => {
     const tree = new RangeTree<Range>();
     const rs = Array.from({ length: 65536 }, (_, i) => ({ iova: i * 0x1000, size: 0x1000 }));
