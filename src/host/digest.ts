@@ -67,6 +67,13 @@ function lpaeLeaves(mem: Mem, table: number, level: number, entries: number, bas
   }
 }
 
+/** The leaves of a 4 KiB-granule table for `ias` input bits, from SL0 (stage 2) or the size (stage 1). */
+function tableLeaves(mem: Mem, table: number, ias: number, sl0: number | undefined, out: Hash): void {
+  const level = sl0 !== undefined ? [2, 1, 0, 3][sl0] : 4 - Math.ceil((ias - 12) / 9);
+  const entries = 2 ** Math.min(13, Math.max(0, ias - (12 + 9 * (3 - level))));
+  lpaeLeaves(mem, table, level, entries, 0, out);
+}
+
 /** Every present leaf of a VT-d second-level table (R|W set; PS marks a super page). */
 function vtdLeaves(mem: Mem, table: number, level: number, base: number, out: Hash): void {
   const span = 2 ** (12 + 9 * (level - 1));
@@ -135,10 +142,25 @@ function streamTable(host: Host): string | null {
     h.word(sid);
     for (let i = 0; i < 16; i++) h.word(mem.readU32(addr + i * 4));
     const config = (w0 >>> 1) & 7;
-    if (config === 5 || config === 7) {
+    if (config === 5) {
+      // Stage 1 only: the CD (a PA) and the leaves of its TTB0 table (4 KiB granule).
       const cd = (mem.readU32(addr + 4) & 0xffff) * TWO_32 + ((w0 & 0xffffffc0) >>> 0);
-      // A nested STE's CD pointer is an IPA: only a stage-1-only STE's is a PA for sure.
-      if (config === 5 && mem.contains(cd, 64)) for (let i = 0; i < 16; i++) h.word(mem.readU32(cd + i * 4));
+      if (mem.contains(cd, 64)) {
+        for (let i = 0; i < 16; i++) h.word(mem.readU32(cd + i * 4));
+        const c0 = mem.readU32(cd);
+        const ttb = (mem.readU32(cd + 12) & 0xffffff) * TWO_32 + ((mem.readU32(cd + 8) & 0xfffffff0) >>> 0);
+        const ias = 64 - (c0 & 0x3f);
+        if (((c0 >>> 6) & 3) === 0 && ias > 12 && mem.contains(ttb, 8))
+          tableLeaves(mem, ttb, ias, undefined, h);
+      }
+    } else if (config === 6 || config === 7) {
+      // Stage 2 (a nested STE's stage 1 is the guest's, in its own memory): the leaves of S2TTB.
+      const w5 = mem.readU32(addr + 20);
+      const ttb =
+        (mem.readU32(addr + 28) & 0xffffff) * TWO_32 + ((mem.readU32(addr + 24) & 0xfffffff0) >>> 0);
+      const ias = 64 - (w5 & 0x3f);
+      if (((w5 >>> 14) & 3) === 0 && ias > 12 && mem.contains(ttb, 8))
+        tableLeaves(mem, ttb, ias, (w5 >>> 6) & 3, h);
     }
   };
   if (!twoLevel) {
