@@ -154,8 +154,10 @@ export class IommufdVmm implements VirtualSmmuBackend {
     if (vsid !== -1 && vsid !== this.vsid && !(vsid <= this.vsid && this.vsid < vsid + 256)) return;
     const base = this.vsmmu.readReg32(REG.STRTAB_BASE) + this.vsmmu.readReg32(REG.STRTAB_BASE + 4) * 2 ** 32;
     const at = base - (base % 64) + this.vsid * 64;
+    // A stream table outside guest RAM reads as an invalid vSTE (the SMMU's fetch would abort).
+    const inRam = this.ram.contains(at, 64);
     const q = (i: number): bigint =>
-      (BigInt(this.ram.readU32(at + 8 * i + 4)) << 32n) | BigInt(this.ram.readU32(at + 8 * i));
+      inRam ? (BigInt(this.ram.readU32(at + 8 * i + 4)) << 32n) | BigInt(this.ram.readU32(at + 8 * i)) : 0n;
     const h = this.iommufd.hwptAllocNestedSmmuv3(this.devId, this.viommuId, q(0), q(1));
     if (h.ret < 0) {
       this.lastError = h.ret;

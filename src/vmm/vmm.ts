@@ -127,7 +127,9 @@ export class Vmm {
     const base = this.vsmmu.readReg32(REG.STRTAB_BASE) + this.vsmmu.readReg32(REG.STRTAB_BASE + 4) * 2 ** 32;
     const strtab = base - (base % 64);
     const w = new Uint32Array(16);
-    for (let i = 0; i < 16; i++) w[i] = this.ram.readU32(strtab + this.vsid * 64 + i * 4);
+    // A stream table outside guest RAM reads as an invalid vSTE (the SMMU's fetch would abort).
+    if (this.ram.contains(strtab + this.vsid * 64, 64))
+      for (let i = 0; i < 16; i++) w[i] = this.ram.readU32(strtab + this.vsid * 64 + i * 4);
     const ste = decodeSte(w);
     const config = !ste.V
       ? IOMMU_PASID_CONFIG_ABORT

@@ -9,6 +9,7 @@
 import type { GuestRam } from '../guest/ram.ts';
 import type { SmmuMmio } from '../guest/smmu-driver.ts';
 import {
+  CERROR_ABT,
   CMD_CFGI_CD,
   CMD_CFGI_CD_ALL,
   CMD_CFGI_STE,
@@ -22,6 +23,8 @@ import {
   CR0_CMDQEN,
   CR0_EVENTQEN,
   decodeCommand,
+  GERROR_CMDQ_ERR,
+  GERROR_EVENTQ_ABT_ERR,
   REG,
 } from '../smmu/index.ts';
 
@@ -72,24 +75,49 @@ export class VirtualSmmu implements SmmuMmio {
   }
 
   writeReg32(off: number, value: number): void {
+    // GERROR is the SMMU's: the guest acknowledges through GERRORN.
+    if (off === REG.GERROR) return;
     this.regs.set(off, value >>> 0);
     if (off === REG.CMDQ_PROD && this.reg(REG.CR0) & CR0_CMDQEN) this.consume();
+    // Acknowledging a command error lets consumption go on (IHI 0070 §7.1).
+    if (off === REG.GERRORN && this.reg(REG.CR0) & CR0_CMDQEN) this.consume();
   }
 
+  /** A queue's base and size; LOG2SIZE is capped at IDR1.CMDQS / EVENTQS, as on the hardware. */
   private queue(off: number): { addr: number; log2: number } {
     const b = this.base(off);
-    const log2 = b % 32;
-    return { addr: b - log2 - Math.floor(b / 2 ** 52) * 2 ** 52, log2 };
+    const max = (this.reg(REG.IDR1) >>> (off === REG.CMDQ_BASE ? 21 : 16)) & 0x1f;
+    const log2 = Math.min(b % 32, max);
+    const raw = b - (b % 32) - Math.floor(b / 2 ** 56) * 2 ** 56;
+    const bytes = Math.max((off === REG.CMDQ_BASE ? 16 : 32) * 2 ** log2, 32);
+    return { addr: Math.floor(raw / bytes) * bytes, log2 };
+  }
+
+  /** Raises a global error unless it is already active (GERROR bit toggled against GERRORN). */
+  private gerror(bit: number): void {
+    const g = this.reg(REG.GERROR);
+    if (((g ^ this.reg(REG.GERRORN)) & bit) === 0) this.regs.set(REG.GERROR, (g ^ bit) >>> 0);
+  }
+
+  private gerrorActive(bit: number): boolean {
+    return ((this.reg(REG.GERROR) ^ this.reg(REG.GERRORN)) & bit) !== 0;
   }
 
   /** Consumes the guest's commands from CONS to PROD. */
   private consume(): void {
+    if (this.gerrorActive(GERROR_CMDQ_ERR)) return;
     const { addr, log2 } = this.queue(REG.CMDQ_BASE);
     const wrap = (2 << log2) - 1;
     let cons = this.reg(REG.CMDQ_CONS) & wrap;
     const prod = this.reg(REG.CMDQ_PROD) & wrap;
     while (cons !== prod) {
       const slot = addr + (cons & ((1 << log2) - 1)) * 16;
+      if (!this.ram.contains(slot, 16)) {
+        // A command the SMMU cannot fetch: CERROR_ABT in CMDQ_CONS.ERR, GERROR.CMDQ_ERR, stop.
+        this.regs.set(REG.CMDQ_CONS, (cons | (CERROR_ABT << 24)) >>> 0);
+        this.gerror(GERROR_CMDQ_ERR);
+        return;
+      }
       const w = Uint32Array.of(
         this.ram.readU32(slot),
         this.ram.readU32(slot + 4),
@@ -150,6 +178,8 @@ export class VirtualSmmu implements SmmuMmio {
   /** Writes one event record into the guest's event queue (or counts it dropped when full or off). */
   deliverEvent(words: [bigint, bigint, bigint, bigint], vsid: number): boolean {
     if (!(this.reg(REG.CR0) & CR0_EVENTQEN)) return false;
+    // After an abort on the queue, nothing more is written until the guest acknowledges it.
+    if (this.gerrorActive(GERROR_EVENTQ_ABT_ERR)) return false;
     const { addr, log2 } = this.queue(REG.EVENTQ_BASE);
     const mask = (2 << log2) - 1;
     const prod = this.reg(REG.EVENTQ_PROD);
@@ -158,13 +188,23 @@ export class VirtualSmmu implements SmmuMmio {
       (prod & ((1 << log2) - 1)) === (cons & ((1 << log2) - 1)) &&
       (prod & (1 << log2)) !== (cons & (1 << log2));
     if (full) {
+      // The record is lost; the overflow condition is entered: OVFLG toggles unless an overflow is
+      // already waiting for the guest's acknowledgement (IHI 0070 §7.4). Toggling it on every drop
+      // would hide the overflow from the guest after two.
       this.dropped++;
-      this.regs.set(REG.EVENTQ_PROD, (prod ^ 0x8000_0000) >>> 0);
+      if ((prod & 0x8000_0000) === (cons & 0x8000_0000))
+        this.regs.set(REG.EVENTQ_PROD, (prod ^ 0x8000_0000) >>> 0);
       return false;
     }
     const w0 = (words[0] & 0xffff_ffffn) | (BigInt(vsid) << 32n);
     const q = [w0, words[1], words[2], words[3]];
     const slot = addr + (prod & ((1 << log2) - 1)) * 32;
+    if (!this.ram.contains(slot, 32)) {
+      // The queue is not in guest RAM: the write aborts, GERROR.EVENTQ_ABT_ERR (IHI 0070 §7.2).
+      this.dropped++;
+      this.gerror(GERROR_EVENTQ_ABT_ERR);
+      return false;
+    }
     q.forEach((w, i) => {
       this.ram.writeU32(slot + 8 * i, Number(w & 0xffff_ffffn));
       this.ram.writeU32(slot + 8 * i + 4, Number(w >> 32n));

@@ -5,7 +5,7 @@
  * here) and its shrunk counterexample; the summary counts runs, steps, time, runs/s, exceptions,
  * divergences and invariant breaks per kind. Exit 0 only when nothing failed.
  *
- *   npm run fuzz -- --runs 100000                 model-based, raw ioctl and SMMU, 100000 runs each
+ *   npm run fuzz -- --runs 100000                 every kind (model, raw, smmu, guest), 100000 runs each
  *   npm run fuzz -- --runs 1e6 --kind model,raw   the issue's long run
  *   npm run fuzz -- --kind smmu --runs 5000 --seed 42 --jobs 1
  *   npm run fuzz -- --kind model --seed 7 --replay 12:3:0 --runs 1   one failure, shrunk
@@ -218,7 +218,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       `${s.kind.padEnd(6)} ${String(s.runs).padStart(8)} runs ${String(s.steps).padStart(10)} steps  ${s.runsPerWorkerSecond} runs/s per worker  ` +
         `exceptions ${s.exceptions}  divergences ${s.divergences}  invariant breaks ${s.invariantBreaks}` +
-        (s.kind === 'smmu' ? '' : `  uncertain ${s.uncertain}`) +
+        (s.kind === 'model' ? `  uncertain ${s.uncertain}` : '') +
         '\n',
     );
   const total = summary.reduce((a, s) => a + s.runs, 0);
@@ -240,4 +240,6 @@ function merge(into: FuzzStats, from: FuzzStats): void {
     into.uncertainWhy[k] = (into.uncertainWhy[k] ?? 0) + v;
   for (const k of Object.keys(into.smmu) as (keyof FuzzStats['smmu'])[])
     if (typeof from.smmu[k] === 'number') (into.smmu[k] as number) += from.smmu[k] as number;
+  into.guest.delivered += from.guest.delivered;
+  into.guest.dropped += from.guest.dropped;
 }

@@ -6,17 +6,19 @@
  *    bytes) on every fd kind (container, group, device, sysfs, eventfd, tty; /dev/iommu and the VFIO
  *    cdev where the host has them; vfio-nest's binding extension on) in every state: each returns
  *    >= 0 or -errno, a failed one changes nothing, the invariants hold;
- *  - smmu: the SMMUv3 fed random STE/CD/page-table/command bytes (smmu-fuzz.ts).
+ *  - smmu: the SMMUv3 fed random STE/CD/page-table/command bytes (smmu-fuzz.ts);
+ *  - guest: a hostile guest programming the VMM's virtual SMMUv3 over type-6 nesting (guest-fuzz.ts).
  */
 
 import fc from 'fast-check';
 import { type FuzzConfig, KERNELS, type Kernel } from './facts.ts';
+import { type GuestStats, guestCaseArb, runGuestCase } from './guest-fuzz.ts';
 import { configArb, type Op, opArb, SETUPS } from './ops.ts';
 import { runSmmuCase, type SmmuStats, smmuCaseArb } from './smmu-fuzz.ts';
 import { World } from './world.ts';
 
-export type FuzzKind = 'model' | 'raw' | 'smmu';
-export const FUZZ_KINDS: readonly FuzzKind[] = ['model', 'raw', 'smmu'];
+export type FuzzKind = 'model' | 'raw' | 'smmu' | 'guest';
+export const FUZZ_KINDS: readonly FuzzKind[] = ['model', 'raw', 'smmu', 'guest'];
 
 export interface FuzzStats {
   runs: number;
@@ -28,6 +30,7 @@ export interface FuzzStats {
   succeeded: Record<string, number>;
   uncertainWhy: Record<string, number>;
   smmu: SmmuStats;
+  guest: GuestStats;
 }
 
 export function newStats(): FuzzStats {
@@ -40,6 +43,7 @@ export function newStats(): FuzzStats {
     succeeded: {},
     uncertainWhy: {},
     smmu: { tx: 0, faults: 0, recorded: 0, overflowed: 0, commandErrors: 0 },
+    guest: { delivered: 0, dropped: 0 },
   };
 }
 
@@ -111,6 +115,15 @@ export function smmuProperty(stats: FuzzStats) {
   });
 }
 
+/** A hostile guest on the VMM's virtual SMMUv3. */
+export function guestProperty(stats: FuzzStats) {
+  return fc.property(guestCaseArb, (c) => {
+    runGuestCase(c, stats.guest);
+    stats.runs++;
+    stats.steps += c.actions.length;
+  });
+}
+
 export function propertyFor(
   kind: FuzzKind,
   stats: FuzzStats,
@@ -121,7 +134,9 @@ export function propertyFor(
       ? modelProperty(stats, kernels)
       : kind === 'raw'
         ? rawProperty(stats, kernels)
-        : smmuProperty(stats);
+        : kind === 'smmu'
+          ? smmuProperty(stats)
+          : guestProperty(stats);
   return p as unknown as fc.IProperty<unknown[]>;
 }
 

@@ -5,6 +5,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
+import { GuestSmmuDriver } from '../../src/guest/smmu-driver.ts';
 import { Host } from '../../src/host/host.ts';
 import type { Process } from '../../src/host/process.ts';
 import {
@@ -13,8 +14,10 @@ import {
   type VfioContainerHandle,
   type VfioGroupHandle,
 } from '../../src/host/vfio-api.ts';
+import { REG } from '../../src/smmu/index.ts';
 import { EFAULT } from '../../src/uapi/errno.ts';
 import type { KernelVersion } from '../../src/uapi/profile.ts';
+import { Vmm } from '../../src/vmm/vmm.ts';
 import type { FuzzConfig } from './facts.ts';
 import { World } from './world.ts';
 
@@ -148,6 +151,53 @@ describe('regressions found by the fuzzers', () => {
     // 6.1 has both: with the parameter set, an empty container answers 1 for ext 8 (vfio-type1.md §3.2).
     const h61 = new Host({ kernel: '6.1', params: { 'vfio.enable_unsafe_noiommu_mode': '1' } });
     expect((openContainer(h61.spawn()) as VfioContainerHandle).checkExtension(8)).toBe(1);
+  });
+
+  describe("the VMM's virtual SMMUv3 under a hostile guest (guest-fuzz.ts)", () => {
+    const setup = () => {
+      const host = new Host({ kernel: '6.1', iommu: 'smmuv3', nestBind: true });
+      const vmm = new Vmm(host, { ramSize: 4 << 20, ipaBase: 0x4000_0000 });
+      const guest = new GuestSmmuDriver(vmm.vsmmu, vmm.ram, 0x4010_0000, 0x4040_0000);
+      guest.init();
+      return { vmm, v: vmm.vsmmu };
+    };
+    const record = (): [bigint, bigint, bigint, bigint] => [0x10n, 0n, 0n, 0n];
+
+    it('a full event queue keeps the overflow flagged however many records it drops (IHI 0070 §7.4)', () => {
+      const { v } = setup();
+      const base = v.readReg32(REG.EVENTQ_BASE);
+      v.writeReg32(REG.CR0, v.readReg32(REG.CR0) & ~4);
+      v.writeReg32(REG.EVENTQ_BASE, ((base & ~0x1f) | 1) >>> 0); // two entries
+      v.writeReg32(REG.EVENTQ_PROD, 0);
+      v.writeReg32(REG.EVENTQ_CONS, 0);
+      v.writeReg32(REG.CR0, v.readReg32(REG.CR0) | 4);
+      expect([v.deliverEvent(record(), 0x10), v.deliverEvent(record(), 0x10)]).toEqual([true, true]);
+      // The third and fourth are lost: OVFLG toggles once and stays set until the guest acknowledges.
+      expect([v.deliverEvent(record(), 0x10), v.deliverEvent(record(), 0x10)]).toEqual([false, false]);
+      expect(v.readReg32(REG.EVENTQ_PROD) >>> 31).not.toBe(v.readReg32(REG.EVENTQ_CONS) >>> 31);
+      expect(v.dropped).toBe(2);
+    });
+
+    it('queues and a stream table outside guest RAM abort instead of throwing', () => {
+      const { vmm, v } = setup();
+      v.writeReg32(REG.CR0, 0);
+      v.writeReg32(REG.EVENTQ_BASE, 0x1000 | 5); // IPA 0x1000: not guest RAM
+      v.writeReg32(REG.EVENTQ_BASE + 4, 0);
+      v.writeReg32(REG.CMDQ_BASE, 0x2000 | 5);
+      v.writeReg32(REG.CMDQ_BASE + 4, 0);
+      v.writeReg32(REG.STRTAB_BASE, 0);
+      v.writeReg32(REG.CR0, 0xd);
+      // An event: GERROR.EVENTQ_ABT_ERR.
+      expect(v.deliverEvent(record(), 0x10)).toBe(false);
+      expect((v.readReg32(REG.GERROR) ^ v.readReg32(REG.GERRORN)) & 4).toBe(4);
+      // A command: CMDQ_CONS.ERR = CERROR_ABT (2), GERROR.CMDQ_ERR.
+      v.writeReg32(REG.CMDQ_PROD, 1);
+      expect((v.readReg32(REG.CMDQ_CONS) >>> 24) & 0x7f).toBe(2);
+      expect((v.readReg32(REG.GERROR) ^ v.readReg32(REG.GERRORN)) & 1).toBe(1);
+      // A vSTE change with the stream table outside RAM: an invalid vSTE, the device aborted.
+      expect(() => vmm.steChanged(vmm.vsid)).not.toThrow();
+      expect(() => vmm.eduDma(0x1000, 4, 0)).not.toThrow();
+    });
   });
 });
 
