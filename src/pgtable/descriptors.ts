@@ -90,12 +90,21 @@ export function protToPte(stage: 1 | 2, prot: number): Pte {
  * place, plus OA[51:48] in bits [15:12] when the 64KB granule carries a 52-bit address (FEAT_LPA).
  */
 export function encodeAddress(addr: number, granuleLg2: number): Pte {
-  const lo = addr % 4294967296;
+  return encodeAddressInto(addr, granuleLg2, { lo: 0, hi: 0 });
+}
+
+/** encodeAddress into `out` (a caller's reused object: map paths write many descriptors). */
+export function encodeAddressInto(addr: number, granuleLg2: number, out: Pte): Pte {
   const top = Math.floor(addr / 4294967296);
+  const lo = addr - top * 4294967296;
   if (granuleLg2 === 16 && top > 0xffff) {
-    return { lo: (lo | ((top >>> 16) << 12)) >>> 0, hi: top & 0xffff };
+    out.lo = (lo | ((top >>> 16) << 12)) >>> 0;
+    out.hi = top & 0xffff;
+  } else {
+    out.lo = lo >>> 0;
+    out.hi = top & 0xffff;
   }
-  return { lo: lo >>> 0, hi: top & 0xffff };
+  return out;
 }
 
 /** Address in a table, page or block descriptor with its low `alignLg2` bits cleared. */
@@ -125,9 +134,16 @@ export function tablePte(tableAddr: number, granuleLg2: number): Pte {
 
 /** A leaf descriptor: attributes | address | page (level 3) or block type. */
 export function leafPte(attrs: Pte, addr: number, level: number, granuleLg2: number): Pte {
-  const a = encodeAddress(addr, granuleLg2);
+  return leafPteInto(attrs, addr, level, granuleLg2, { lo: 0, hi: 0 });
+}
+
+/** leafPte into `out` (a caller's reused object). */
+export function leafPteInto(attrs: Pte, addr: number, level: number, granuleLg2: number, out: Pte): Pte {
+  encodeAddressInto(addr, granuleLg2, out);
   const type = level === 3 ? PTE_TYPE_PAGE : PTE_TYPE_BLOCK;
-  return { lo: (attrs.lo | a.lo | type) >>> 0, hi: (attrs.hi | a.hi) >>> 0 };
+  out.lo = (attrs.lo | out.lo | type) >>> 0;
+  out.hi = (attrs.hi | out.hi) >>> 0;
+  return out;
 }
 
 export type DescriptorKind = 'invalid' | 'table' | 'block' | 'page' | 'reserved';

@@ -7,7 +7,7 @@
  */
 
 import type { Pte } from './descriptors.ts';
-import { leafPte, protToPte, tablePte } from './descriptors.ts';
+import { leafPte, leafPteInto, protToPte, tablePte } from './descriptors.ts';
 import {
   bitmapLg2s,
   ctz,
@@ -94,6 +94,10 @@ export class IoPgtable {
   private readonly split: boolean;
   private readonly stride: number;
   private readonly probe = new WalkResult();
+  /** protToPte by prot value (IOMMU_* flags < 64), made on first use: maps reuse a few prots. */
+  private readonly attrsByProt: (Pte | undefined)[] = [];
+  /** Scratch descriptor for the leaves a map writes. */
+  private readonly leaf: Pte = { lo: 0, hi: 0 };
   private probeRegime: WalkRegime | undefined;
   private mapped = 0;
 
@@ -170,12 +174,16 @@ export class IoPgtable {
    */
   mapPages(iova: number, pa: number, pgsize: number, pgcount: number, prot: number): number {
     this.mapped = 0;
-    const sizeLg2 = this.pageSizesLg2.find((k) => POW2[k] === pgsize);
-    if (sizeLg2 === undefined || pgcount < 1) return -EINVAL;
+    const sizeLg2 = this.sizeLg2Of(pgsize);
+    if (sizeLg2 < 0 || pgcount < 1) return -EINVAL;
     if (!(iova < POW2[this.ias]) || !(pa < POW2[this.oas])) return -ERANGE;
     // No access requested: nothing to do (and success).
     if ((prot & (IOMMU_READ | IOMMU_WRITE)) === 0) return 0;
-    const attrs = protToPte(this.stage, prot);
+    let attrs = prot < 64 ? this.attrsByProt[prot] : undefined;
+    if (attrs === undefined) {
+      attrs = protToPte(this.stage, prot);
+      if (prot < 64) this.attrsByProt[prot] = attrs;
+    }
     const ret = this.mapAt(iova, pa, sizeLg2, pgcount, attrs, this.startLevel, this.pgd);
     return ret < 0 ? ret : this.mapped;
   }
@@ -190,8 +198,8 @@ export class IoPgtable {
    * unmapped range. A table under a whole-size range is freed; a block larger than `pgsize` is split.
    */
   unmapPages(iova: number, pgsize: number, pgcount: number): number {
-    const sizeLg2 = this.pageSizesLg2.find((k) => POW2[k] === pgsize);
-    if (sizeLg2 === undefined || pgcount < 1) return 0;
+    const sizeLg2 = this.sizeLg2Of(pgsize);
+    if (sizeLg2 < 0 || pgcount < 1) return 0;
     if (!(iova < POW2[this.ias])) return 0;
     return this.unmapAt(iova, sizeLg2, pgcount, this.startLevel, this.pgd);
   }
@@ -286,6 +294,13 @@ export class IoPgtable {
     return Math.floor(size * INV_POW2[pgsizeLg2]);
   }
 
+  /** log2 of `pgsize` when it is one of the table's page sizes, else -1 (no closure per call). */
+  private sizeLg2Of(pgsize: number): number {
+    const sizes = this.pageSizesLg2;
+    for (let i = 0; i < sizes.length; i++) if (POW2[sizes[i]] === pgsize) return sizes[i];
+    return -1;
+  }
+
   private index(addr: number, level: number): number {
     const bits = level === this.startLevel ? this.pgdBitsLg2 : this.stride;
     return Math.floor(addr * INV_POW2[levelShift(this.granuleLg2, level)]) % POW2[bits];
@@ -375,7 +390,7 @@ export class IoPgtable {
       }
     }
     for (let i = 0; i < num; i++) {
-      const pte = leafPte(attrs, pa + i * size, level, this.granuleLg2);
+      const pte = leafPteInto(attrs, pa + i * size, level, this.granuleLg2, this.leaf);
       const p = table + (idx + i) * 8;
       this.mem.writeU32(p, pte.lo);
       this.mem.writeU32(p + 4, pte.hi);
