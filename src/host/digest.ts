@@ -19,6 +19,7 @@ import type { Process } from './process.ts';
 
 interface Mem {
   readU32(pa: number): number;
+  readBytes?(pa: number, dst: Uint8Array, off: number, len: number): void;
   contains(pa: number, len?: number): boolean;
 }
 
@@ -46,21 +47,57 @@ class Hash {
   }
 }
 
+/** One 4 KiB table read in one go, per level of the walk (the digest runs on every step of a fuzz run). */
+const TABLE_BUFS = Array.from({ length: 6 }, () => new Uint32Array(1024));
+
+function readTable(mem: Mem, table: number, level: number, entries: number): Uint32Array {
+  const words = TABLE_BUFS[level];
+  const bytes = new Uint8Array(words.buffer, 0, Math.min(entries, 512) * 8);
+  if (mem.readBytes !== undefined) mem.readBytes(table, bytes, 0, bytes.byteLength);
+  else for (let i = 0; i < bytes.byteLength / 4; i++) words[i] = mem.readU32(table + i * 4);
+  return words;
+}
+
 /** Every valid leaf of an LPAE table (VMSAv8-64, 4 KiB granule): its input address and descriptor words. */
 function lpaeLeaves(mem: Mem, table: number, level: number, entries: number, base: number, out: Hash): void {
   const span = 2 ** (12 + 9 * (3 - level));
-  for (let i = 0; i < entries; i++) {
-    const slot = table + i * 8;
-    const lo = mem.readU32(slot);
-    if ((lo & 1) === 0) continue;
-    const hi = mem.readU32(slot + 4);
+  // A start table of concatenated pages is read a page (512 entries) at a time.
+  for (let first = 0; first < entries; first += 512) {
+    const n = Math.min(512, entries - first);
+    if (!mem.contains(table + first * 8, n * 8)) return;
+    const w = readTable(mem, table + first * 8, level, n);
+    for (let j = 0; j < n; j++) {
+      const lo = w[2 * j];
+      if ((lo & 1) === 0) continue;
+      const hi = w[2 * j + 1];
+      const va = base + (first + j) * span;
+      if (level < 3 && (lo & 3) === 3) {
+        const next = (hi & 0xffff) * TWO_32 + ((lo & 0xfffff000) >>> 0);
+        if (mem.contains(next, 4096)) lpaeLeaves(mem, next, level + 1, 512, va, out);
+        continue;
+      }
+      if (level === 3 && (lo & 3) !== 3) continue;
+      out.num(va);
+      out.word(lo);
+      out.word(hi);
+    }
+  }
+}
+
+/** Every present leaf of a VT-d second-level table (R|W set; PS marks a super page). */
+function vtdLeaves(mem: Mem, table: number, level: number, base: number, out: Hash): void {
+  const span = 2 ** (12 + 9 * (level - 1));
+  const w = readTable(mem, table, level, 512);
+  for (let i = 0; i < 512; i++) {
+    const lo = w[2 * i];
+    if ((lo & 3) === 0) continue;
+    const hi = w[2 * i + 1];
     const va = base + i * span;
-    if (level < 3 && (lo & 3) === 3) {
-      const next = (hi & 0xffff) * TWO_32 + ((lo & 0xfffff000) >>> 0);
-      if (mem.contains(next, 4096)) lpaeLeaves(mem, next, level + 1, 512, va, out);
+    if (level > 1 && (lo & 0x80) === 0) {
+      const next = (hi & 0xfffff) * TWO_32 + ((lo & 0xfffff000) >>> 0);
+      if (mem.contains(next, 4096)) vtdLeaves(mem, next, level - 1, va, out);
       continue;
     }
-    if (level === 3 && (lo & 3) !== 3) continue;
     out.num(va);
     out.word(lo);
     out.word(hi);
@@ -72,26 +109,6 @@ function tableLeaves(mem: Mem, table: number, ias: number, sl0: number | undefin
   const level = sl0 !== undefined ? [2, 1, 0, 3][sl0] : 4 - Math.ceil((ias - 12) / 9);
   const entries = 2 ** Math.min(13, Math.max(0, ias - (12 + 9 * (3 - level))));
   lpaeLeaves(mem, table, level, entries, 0, out);
-}
-
-/** Every present leaf of a VT-d second-level table (R|W set; PS marks a super page). */
-function vtdLeaves(mem: Mem, table: number, level: number, base: number, out: Hash): void {
-  const span = 2 ** (12 + 9 * (level - 1));
-  for (let i = 0; i < 512; i++) {
-    const slot = table + i * 8;
-    const lo = mem.readU32(slot);
-    if ((lo & 3) === 0) continue;
-    const hi = mem.readU32(slot + 4);
-    const va = base + i * span;
-    if (level > 1 && (lo & 0x80) === 0) {
-      const next = (hi & 0xfffff) * TWO_32 + ((lo & 0xfffff000) >>> 0);
-      if (mem.contains(next, 4096)) vtdLeaves(mem, next, level - 1, va, out);
-      continue;
-    }
-    out.num(va);
-    out.word(lo);
-    out.word(hi);
-  }
 }
 
 /** The leaves of one domain's tables as its hardware reads them. */

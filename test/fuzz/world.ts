@@ -259,7 +259,11 @@ export class World {
     this.stats.steps++;
     const n = this.stats.steps;
     try {
+      const before = this.digest();
       const r = this.run(op);
+      // Invariants after every step: re-checked whenever the state changed (an unchanged digest
+      // means the state they were last checked on).
+      if (this.digest() !== before) this.isolation();
       if (typeof r === 'number' && r >= 0) this.succeeded.set(op.k, (this.succeeded.get(op.k) ?? 0) + 1);
       this.trace.push(`${n}: ${show(op)} -> ${r}`);
       if (this.trace.length > 16) this.trace.shift();
@@ -579,7 +583,7 @@ export class World {
     }
     if (pred && pred.ret === undefined) this.uncertain(pred);
     this.compare();
-    if (stateChanging && r >= 0) this.isolation();
+    void stateChanging;
     return r;
   }
 
@@ -601,15 +605,7 @@ export class World {
     }
     if (pred && pred.ret === undefined) this.uncertain(pred);
     this.compare();
-    const changing =
-      req === REQ.SET_IOMMU ||
-      req === REQ.IOMMU_MAP_DMA ||
-      req === REQ.IOMMU_UNMAP_DMA ||
-      req === REQ.GROUP_SET_CONTAINER ||
-      req === REQ.GROUP_UNSET_CONTAINER ||
-      pred === null ||
-      pred.ret === undefined;
-    if ((r >= 0 || pred?.changesOnFailure) && changing) this.isolation();
+    // The invariants are re-checked by step() whenever the state digest changed.
     return r;
   }
 
