@@ -10,7 +10,10 @@ import { type FuzzConfig, KERNELS, type Kernel } from './facts.ts';
 
 /** An fd: the i-th open fd of a kind (ascending), or a literal number. */
 export type FdSel =
-  | { sel: 'container' | 'group' | 'device' | 'sysfs' | 'eventfd' | 'other' | 'any'; i: number }
+  | {
+      sel: 'container' | 'group' | 'device' | 'sysfs' | 'eventfd' | 'iommufd' | 'cdev' | 'other' | 'any';
+      i: number;
+    }
   | { sel: 'num'; fd: number };
 
 /** A process address: a page (and offset) of a region, or an absolute value. */
@@ -160,11 +163,12 @@ export const vaArb: fc.Arbitrary<VaSel> = fc.oneof(
 
 export function fdArb(prefer: FdSel['sel']): fc.Arbitrary<FdSel> {
   return fc.oneof(
-    { weight: 12, arbitrary: fc.integer({ min: 0, max: 3 }).map((i) => ({ sel: prefer, i }) as FdSel) },
+    // i picks among the open fds of the kind (modulo their number): wide enough for 'any' to reach all.
+    { weight: 12, arbitrary: fc.integer({ min: 0, max: 15 }).map((i) => ({ sel: prefer, i }) as FdSel) },
     {
       weight: 2,
       arbitrary: fc.record({
-        sel: fc.constantFrom('container', 'group', 'device', 'sysfs', 'eventfd', 'other', 'any'),
+        sel: fc.constantFrom('container', 'group', 'device', 'sysfs', 'eventfd', 'iommufd', 'cdev', 'any'),
         i: fc.integer({ min: 0, max: 3 }),
       }) as fc.Arbitrary<FdSel>,
     },
@@ -253,6 +257,31 @@ export const MUTATE_BASES: readonly [string, number, number[]][] = (() => {
     ['irq-set', 0x3b6e, [...le(24, 4), ...le(0x24, 4), ...le(1, 4), ...le(0, 4), ...le(1, 4), ...le(5, 4)]],
     ['irq-set-none', 0x3b6e, [...le(20, 4), ...le(0x21, 4), ...le(0, 4), ...le(0, 4), ...le(1, 4)]],
     ['reset', 0x3b6f, []],
+    // iommufd (6.18 hosts built with it): /dev/iommu, and the VFIO cdev's bind/attach/detach.
+    ['ioas-alloc', 0x3b81, [...le(12, 4), ...le(0, 4), ...le(0, 4)]],
+    [
+      'ioas-map',
+      0x3b85,
+      [
+        ...le(40, 4),
+        ...le(7, 4),
+        ...le(1, 4),
+        ...le(0, 4),
+        ...le(0x1000_0000, 8),
+        ...le(0x4000, 8),
+        ...le(0x10_0000, 8),
+      ],
+    ],
+    ['ioas-unmap', 0x3b86, [...le(24, 4), ...le(1, 4), ...le(0x10_0000, 8), ...le(0x4000, 8)]],
+    [
+      'hwpt-alloc',
+      0x3b89,
+      [...le(48, 4), ...le(1, 4), ...le(1, 4), ...le(1, 4), ...new Array<number>(32).fill(0)],
+    ],
+    ['destroy', 0x3b80, [...le(8, 4), ...le(1, 4)]],
+    ['bind', 0x3b76, [...le(24, 4), ...le(0, 4), ...le(3, 4), ...le(0, 4), ...le(0, 8)]],
+    ['attach-pt', 0x3b77, [...le(16, 4), ...le(0, 4), ...le(1, 4), ...le(0, 4)]],
+    ['detach-pt', 0x3b78, [...le(12, 4), ...le(0, 4), ...le(0, 4)]],
   ];
 })();
 

@@ -13,7 +13,7 @@
 import fc from 'fast-check';
 import { type FuzzConfig, KERNELS, type Kernel } from './facts.ts';
 import { type GuestStats, guestCaseArb, runGuestCase } from './guest-fuzz.ts';
-import { configArb, type Op, opArb, SETUPS } from './ops.ts';
+import { configArb, type FdSel, MUTATE_BASES, type Op, opArb, SETUPS } from './ops.ts';
 import { runSmmuCase, type SmmuStats, smmuCaseArb } from './smmu-fuzz.ts';
 import { World } from './world.ts';
 
@@ -76,21 +76,45 @@ export function modelProperty(stats: FuzzStats, kernels: readonly Kernel[] = KER
   );
 }
 
+/** A real struct of MUTATE_BASES, unchanged. */
+const struct = (name: string, fd: FdSel): Op => ({
+  k: 'raw',
+  fd,
+  req: 0,
+  arg: { t: 'mutate', base: MUTATE_BASES.findIndex(([n]) => n === name), sets: [], flips: [] },
+});
+
 /** States worth hammering with raw ioctls: every fd kind open, the IOMMU set, memory mapped. */
-const RAW_SETUPS: Op[][] = SETUPS.map((s) => [
-  ...s,
-  { k: 'device', fd: { sel: 'group', i: 0 }, name: 'good' },
-  { k: 'open', what: 'eventfd' },
-  { k: 'open', what: 'sysfs' },
-  { k: 'open', what: 'iommufd' },
-  { k: 'open', what: 'cdev' },
-]);
+const RAW_SETUPS: Op[][] = [
+  ...SETUPS.map((s): Op[] => [
+    ...s,
+    { k: 'device', fd: { sel: 'group', i: 0 }, name: 'good' },
+    { k: 'open', what: 'eventfd' },
+    { k: 'open', what: 'sysfs' },
+    { k: 'open', what: 'iommufd' },
+    { k: 'open', what: 'cdev' },
+  ]),
+  // The device through iommufd (where the host has it): cdev bound, an IOAS with memory, attached.
+  [
+    { k: 'open', what: 'iommufd' },
+    { k: 'open', what: 'cdev' },
+    ...['bind', 'ioas-alloc', 'ioas-map', 'attach-pt', 'hwpt-alloc'].map((n) =>
+      struct(n, { sel: 'any', i: 0 }),
+    ),
+    { k: 'open', what: 'eventfd' },
+  ],
+];
 
 /** Raw ioctl fuzzing of every fd kind, in every state, with the model-independent checks. */
 export function rawProperty(stats: FuzzStats, kernels: readonly Kernel[] = KERNELS) {
+  // A third of the hosts are 6.18 with iommufd (when 6.18 is in the set): /dev/iommu and the cdev.
+  const iommufdHost = configArb(['6.18']).filter((c) => c.iommu !== 'intel');
+  const hosts = kernels.includes('6.18')
+    ? fc.oneof({ weight: 2, arbitrary: configArb(kernels) }, { weight: 1, arbitrary: iommufdHost })
+    : configArb(kernels);
   return fc.property(
-    configArb(kernels),
-    fc.record({ nestBind: fc.boolean(), iommufd: fc.boolean() }),
+    hosts,
+    fc.record({ nestBind: fc.boolean(), iommufd: fc.constantFrom(true, true, false) }),
     fc.constantFrom(...RAW_SETUPS),
     fc.array(opArb(24), { minLength: 1, maxLength: 60, size: 'large' }),
     (cfg: FuzzConfig, extra, setup: Op[], ops: Op[]) => {

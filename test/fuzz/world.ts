@@ -177,8 +177,12 @@ export class World {
                   ? 'eventfd'
                   : kind === 'tty'
                     ? 'tty'
-                    : 'other';
-      if (sel === 'any' || k === sel) out.push(fd);
+                    : kind === 'iommufd'
+                      ? 'iommufd'
+                      : kind === 'vfio-device-cdev'
+                        ? 'cdev'
+                        : 'other';
+      if (sel === 'any' || k === sel || (sel === 'other' && (k === 'iommufd' || k === 'cdev'))) out.push(fd);
     }
     return out;
   }
@@ -444,6 +448,7 @@ export class World {
       if (name === 'set-container' && bytes.byteLength >= 4)
         put32(bytes, 0, this.fd({ sel: 'container', i: 0 }));
       if (name === 'irq-set' && bytes.byteLength >= 24) put32(bytes, 20, this.fd({ sel: 'eventfd', i: 0 }));
+      if (name === 'bind' && bytes.byteLength >= 12) put32(bytes, 8, this.fd({ sel: 'iommufd', i: 0 }));
       for (const [at, v] of a.sets) if (at < bytes.byteLength) bytes[at] = v;
       for (const [at, bit] of a.flips) if (at < bytes.byteLength) bytes[at] ^= 1 << bit;
       // The struct goes to the fd of the kind its request is for (a random fd now and then).
@@ -452,7 +457,11 @@ export class World {
           ? this.fd({ sel: 'device', i: 0 })
           : request >= 0x3b67 && request <= 0x3b6a
             ? this.fd({ sel: 'group', i: 0 })
-            : this.fd({ sel: 'container', i: 0 });
+            : request >= 0x3b76 && request <= 0x3b78
+              ? this.fd({ sel: 'cdev', i: 0 })
+              : request >= 0x3b80
+                ? this.fd({ sel: 'iommufd', i: 0 })
+                : this.fd({ sel: 'container', i: 0 });
       return this.ioctl(fd === -3 ? fd : target, request, { bytes, via: 'bytes' });
     }
     const bytes = Uint8Array.from(a.bytes);
