@@ -66,6 +66,7 @@ const EVTQ_LOG2 = 7;
 const STE_BYTES = 64;
 /** Stage-1 faults a nesting domain keeps for its VMM before it counts them as lost. */
 const FAULT_QUEUE_DEPTH = 256;
+const NO_FIELDS: CommandFields = Object.freeze({});
 /** Event types a guest owns when stage 2 is not to blame (what iommufd forwards to a vEVENTQ too). */
 const GUEST_EVENTS = new Set([0x06, 0x08, 0x0a, 0x10, 0x11, 0x12, 0x13]);
 
@@ -146,6 +147,8 @@ export class ArmSmmuV3 implements IommuDriver {
   private readonly strtabL1: number;
   private readonly l2: Map<number, number> = new Map();
   private readonly cmdq: number;
+  /** The words of the command being written (encodeCommand's output, reused). */
+  private readonly cmdWords = new Uint32Array(4);
   private readonly evtq: number;
   /** The STE a device has when no domain of ours is attached (the kernel's default domain: abort). */
   private readonly attached = new Map<number, ArmSmmuDomain>();
@@ -221,17 +224,24 @@ export class ArmSmmuV3 implements IommuDriver {
 
   /** Submits commands and a CMD_SYNC, and waits for them (the model consumes them at once). */
   issue(cmds: [number, CommandFields][], sync = true): void {
+    for (const [op, fields] of cmds) this.push(op, fields);
+    this.finishBatch(sync);
+  }
+
+  /** Writes one command at PROD and publishes it (arm_smmu_cmdq_write_entries), encoded without garbage. */
+  private push(op: number, fields: CommandFields): void {
     const s = this.smmu;
     const wrap = (2 << CMDQ_LOG2) - 1;
-    let prod = s.readReg32(REG.CMDQ_PROD) & wrap;
-    const all: [number, CommandFields][] = sync ? [...cmds, [CMD_SYNC, {}]] : cmds;
-    for (const [op, fields] of all) {
-      const w = encodeCommand(op, fields);
-      const slot = this.cmdq + (prod & ((1 << CMDQ_LOG2) - 1)) * 16;
-      for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, w[i]);
-      prod = (prod + 1) & wrap;
-      s.writeReg32(REG.CMDQ_PROD, prod);
-    }
+    const prod = s.readReg32(REG.CMDQ_PROD) & wrap;
+    const w = encodeCommand(op, fields, this.cmdWords);
+    const slot = this.cmdq + (prod & ((1 << CMDQ_LOG2) - 1)) * 16;
+    for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, w[i]);
+    s.writeReg32(REG.CMDQ_PROD, (prod + 1) & wrap);
+  }
+
+  /** Ends a batch: a CMD_SYNC when asked, then the error handling of arm_smmu_cmdq_skip_err. */
+  private finishBatch(sync: boolean): void {
+    if (sync) this.push(CMD_SYNC, NO_FIELDS);
     this.skipCommandErrors();
   }
 
@@ -437,27 +447,33 @@ export class ArmSmmuV3 implements IommuDriver {
    */
   tlbInvRange(domain: ArmSmmuDomain, iova: number, size: number, granule: number, leaf: boolean): void {
     const [op, tags] = domain.leafCommand();
-    const cmds: [number, CommandFields][] = [];
+    // One fields object for the whole range: only the address, SCALE and NUM change per command.
+    const f: CommandFields = { ...tags, leaf: leaf ? 1 : 0 };
     const end = iova + size;
     if (this.features.ril) {
       const tgLg2 = 12; // the leaf page size: lowest bit of the domain's pgsize_bitmap
-      const tg = (tgLg2 - 10) / 2;
-      const ttl = leaf ? 4 - Math.floor((Math.log2(granule) - 3) / (tgLg2 - 3)) : 0;
+      f.tg = (tgLg2 - 10) / 2;
+      f.ttl = leaf ? 4 - Math.floor((Math.log2(granule) - 3) / (tgLg2 - 3)) : 0;
       let pages = size / 2 ** tgLg2;
       let addr = iova;
       while (addr < end) {
         let scale = 0;
         while (Math.floor(pages / 2 ** scale) % 2 === 0) scale++;
         const num = Math.floor(pages / 2 ** scale) % 32; // CMDQ_TLBI_RANGE_NUM_MAX + 1
-        cmds.push([op, { ...tags, leaf: leaf ? 1 : 0, addr, tg, ttl, scale, num: num - 1 }]);
+        f.addr = addr;
+        f.scale = scale;
+        f.num = num - 1;
+        this.push(op, f);
         addr += num * 2 ** (scale + tgLg2);
         pages -= num * 2 ** scale;
       }
     } else {
-      for (let addr = iova; addr < end; addr += granule)
-        cmds.push([op, { ...tags, leaf: leaf ? 1 : 0, addr }]);
+      for (let addr = iova; addr < end; addr += granule) {
+        f.addr = addr;
+        this.push(op, f);
+      }
     }
-    this.issue(cmds);
+    this.finishBatch(true);
   }
 
   // ---- struct iommu_ops -------------------------------------------------------------------

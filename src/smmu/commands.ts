@@ -172,8 +172,8 @@ export interface CommandFields {
 }
 
 /** Builds the four words of a command (Linux `arm_smmu_cmdq_build_cmd` layouts). */
-export function encodeCommand(opcode: number, f: CommandFields = {}): Uint32Array {
-  const w = new Uint32Array(4);
+/** The command's four words, into `w` when given (a driver's reused buffer: no garbage per command). */
+export function encodeCommand(opcode: number, f: CommandFields = {}, w = new Uint32Array(4)): Uint32Array {
   let w0 = opcode & 0xff;
   w0 |= (f.ssec ?? 0) << 10;
   let w1 = 0;
