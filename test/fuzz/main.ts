@@ -211,7 +211,9 @@ async function main(): Promise<void> {
       failures: t.failures,
       ...(k === 'smmu'
         ? { smmu: t.stats.smmu }
-        : { succeeded: t.stats.succeeded, uncertainWhy: t.stats.uncertainWhy }),
+        : k === 'guest'
+          ? { guest: t.stats.guest }
+          : { succeeded: t.stats.succeeded, uncertainWhy: t.stats.uncertainWhy }),
     };
   });
   for (const s of summary)
