@@ -149,6 +149,18 @@ export class ArmSmmuV3 implements IommuDriver {
   private readonly cmdq: number;
   /** The words of the command being written (encodeCommand's output, reused). */
   private readonly cmdWords = new Uint32Array(4);
+  /** The fields of the TLBI being issued (tlbInvRange), every one present so the shape never changes. */
+  private readonly tlbiFields = {
+    ssec: 0,
+    asid: 0,
+    vmid: 0,
+    leaf: 0,
+    tg: 0,
+    ttl: 0,
+    scale: 0,
+    num: 0,
+    addr: 0,
+  };
   private readonly evtq: number;
   /** The STE a device has when no domain of ours is attached (the kernel's default domain: abort). */
   private readonly attached = new Map<number, ArmSmmuDomain>();
@@ -447,8 +459,16 @@ export class ArmSmmuV3 implements IommuDriver {
    */
   tlbInvRange(domain: ArmSmmuDomain, iova: number, size: number, granule: number, leaf: boolean): void {
     const [op, tags] = domain.leafCommand();
-    // One fields object for the whole range: only the address, SCALE and NUM change per command.
-    const f: CommandFields = { ...tags, leaf: leaf ? 1 : 0 };
+    // One object of one fixed shape for every TLBI: a spread plus added fields gave each call a new
+    // shape, and encodeCommand's lookups on it were a third of UNMAP_ALL's time (3.5x, bench map).
+    const f = this.tlbiFields;
+    f.asid = tags.asid ?? 0;
+    f.vmid = tags.vmid ?? 0;
+    f.leaf = leaf ? 1 : 0;
+    f.tg = 0;
+    f.ttl = 0;
+    f.scale = 0;
+    f.num = 0;
     const end = iova + size;
     if (this.features.ril) {
       const tgLg2 = 12; // the leaf page size: lowest bit of the domain's pgsize_bitmap
