@@ -30,7 +30,7 @@ import {
   REG,
 } from '../smmu/index.ts';
 import { IOMMU_HWPT_ALLOC_NEST_PARENT } from '../uapi/iommufd.ts';
-import { regionOffset } from '../uapi/vfio-device.ts';
+import { EduDma } from './edu-dma.ts';
 import { IommufdHandle, readVeventq, VfioCdevHandle } from './iommufd-api.ts';
 import { VmmError } from './vmm.ts';
 import { VirtualSmmu, type VirtualSmmuBackend } from './vsmmu.ts';
@@ -63,6 +63,7 @@ export class IommufdVmm implements VirtualSmmuBackend {
   readonly proc: Process;
   readonly iommufd: IommufdHandle;
   readonly cdev: VfioCdevHandle;
+  private readonly edu: EduDma;
   readonly devId: number;
   readonly ioasId: number;
   /** The nest-parent (stage-2) HWPT. */
@@ -105,11 +106,8 @@ export class IommufdVmm implements VirtualSmmuBackend {
     const bind = cdev.bind(ifd);
     check('VFIO_DEVICE_BIND_IOMMUFD', bind.ret);
     this.devId = bind.devId;
-    // Bus mastering on, through the virtualised config space.
-    const cmd = new Uint8Array(2);
-    this.proc.pread(cdev.fd, cmd, regionOffset(7) + 4);
-    cmd[0] |= 0x6;
-    this.proc.pwrite(cdev.fd, cmd, regionOffset(7) + 4);
+    this.edu = new EduDma(this.proc, cdev.fd);
+    this.edu.enableBusMaster();
 
     const ioas = ifd.ioasAlloc();
     this.ioasId = check('IOMMU_IOAS_ALLOC', ioas.ret) === 0 ? ioas.id : 0;
@@ -214,25 +212,14 @@ export class IommufdVmm implements VirtualSmmuBackend {
     }
   }
 
-  // ---- the device, as the guest's driver programs it through BAR0 ----
+  // ---- the device, as the guest's driver programs it ----
 
-  private bar(off: number, value: number): void {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, value >>> 0, true);
-    this.proc.pwrite(this.cdev.fd, b, regionOffset(0) + off);
-  }
-
-  /** One edu DMA at guest I/O virtual address `iova` (dir 0: RAM -> edu, 1: edu -> RAM), then the events. */
+  /**
+   * One edu DMA at guest I/O virtual address `iova`: dir 0 reads RAM into the edu's buffer at
+   * `eduOff`, dir 1 writes the buffer out. Then the faults meant for the guest go to it.
+   */
   eduDma(iova: number, len: number, dir: 0 | 1, eduOff = 0): void {
-    if (dir === 0) {
-      this.bar(0x80, iova);
-      this.bar(0x88, 0x40000 + eduOff);
-    } else {
-      this.bar(0x80, 0x40000 + eduOff);
-      this.bar(0x88, iova);
-    }
-    this.bar(0x90, len);
-    this.bar(0x98, 1 | (dir ? 2 : 0));
+    this.edu.start(iova, len, dir, eduOff);
     this.forwardEvents();
   }
 

@@ -19,7 +19,6 @@ import { RLIM_INFINITY } from '../mm/task.ts';
 import { decodeSte, REG } from '../smmu/index.ts';
 import { errnoName } from '../uapi/errno.ts';
 import { VFIO_TYPE1_NESTING_IOMMU } from '../uapi/vfio.ts';
-import { regionOffset } from '../uapi/vfio-device.ts';
 import {
   CACHE_INV_VERSION_1,
   decodeFaultRecords,
@@ -44,6 +43,7 @@ import {
   VFIO_IOMMU_SET_PASID_TABLE,
   VFIO_PASID_TABLE_FLAG_SET,
 } from '../uapi/vfio-nest-ext.ts';
+import { EduDma } from './edu-dma.ts';
 import { VirtualSmmu } from './vsmmu.ts';
 
 export interface VmmOptions {
@@ -74,6 +74,7 @@ export class Vmm {
   readonly container: VfioContainerHandle;
   readonly group: VfioGroupHandle;
   readonly deviceFd: number;
+  private readonly edu: EduDma;
   readonly ram: GuestRam;
   readonly vsmmu: VirtualSmmu;
   readonly vsid: number;
@@ -110,11 +111,8 @@ export class Vmm {
     check('VFIO_IOMMU_MAP_DMA guest RAM', c.mapDma({ vaddr: va, iova: ipaBase, size: ramSize }));
     this.ram = new GuestRam(this.proc, ipaBase, va, ramSize);
     this.deviceFd = check('VFIO_GROUP_GET_DEVICE_FD', g.getDeviceFd(host.devices[0].name));
-    // Bus mastering on, through the virtualised config space.
-    const cmd = new Uint8Array(2);
-    this.proc.pread(this.deviceFd, cmd, regionOffset(7) + 4);
-    cmd[0] |= 0x6;
-    this.proc.pwrite(this.deviceFd, cmd, regionOffset(7) + 4);
+    this.edu = new EduDma(this.proc, this.deviceFd);
+    this.edu.enableBusMaster();
     const id = host.smmu?.id ?? { idr0: 0, idr1: 0, idr3: 0, idr5: 0 };
     this.vsmmu = new VirtualSmmu(this.ram, this, id);
   }
@@ -220,33 +218,14 @@ export class Vmm {
     }
   }
 
-  // ---- the device, as the guest's driver programs it through BAR0 ----
-
-  private bar(off: number, value?: number): number {
-    const b = new Uint8Array(4);
-    if (value === undefined) {
-      this.proc.pread(this.deviceFd, b, regionOffset(0) + off);
-      return new DataView(b.buffer).getUint32(0, true);
-    }
-    new DataView(b.buffer).setUint32(0, value >>> 0, true);
-    this.proc.pwrite(this.deviceFd, b, regionOffset(0) + off);
-    return 0;
-  }
+  // ---- the device, as the guest's driver programs it ----
 
   /**
    * One edu DMA at guest I/O virtual address `iova`: dir 0 reads RAM into the edu's buffer at
-   * `eduOff`, dir 1 writes the buffer out. Then the host's stage-1 faults go to the guest.
+   * `eduOff`, dir 1 writes the buffer out. Then the faults meant for the guest go to it.
    */
   eduDma(iova: number, len: number, dir: 0 | 1, eduOff = 0): void {
-    if (dir === 0) {
-      this.bar(0x80, iova);
-      this.bar(0x88, 0x40000 + eduOff);
-    } else {
-      this.bar(0x80, 0x40000 + eduOff);
-      this.bar(0x88, iova);
-    }
-    this.bar(0x90, len);
-    this.bar(0x98, 1 | (dir ? 2 : 0));
+    this.edu.start(iova, len, dir, eduOff);
     this.forwardFaults();
   }
 

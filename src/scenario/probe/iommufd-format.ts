@@ -4,6 +4,7 @@
  * its summary (o_evt, the per-type groups), field for field.
  */
 
+import { EVENT_NAMES } from '../../smmu/index.ts';
 import type { ProbeRecord } from './runner.ts';
 
 const hex16 = (v: bigint): string => `0x${BigInt.asUintN(64, v).toString(16).padStart(16, '0')}`;
@@ -61,29 +62,9 @@ export function buildCmd(name: string, argu: (k: string, def: bigint) => bigint)
   }
 }
 
-const EVT_NAMES: Record<number, string> = {
-  1: 'F_UUT',
-  2: 'C_BAD_STREAMID',
-  3: 'F_STE_FETCH',
-  4: 'C_BAD_STE',
-  5: 'F_BAD_ATS_TREQ',
-  6: 'F_STREAM_DISABLED',
-  7: 'F_TRANSL_FORBIDDEN',
-  8: 'C_BAD_SUBSTREAMID',
-  9: 'F_CD_FETCH',
-  10: 'C_BAD_CD',
-  11: 'F_WALK_EABT',
-  16: 'F_TRANSLATION',
-  17: 'F_ADDR_SIZE',
-  18: 'F_ACCESS',
-  19: 'F_PERMISSION',
-  32: 'F_TLB_CONFLICT',
-  33: 'F_CFG_CONFLICT',
-  36: 'E_PAGE_REQUEST',
-};
 const CLASSES = ['CD', 'TT', 'IN', '3'];
 
-const evtName = (t: number): string => EVT_NAMES[t] ?? '?';
+const evtName = (t: number): string => EVENT_NAMES[t] ?? '?';
 
 /** o_evt: the raw words and the decoded fields of one record, in the probe's order. */
 function evtFields(e: bigint[], rec: ProbeRecord): void {

@@ -597,31 +597,7 @@ export class ProbeProcess {
     }
     if (this.dfd >= 0) this.proc.close(this.dfd);
     this.dfd = fd;
-    const di = new Uint8Array(DEVICE_INFO_SIZE);
-    const dv = new DataView(di.buffer);
-    dv.setUint32(0, DEVICE_INFO_SIZE, true);
-    if (this.proc.ioctl(this.dfd, VFIO_DEVICE_GET_INFO, di) === 0) {
-      this.rec.dev_flags = dv.getUint32(4, true);
-      this.rec.num_regions = dv.getUint32(8, true);
-      this.rec.num_irqs = dv.getUint32(12, true);
-    }
-    const bar0 = this.regionInfo(VFIO_PCI_BAR0_REGION_INDEX);
-    if (bar0) {
-      this.bar0Off = bar0.offset;
-      this.rec.bar0 = { size: hex(bar0.size), flags: bar0.flags };
-    }
-    const cfg = this.regionInfo(VFIO_PCI_CONFIG_REGION_INDEX);
-    if (cfg) this.cfgOff = cfg.offset;
-    if (this.argu('master', 1n) !== 0n) {
-      const cmd = new Uint8Array(2);
-      if (this.proc.pread(this.dfd, cmd, this.cfgOff + 4) === 2) {
-        cmd[0] |= 0x6;
-        const w = this.proc.pwrite(this.dfd, cmd, this.cfgOff + 4);
-        this.proc.pread(this.dfd, cmd, this.cfgOff + 4);
-        this.rec.pci_command = `0x${(cmd[0] | (cmd[1] << 8)).toString(16)}`;
-        this.rec.cmd_write = w < 0 ? -1 : w;
-      }
-    }
+    this.devRegions();
     this.end();
   }
 
