@@ -10,11 +10,12 @@ import { Host, type HostOptions } from '../host/host.ts';
 import { EIO } from '../uapi/errno.ts';
 import type { ClientChannel } from './client-memory.ts';
 import { decodeFrame, encodeReply, type Frame } from './protocol.ts';
+import { STATE_ANSWERED, STATE_WAITING } from './server.ts';
 import { Session } from './session.ts';
 
 export interface WorkerData {
   host: HostOptions;
-  /** Int32Array over it: [0] state (0 waiting, 1 answer ready, 2 client gone), [1] answer length. */
+  /** Int32Array over it: [0] state (server.ts STATE_*), [1] answer length. */
   ctrl: SharedArrayBuffer;
   /** The answer frame. */
   answer: SharedArrayBuffer;
@@ -34,10 +35,6 @@ export type FromWorker =
   | { t: 'error'; message: string }
   | { t: 'send'; conn: number; frame: Uint8Array; callback: boolean }
   | { t: 'log'; line: string };
-
-export const STATE_WAITING = 0;
-export const STATE_ANSWERED = 1;
-export const STATE_GONE = 2;
 
 const port = parentPort!;
 const data = workerData as WorkerData;

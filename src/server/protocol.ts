@@ -14,6 +14,8 @@
  *    32  ...  data
  */
 
+import { defineStruct, type StructValues } from '../uapi/iommufd.ts';
+
 export const HEADER_SIZE = 32;
 /** Largest frame either side sends: bigger transfers are split. */
 export const MAX_FRAME = 4 * 2 ** 20 + HEADER_SIZE;
@@ -168,128 +170,55 @@ export class FrameReader {
   }
 }
 
-/** The process state block: what STATUS and every credential request answer with. */
-export interface StatusBlock {
-  uid: number;
-  euid: number;
-  gid: number;
-  egid: number;
-  capEff: bigint;
-  memlockCur: bigint;
-  memlockMax: bigint;
-  vmLckKb: bigint;
-  vmPinKb: bigint;
-}
+// The blocks' layouts as uapi's struct codecs, one table each (offsets: docs/serve-protocol.md "Blocks").
 
 export const STATUS_BLOCK_SIZE = 56;
-
-export function encodeStatus(s: StatusBlock): Uint8Array {
-  const out = new Uint8Array(STATUS_BLOCK_SIZE);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, s.uid >>> 0, true);
-  v.setUint32(4, s.euid >>> 0, true);
-  v.setUint32(8, s.gid >>> 0, true);
-  v.setUint32(12, s.egid >>> 0, true);
-  v.setBigUint64(16, s.capEff, true);
-  v.setBigUint64(24, s.memlockCur, true);
-  v.setBigUint64(32, s.memlockMax, true);
-  v.setBigUint64(40, s.vmLckKb, true);
-  v.setBigUint64(48, s.vmPinKb, true);
-  return out;
-}
-
-export function decodeStatus(b: Uint8Array): StatusBlock {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return {
-    uid: v.getUint32(0, true),
-    euid: v.getUint32(4, true),
-    gid: v.getUint32(8, true),
-    egid: v.getUint32(12, true),
-    capEff: v.getBigUint64(16, true),
-    memlockCur: v.getBigUint64(24, true),
-    memlockMax: v.getBigUint64(32, true),
-    vmLckKb: v.getBigUint64(40, true),
-    vmPinKb: v.getBigUint64(48, true),
-  };
-}
-
-/** HELLO's data: who the client is when it connects. */
-export interface Hello {
-  pid: number;
-  uid: number;
-  euid: number;
-  gid: number;
-  egid: number;
-  capEff: bigint;
-  memlockCur: bigint;
-  memlockMax: bigint;
-  /** HELLO_MEMLOCK_HOST */
-  flags: number;
-}
+/** The process state block: what STATUS and every credential request answer with. */
+export const statusBlock = defineStruct(STATUS_BLOCK_SIZE, STATUS_BLOCK_SIZE, {
+  uid: [0, 'u32'],
+  euid: [4, 'u32'],
+  gid: [8, 'u32'],
+  egid: [12, 'u32'],
+  capEff: [16, 'u64'],
+  memlockCur: [24, 'u64'],
+  memlockMax: [32, 'u64'],
+  vmLckKb: [40, 'u64'],
+  vmPinKb: [48, 'u64'],
+});
+export type StatusBlock = StructValues<typeof statusBlock.fields>;
 
 export const HELLO_SIZE = 48;
+/** HELLO's data: who the client is when it connects; `flags`: HELLO_MEMLOCK_HOST. */
+export const helloBlock = defineStruct(HELLO_SIZE, HELLO_SIZE, {
+  pid: [0, 'u32'],
+  uid: [4, 'u32'],
+  euid: [8, 'u32'],
+  gid: [12, 'u32'],
+  egid: [16, 'u32'],
+  flags: [20, 'u32'],
+  capEff: [24, 'u64'],
+  memlockCur: [32, 'u64'],
+  memlockMax: [40, 'u64'],
+});
+export type Hello = StructValues<typeof helloBlock.fields>;
 
-export function encodeHello(h: Hello): Uint8Array {
-  const out = new Uint8Array(HELLO_SIZE);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, h.pid >>> 0, true);
-  v.setUint32(4, h.uid >>> 0, true);
-  v.setUint32(8, h.euid >>> 0, true);
-  v.setUint32(12, h.gid >>> 0, true);
-  v.setUint32(16, h.egid >>> 0, true);
-  v.setUint32(20, h.flags >>> 0, true);
-  v.setBigUint64(24, h.capEff, true);
-  v.setBigUint64(32, h.memlockCur, true);
-  v.setBigUint64(40, h.memlockMax, true);
-  return out;
-}
-
+/** A HELLO block, undefined when the client sent too few bytes. */
 export function decodeHello(b: Uint8Array): Hello | undefined {
-  if (b.byteLength < HELLO_SIZE) return undefined;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return {
-    pid: v.getUint32(0, true),
-    uid: v.getUint32(4, true),
-    euid: v.getUint32(8, true),
-    gid: v.getUint32(12, true),
-    egid: v.getUint32(16, true),
-    flags: v.getUint32(20, true),
-    capEff: v.getBigUint64(24, true),
-    memlockCur: v.getBigUint64(32, true),
-    memlockMax: v.getBigUint64(40, true),
-  };
+  return b.byteLength < HELLO_SIZE ? undefined : helloBlock.decode(b);
 }
 
-/** CB_VMA's reply data: the client's mapping around an address. */
 export const VMA_REPLY_SIZE = 32;
+/** CB_VMA's reply data: the client's mapping around an address. */
+export const vmaReply = defineStruct(VMA_REPLY_SIZE, VMA_REPLY_SIZE, {
+  start: [0, 'u64'],
+  end: [8, 'u64'],
+  prot: [16, 'u32'],
+  pageLg2: [20, 'u32'],
+  flags: [24, 'u32'],
+});
+export type VmaReply = StructValues<typeof vmaReply.fields>;
 
-export interface VmaReply {
-  start: bigint;
-  end: bigint;
-  prot: number;
-  pageLg2: number;
-  flags: number;
-}
-
-export function encodeVmaReply(r: VmaReply): Uint8Array {
-  const out = new Uint8Array(VMA_REPLY_SIZE);
-  const v = new DataView(out.buffer);
-  v.setBigUint64(0, r.start, true);
-  v.setBigUint64(8, r.end, true);
-  v.setUint32(16, r.prot, true);
-  v.setUint32(20, r.pageLg2, true);
-  v.setUint32(24, r.flags, true);
-  return out;
-}
-
+/** A CB_VMA reply, undefined when the client sent too few bytes. */
 export function decodeVmaReply(b: Uint8Array): VmaReply | undefined {
-  if (b.byteLength < VMA_REPLY_SIZE) return undefined;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return {
-    start: v.getBigUint64(0, true),
-    end: v.getBigUint64(8, true),
-    prot: v.getUint32(16, true),
-    pageLg2: v.getUint32(20, true),
-    flags: v.getUint32(24, true),
-  };
+  return b.byteLength < VMA_REPLY_SIZE ? undefined : vmaReply.decode(b);
 }

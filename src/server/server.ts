@@ -12,8 +12,10 @@ import type { HostOptions } from '../host/host.ts';
 import type { FromWorker, ToWorker, WorkerData } from './model-worker.ts';
 import { CB_REPLY, decodeFrame, FrameReader, MAX_FRAME } from './protocol.ts';
 
-const STATE_ANSWERED = 1;
-const STATE_GONE = 2;
+/** The model thread's wait word (ctrl[0]): waiting for an answer, answer ready, client gone. */
+export const STATE_WAITING = 0;
+export const STATE_ANSWERED = 1;
+export const STATE_GONE = 2;
 
 export interface ServeOptions {
   /** Path of the Unix socket. */

@@ -10,6 +10,7 @@ import type { Process } from '../host/process.ts';
 import { EventFd } from '../mm/eventfd.ts';
 import { CAP_FULL_SET } from '../mm/task.ts';
 import { EBADF, EINVAL, EMFILE, EPERM, errnoName } from '../uapi/errno.ts';
+import { ioctlName } from '../uapi/names.ts';
 import * as vfio from '../uapi/vfio.ts';
 import { IRQ_SET_SIZE, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD } from '../uapi/vfio-device.ts';
 import { type ClientChannel, ClientMemory } from './client-memory.ts';
@@ -21,7 +22,6 @@ import {
   decodeHello,
   encodeFrame,
   encodeReply,
-  encodeStatus,
   FD_EVENTFD,
   FD_OPEN,
   type Frame,
@@ -48,6 +48,7 @@ import {
   REQ_WRITE,
   REQUEST_NAMES,
   RLIMIT_MEMLOCK,
+  statusBlock,
 } from './protocol.ts';
 
 /** EPROTO: a frame the protocol does not allow (the server's own errno; not in the model's table). */
@@ -59,21 +60,6 @@ const MAX_IO = 2 ** 20;
 const I64_MAX = 2n ** 63n - 1n;
 /** An fd number no model process has open (INT_MAX). */
 const CLOSED_FD = 0x7fff_ffff;
-
-/** ioctl names for the trace, by fd kind then number. */
-const IOCTL_NAMES = (() => {
-  const out = new Map<string, string>();
-  for (const [name, value] of Object.entries(vfio)) {
-    if (typeof value !== 'number' || !name.startsWith('VFIO_') || value >>> 8 !== vfio.VFIO_TYPE) continue;
-    const kind = name.startsWith('VFIO_DEVICE_')
-      ? 'vfio-device'
-      : name.startsWith('VFIO_GROUP_')
-        ? 'vfio-group'
-        : 'vfio-container';
-    out.set(`${kind}:${value}`, name);
-  }
-  return out;
-})();
 
 /**
  * An eventfd of the client, given to VFIO_DEVICE_SET_IRQS: the model's device signals it like any
@@ -276,7 +262,7 @@ export class Session {
 
   private status(p: Process): Uint8Array {
     const st = p.status();
-    return encodeStatus({
+    return statusBlock.encode({
       uid: p.task.uid,
       euid: p.task.euid,
       gid: p.task.gid,
@@ -428,7 +414,7 @@ export class Session {
       case REQ_IOCTL: {
         const mfd = this.fds.get(f.fd);
         const kind = mfd === undefined ? undefined : this.proc?.fdget(mfd)?.kind;
-        what = `${f.fd}, ${IOCTL_NAMES.get(`${kind}:${f.num}`) ?? hex(BigInt(f.num))}`;
+        what = `${f.fd}, ${ioctlName(f.num, kind)}`;
         break;
       }
       case REQ_PREAD:

@@ -136,7 +136,11 @@ export interface StructCodec<F extends FieldLayout> {
   decode(b: Uint8Array): StructValues<F>;
 }
 
-function defineStruct<const F extends FieldLayout>(size: number, min: number, fields: F): StructCodec<F> {
+export function defineStruct<const F extends FieldLayout>(
+  size: number,
+  min: number,
+  fields: F,
+): StructCodec<F> {
   return {
     size,
     min,

@@ -16,16 +16,16 @@ import {
   CB_WRITE,
   decodeFrame,
   encodeFrame,
-  encodeHello,
-  encodeVmaReply,
   FD_EVENTFD,
   FD_OPEN,
   type Frame,
   HELLO_MEMLOCK_HOST,
   type Hello,
+  helloBlock,
   PROTOCOL_VERSION,
   REQ_HELLO,
   VMA_ANONYMOUS,
+  vmaReply,
 } from '../../src/server/protocol.ts';
 import type { Session } from '../../src/server/session.ts';
 
@@ -115,7 +115,7 @@ export class FakeClient implements ClientChannel {
         const m = this.mappingAt(addr);
         if (m === undefined) return reply({ num: 2 });
         return reply({
-          data: encodeVmaReply({
+          data: vmaReply.encode({
             start: BigInt(m.start),
             end: BigInt(m.end),
             prot: m.prot,
@@ -189,5 +189,5 @@ export function helloRoot(s: Session, over: Partial<Hello> = {}): number {
     flags: HELLO_MEMLOCK_HOST,
     ...over,
   };
-  return request(s, { type: REQ_HELLO, num: PROTOCOL_VERSION, data: encodeHello(h) }).ret;
+  return request(s, { type: REQ_HELLO, num: PROTOCOL_VERSION, data: helloBlock.encode(h) }).ret;
 }

@@ -77,7 +77,14 @@ describe('serve protocol', () => {
     }
   });
 
-  it('status, hello and vma blocks keep their layout', () => {
+  it('status, hello and vma blocks keep their layout (docs/serve-protocol.md, Blocks)', () => {
+    /** The fields little-endian, one after another, in the order the document lists them. */
+    const packed = (fields: [bits: 32 | 64, value: number | bigint][]): number[] => {
+      const out: number[] = [];
+      for (const [bits, x] of fields)
+        for (let i = 0; i < bits / 8; i++) out.push(Number((BigInt(x) >> BigInt(8 * i)) & 0xffn));
+      return out;
+    };
     const st = {
       uid: 1,
       euid: 2,
@@ -89,24 +96,67 @@ describe('serve protocol', () => {
       vmLckKb: 64n,
       vmPinKb: 0n,
     };
-    const b = proto.encodeStatus(st);
+    const b = proto.statusBlock.encode(st);
     expect(b.byteLength).toBe(proto.STATUS_BLOCK_SIZE);
-    expect(proto.decodeStatus(b)).toEqual(st);
+    // u32 uid, euid, gid, egid; u64 CapEff, RLIMIT_MEMLOCK cur, max, VmLck, VmPin
+    expect([...b]).toEqual(
+      packed([
+        [32, 1],
+        [32, 2],
+        [32, 3],
+        [32, 4],
+        [64, st.capEff],
+        [64, st.memlockCur],
+        [64, st.memlockMax],
+        [64, 64n],
+        [64, 0n],
+      ]),
+    );
+    expect(proto.statusBlock.decode(b)).toEqual(st);
     const h = {
       pid: 9,
-      uid: 0,
-      euid: 0,
-      gid: 0,
-      egid: 0,
+      uid: 10,
+      euid: 11,
+      gid: 12,
+      egid: 13,
       capEff: 5n,
       memlockCur: 1n,
       memlockMax: 2n,
       flags: 1,
     };
-    expect(proto.decodeHello(proto.encodeHello(h))).toEqual(h);
+    const hb = proto.helloBlock.encode(h);
+    expect(hb.byteLength).toBe(proto.HELLO_SIZE);
+    // u32 pid, uid, euid, gid, egid, flags; u64 CapEff, RLIMIT_MEMLOCK cur, max
+    expect([...hb]).toEqual(
+      packed([
+        [32, 9],
+        [32, 10],
+        [32, 11],
+        [32, 12],
+        [32, 13],
+        [32, 1],
+        [64, 5n],
+        [64, 1n],
+        [64, 2n],
+      ]),
+    );
+    expect(proto.decodeHello(hb)).toEqual(h);
     expect(proto.decodeHello(new Uint8Array(10))).toBeUndefined();
     const v = { start: 0x7f00_0000_0000n, end: 0x7f00_0010_0000n, prot: 3, pageLg2: 21, flags: 1 };
-    expect(proto.decodeVmaReply(proto.encodeVmaReply(v))).toEqual(v);
+    const vb = proto.vmaReply.encode(v);
+    // u64 start, end; u32 prot, page size log2, flags (and 4 bytes of padding)
+    expect([...vb]).toEqual(
+      packed([
+        [64, v.start],
+        [64, v.end],
+        [32, 3],
+        [32, 21],
+        [32, 1],
+        [32, 0],
+      ]),
+    );
+    expect(proto.decodeVmaReply(vb)).toEqual(v);
+    expect(proto.decodeVmaReply(new Uint8Array(31))).toBeUndefined();
   });
 
   it('npm run build:preload compiles native/preload.c into build/', () => {

@@ -12,7 +12,6 @@ import { main } from '../../src/cli/main.ts';
 import {
   CB_VMA,
   decodeFrame,
-  decodeStatus,
   encodeFrame,
   type Frame,
   FrameReader,
@@ -23,6 +22,7 @@ import {
   REQ_IOCTL,
   REQ_OPEN,
   REQ_STATUS,
+  statusBlock,
 } from '../../src/server/protocol.ts';
 import { startServer } from '../../src/server/server.ts';
 import { encodeDmaMap, VFIO_GET_API_VERSION, VFIO_IOMMU_MAP_DMA } from '../../src/uapi/vfio.ts';
@@ -146,7 +146,7 @@ describe('vfio-nest serve', () => {
       });
       expect(map.ret).toBe(-22);
       expect(c.fake.asked).toEqual([]);
-      const st = decodeStatus((await c.request({ type: REQ_STATUS })).data);
+      const st = statusBlock.decode((await c.request({ type: REQ_STATUS })).data);
       expect(st.capEff).toBe(0n);
       expect(st.memlockCur).toBe(8n << 20n);
       c.close();
@@ -201,7 +201,7 @@ describe('vfio-nest serve', () => {
       });
       expect(map.ret).toBe(0);
       expect(c.fake.asked).toEqual([CB_VMA]);
-      expect(decodeStatus((await c.request({ type: REQ_STATUS })).data).vmLckKb).toBe(16n);
+      expect(statusBlock.decode((await c.request({ type: REQ_STATUS })).data).vmLckKb).toBe(16n);
       c.close();
     } finally {
       await server.close();

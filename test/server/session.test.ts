@@ -7,7 +7,6 @@
 import { describe, expect, it } from 'vitest';
 import { Host } from '../../src/host/host.ts';
 import {
-  decodeStatus,
   encodeFrame,
   IOCTL_ARG_BYTES,
   PROTOCOL_VERSION,
@@ -24,6 +23,7 @@ import {
   REQ_SETUID,
   REQ_STATUS,
   RLIMIT_MEMLOCK,
+  statusBlock,
 } from '../../src/server/protocol.ts';
 import { EPROTO, Session } from '../../src/server/session.ts';
 import { EBADF, EBADFD, EFAULT, EINVAL, EPERM } from '../../src/uapi/errno.ts';
@@ -105,7 +105,7 @@ function mapDma(r: Rig, vaddr: number, iova: number, size: number, flags = 3): n
 }
 
 function status(s: Session) {
-  return decodeStatus(request(s, { type: REQ_STATUS }).data);
+  return statusBlock.decode(request(s, { type: REQ_STATUS }).data);
 }
 
 /** Opens the edu, turns bus mastering on, and returns a function running one DMA. */
@@ -295,14 +295,14 @@ describe('Session: the model side of vfio-nest serve', () => {
     helloRoot(s);
     const rl = request(s, { type: REQ_SETRLIMIT, num: RLIMIT_MEMLOCK, a: 0x10000n, b: 0x20000n });
     expect(rl.ret).toBe(0);
-    expect(decodeStatus(rl.data).memlockMax).toBe(0x20000n);
+    expect(statusBlock.decode(rl.data).memlockMax).toBe(0x20000n);
     expect(request(s, { type: REQ_SETRLIMIT, num: 7, a: 1n, b: 1n }).ret).toBe(-EINVAL);
     expect(request(s, { type: REQ_CAPSET, a: 1n << 14n }).ret).toBe(0);
     expect(status(s).capEff).toBe(1n << 14n);
     expect(request(s, { type: REQ_CAPSET, a: 3n << 14n }).ret).toBe(-EPERM);
     const su = request(s, { type: REQ_SETUID, a: 1000n });
     expect(su.ret).toBe(-EPERM); // CAP_SETUID was dropped by the capset
-    expect(decodeStatus(su.data).uid).toBe(0);
+    expect(statusBlock.decode(su.data).uid).toBe(0);
   });
 
   it('close() exits the model process: its fds are released for the next client', () => {
