@@ -15,14 +15,7 @@ import {
   WalkResult,
   walk,
 } from '../pgtable/index.ts';
-import {
-  CMD_TLBI_NH_ALL,
-  CMD_TLBI_NH_ASID,
-  CMD_TLBI_NH_VA,
-  CMD_TLBI_S2_IPA,
-  CMD_TLBI_S12_VMALL,
-  type CommandFields,
-} from '../smmu/index.ts';
+import { CMD_TLBI_NH_ALL, CMD_TLBI_NH_ASID, CMD_TLBI_S12_VMALL } from '../smmu/index.ts';
 import { ENOMEM, ERANGE } from '../uapi/errno.ts';
 import type { ArmSmmuV3 } from './arm-smmu-v3.ts';
 import { IommuDomain } from './domain.ts';
@@ -79,7 +72,7 @@ export class ArmSmmuDomain extends IommuDomain {
     if (!d.s2p) stage = 'S1';
     this.finalStage = stage === 'S1' ? 'S1' : 'S2';
     const s1 = this.finalStage === 'S1';
-    const ias = s1 ? Math.min(48, 48) : d.ias;
+    const ias = s1 ? 48 : d.ias;
     const oas = s1 ? d.ias : d.oas;
     const pgtbl = IoPgtable.create(
       d.mem,
@@ -162,24 +155,15 @@ export class ArmSmmuDomain extends IommuDomain {
     if (this.nestParent || this.s1cfg !== null) this.driver.issue([[CMD_TLBI_NH_ALL, { vmid: this.vmid }]]);
   }
 
-  /** The commands that drop every translation of this domain (domain free, flush all). */
-  flushAllCommand(): [number, CommandFields] {
-    return this.finalStage === 'S1'
-      ? [CMD_TLBI_NH_ASID, { asid: this.asid }]
-      : [CMD_TLBI_S12_VMALL, { vmid: this.vmid }];
-  }
-
-  /** TLBI opcode and tags for leaf invalidation in this domain. */
-  leafCommand(): [number, CommandFields] {
-    return this.finalStage === 'S1'
-      ? [CMD_TLBI_NH_VA, { asid: this.asid }]
-      : [CMD_TLBI_S2_IPA, { vmid: this.vmid }];
-  }
-
   override free(): void {
     if (!this.finalised) return;
     const d = this.driver;
-    d.issue([this.flushAllCommand()]);
+    // Every translation of the domain goes: by ASID at stage 1, by VMID (both stages) at stage 2.
+    d.issue([
+      this.finalStage === 'S1'
+        ? [CMD_TLBI_NH_ASID, { asid: this.asid }]
+        : [CMD_TLBI_S12_VMALL, { vmid: this.vmid }],
+    ]);
     this.pgtbl?.free();
     this.pgtbl = null;
     this.probeRegime = null;

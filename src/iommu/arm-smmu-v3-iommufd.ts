@@ -19,6 +19,14 @@ import {
   CMD_TLBI_NH_VA,
   CMD_TLBI_NH_VAA,
   CMD_TLBI_NSNH_ALL,
+  EVT_C_BAD_CD,
+  EVT_C_BAD_STE,
+  EVT_C_BAD_SUBSTREAMID,
+  EVT_F_ACCESS,
+  EVT_F_ADDR_SIZE,
+  EVT_F_PERMISSION,
+  EVT_F_STREAM_DISABLED,
+  EVT_F_TRANSLATION,
   encodeSte,
   STE_CFG_ABORT,
   STE_CFG_BYPASS,
@@ -26,23 +34,33 @@ import {
   STE_CFG_S1_TRANS,
 } from '../smmu/index.ts';
 import { EFAULT, EINVAL, EIO, ENOMEM, EOPNOTSUPP } from '../uapi/errno.ts';
+import {
+  IOMMU_HWPT_DATA_ARM_SMMUV3,
+  IOMMU_VEVENTQ_TYPE_ARM_SMMUV3,
+  IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3,
+} from '../uapi/iommufd.ts';
 import type { ArmSmmuV3 } from './arm-smmu-v3.ts';
 import type { ArmSmmuDomain } from './arm-smmu-v3-domain.ts';
 import { IommuDomain } from './domain.ts';
 import type { Device } from './group.ts';
 import type { IotlbGather } from './types.ts';
 
-/** IOMMU_HWPT_DATA_ARM_SMMUV3, IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3, IOMMU_VEVENTQ_TYPE_ARM_SMMUV3. */
-const DATA_ARM_SMMUV3 = 2;
-const INVALIDATE_DATA_ARM_SMMUV3 = 1;
-export const VEVENTQ_TYPE_ARM_SMMUV3 = 1;
 /** CMDQ_BATCH_ENTRIES (BITS_PER_LONG on arm64): 63 commands and a CMD_SYNC per batch. */
 const CMDQ_BATCH_ENTRIES = 64;
 /** The largest kmalloc (arm64, 4 KiB pages: order 10). */
 const KMALLOC_MAX_SIZE = 4 << 20;
 
 /** Event types arm_smmu_handle_event hands on (to a vEVENTQ): C_BAD_STE ... F_PERMISSION. */
-export const VMASTER_EVENTS: ReadonlySet<number> = new Set([0x04, 0x06, 0x08, 0x0a, 0x10, 0x11, 0x12, 0x13]);
+export const VMASTER_EVENTS: ReadonlySet<number> = new Set([
+  EVT_C_BAD_STE,
+  EVT_F_STREAM_DISABLED,
+  EVT_C_BAD_SUBSTREAMID,
+  EVT_C_BAD_CD,
+  EVT_F_TRANSLATION,
+  EVT_F_ADDR_SIZE,
+  EVT_F_ACCESS,
+  EVT_F_PERMISSION,
+]);
 
 /** What the driver asks of the iommufd vIOMMU object it serves (struct iommufd_viommu). */
 export interface VsmmuCore {
@@ -120,7 +138,7 @@ export class ArmVsmmu {
   /** arm_vsmmu_alloc_domain_nested: flags EOPNOTSUPP, the data as iommu_copy_struct_from_user reads it. */
   allocDomainNested(flags: number, data: UserData): ArmSmmuNestedDomain | number {
     if (flags !== 0) return -EOPNOTSUPP;
-    if (data.type !== DATA_ARM_SMMUV3 || data.len < 16) return -EINVAL;
+    if (data.type !== IOMMU_HWPT_DATA_ARM_SMMUV3 || data.len < 16) return -EINVAL;
     const b = data.copyStruct(16);
     if (typeof b === 'number') return b;
     const v = new DataView(b.buffer, b.byteOffset, 16);
@@ -142,7 +160,7 @@ export class ArmVsmmu {
     array.done = array.entryNum;
     if (array.entryNum * 16 > KMALLOC_MAX_SIZE) return -ENOMEM;
     array.done = 0;
-    if (array.type !== INVALIDATE_DATA_ARM_SMMUV3 || array.entryNum === 0) return -EINVAL;
+    if (array.type !== IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3 || array.entryNum === 0) return -EINVAL;
     const n = array.entryNum;
     if (array.entryLen === 16) {
       const all = array.copy(n * 16);
@@ -212,7 +230,7 @@ export class ArmVsmmu {
     const v = new DataView(b.buffer);
     v.setBigUint64(0, (q[0] & 0xffff_ffffn) | (BigInt(vsid >>> 0) << 32n), true);
     for (let i = 1; i < 4; i++) v.setBigUint64(8 * i, q[i], true);
-    return this.core.reportEvent(VEVENTQ_TYPE_ARM_SMMUV3, b);
+    return this.core.reportEvent(IOMMU_VEVENTQ_TYPE_ARM_SMMUV3, b);
   }
 }
 

@@ -24,12 +24,14 @@ import {
   CMD_TLBI_NH_VA,
   CMD_TLBI_NH_VAA,
   CMD_TLBI_NSNH_ALL,
+  CMD_TLBI_S2_IPA,
   type CommandFields,
   CR0_CMDQEN,
   CR0_EVENTQEN,
   CR0_SMMUEN,
   CR2_RECINVSID,
   decodeFeatures,
+  EVT_C_BAD_STE,
   encodeCd,
   encodeCommand,
   encodeL1Std,
@@ -49,6 +51,14 @@ import {
   type SteFields,
 } from '../smmu/index.ts';
 import { EINVAL, EOPNOTSUPP, EPERM } from '../uapi/errno.ts';
+import {
+  IOMMU_HW_INFO_TYPE_ARM_SMMUV3,
+  IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
+  IOMMU_HWPT_ALLOC_PASID,
+  IOMMU_VIOMMU_TYPE_ARM_SMMUV3,
+} from '../uapi/iommufd.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
 import { ArmSmmuDomain, HostTableAllocator } from './arm-smmu-v3-domain.ts';
 import { ArmSmmuNestedDomain, ArmVsmmu, VMASTER_EVENTS, type VsmmuCore } from './arm-smmu-v3-iommufd.ts';
@@ -67,13 +77,8 @@ const STE_BYTES = 64;
 /** Stage-1 faults a nesting domain keeps for its VMM before it counts them as lost. */
 const FAULT_QUEUE_DEPTH = 256;
 const NO_FIELDS: CommandFields = Object.freeze({});
-/** Event types a guest owns when stage 2 is not to blame (what iommufd forwards to a vEVENTQ too). */
-const GUEST_EVENTS = new Set([0x06, 0x08, 0x0a, 0x10, 0x11, 0x12, 0x13]);
-
-/** IOMMU_HWPT_ALLOC flags arm_smmu_domain_alloc_paging_flags knows (NEST_PARENT, DIRTY_TRACKING, PASID). */
-const HWPT_NEST_PARENT = 1;
-const HWPT_DIRTY_TRACKING = 2;
-const HWPT_PASID = 8;
+/** Event types a guest owns when stage 2 is not to blame: VMASTER_EVENTS but C_BAD_STE (the vSTE is the VMM's). */
+const GUEST_EVENTS: ReadonlySet<number> = new Set([...VMASTER_EVENTS].filter((t) => t !== EVT_C_BAD_STE));
 
 /** A record the driver read from the event queue: the type and the four 64-bit words, as logged. */
 export interface LoggedEvent {
@@ -82,7 +87,7 @@ export interface LoggedEvent {
 }
 
 /** ID allocator for ASIDs and VMIDs (ida_alloc_range from 1). */
-export class IdAllocator {
+class IdAllocator {
   private readonly used = new Set<number>();
   constructor(private readonly max: number) {}
   alloc(): number {
@@ -132,8 +137,6 @@ export class ArmSmmuV3 implements IommuDriver {
   readonly vmids: IdAllocator;
   /** Every event record drained from the event queue, in order. */
   readonly eventLog: LoggedEvent[] = [];
-  /** Commands the SMMU refused (CERROR_ILL), replaced by CMD_SYNC as arm_smmu_cmdq_skip_err does. */
-  readonly skippedCommands: { cons: number; words: number[] }[] = [];
   /**
    * arm_smmu_v3.nest_ignore_coherency: the oracle kernel's test switch (kernel-answers/README.md) that
    * lets IOMMU_VIOMMU_ALLOC skip the CANWBS / S2FWB check QEMU's SMMU cannot pass. Stock 6.18 has no
@@ -198,7 +201,7 @@ export class ArmSmmuV3 implements IommuDriver {
   }
 
   private alloc(bytes: number): number {
-    const pa = this.mem.allocFrame(bytes <= 4096 ? 12 : 21);
+    const pa = this.tables.allocTable(bytes);
     if (pa < 0) throw new Error('arm-smmu-v3: no host memory for the SMMU tables');
     return pa;
   }
@@ -242,12 +245,16 @@ export class ArmSmmuV3 implements IommuDriver {
 
   /** Writes one command at PROD and publishes it (arm_smmu_cmdq_write_entries), encoded without garbage. */
   private push(op: number, fields: CommandFields): void {
+    this.pushWords(encodeCommand(op, fields, this.cmdWords));
+  }
+
+  /** Writes a command's four 32-bit words at PROD and moves PROD on. */
+  private pushWords(w: ArrayLike<number>): void {
     const s = this.smmu;
     const wrap = (2 << CMDQ_LOG2) - 1;
     const prod = s.readReg32(REG.CMDQ_PROD) & wrap;
-    const w = encodeCommand(op, fields, this.cmdWords);
     const slot = this.cmdq + (prod & ((1 << CMDQ_LOG2) - 1)) * 16;
-    for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, w[i]);
+    for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, w[i] >>> 0);
     s.writeReg32(REG.CMDQ_PROD, (prod + 1) & wrap);
   }
 
@@ -259,17 +266,8 @@ export class ArmSmmuV3 implements IommuDriver {
 
   /** Submits raw commands (four 32-bit words each), then a CMD_SYNC if asked (arm_smmu_cmdq_issue_cmdlist). */
   issueRaw(cmds: ArrayLike<number>[], sync: boolean): void {
-    const s = this.smmu;
-    const wrap = (2 << CMDQ_LOG2) - 1;
-    let prod = s.readReg32(REG.CMDQ_PROD) & wrap;
-    const all = sync ? [...cmds, encodeCommand(CMD_SYNC, {})] : cmds;
-    for (const w of all) {
-      const slot = this.cmdq + (prod & ((1 << CMDQ_LOG2) - 1)) * 16;
-      for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, w[i] >>> 0);
-      prod = (prod + 1) & wrap;
-      s.writeReg32(REG.CMDQ_PROD, prod);
-    }
-    this.skipCommandErrors();
+    for (const w of cmds) this.pushWords(w);
+    this.finishBatch(sync);
   }
 
   /**
@@ -285,10 +283,7 @@ export class ArmSmmuV3 implements IommuDriver {
       const cons = s.readReg32(REG.CMDQ_CONS);
       if (((cons >>> 24) & 0x7f) === CERROR_ILL) {
         const slot = this.cmdq + (cons & ((1 << CMDQ_LOG2) - 1)) * 16;
-        const words: number[] = [];
-        for (let i = 0; i < 4; i++) words.push(this.mem.readU32(slot + i * 4) >>> 0);
-        this.skippedCommands.push({ cons: cons & ((2 << CMDQ_LOG2) - 1), words });
-        const sync = encodeCommand(CMD_SYNC, {});
+        const sync = encodeCommand(CMD_SYNC, NO_FIELDS, this.cmdWords);
         for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, sync[i]);
       }
       s.writeReg32(REG.GERRORN, gerror);
@@ -458,12 +453,14 @@ export class ArmSmmuV3 implements IommuDriver {
    * SCALE, TTL) when IDR3.RIL says so, else one per granule; then CMD_SYNC.
    */
   tlbInvRange(domain: ArmSmmuDomain, iova: number, size: number, granule: number, leaf: boolean): void {
-    const [op, tags] = domain.leafCommand();
+    // TLBI_NH_VA by ASID at stage 1, TLBI_S2_IPA by VMID at stage 2.
+    const s1 = domain.finalStage === 'S1';
+    const op = s1 ? CMD_TLBI_NH_VA : CMD_TLBI_S2_IPA;
     // One object of one fixed shape for every TLBI: a spread plus added fields gave each call a new
     // shape, and encodeCommand's lookups on it were a third of UNMAP_ALL's time (3.5x, bench map).
     const f = this.tlbiFields;
-    f.asid = tags.asid ?? 0;
-    f.vmid = tags.vmid ?? 0;
+    f.asid = s1 ? domain.asid : 0;
+    f.vmid = s1 ? 0 : domain.vmid;
     f.leaf = leaf ? 1 : 0;
     f.tg = 0;
     f.ttl = 0;
@@ -502,12 +499,11 @@ export class ArmSmmuV3 implements IommuDriver {
     return cap === 'cache-coherency' ? this.coherent : cap === 'noexec';
   }
 
-  domainAllocPaging(dev: Device): IommuDomain | number {
+  domainAllocPaging(_dev: Device): IommuDomain | number {
     const d = new ArmSmmuDomain(this);
     if (this.profile.pagingDomainFinalisedAtAlloc) {
       const r = d.finalise();
       if (r < 0) return r;
-      void dev;
     }
     return d;
   }
@@ -557,21 +553,22 @@ export class ArmSmmuV3 implements IommuDriver {
    * driver data or any other combination -> EOPNOTSUPP. The domain is finalised at once.
    */
   domainAllocPagingFlags(_dev: Device, flags: number, userData: boolean): ArmSmmuDomain | number {
-    if (flags & ~(HWPT_DIRTY_TRACKING | HWPT_PASID | HWPT_NEST_PARENT)) return -EOPNOTSUPP;
+    if (flags & ~(IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_ALLOC_NEST_PARENT))
+      return -EOPNOTSUPP;
     if (userData) return -EOPNOTSUPP;
     const d = new ArmSmmuDomain(this);
     switch (flags) {
       case 0:
         d.stage = this.s1p ? 'S1' : 'S2';
         break;
-      case HWPT_NEST_PARENT:
+      case IOMMU_HWPT_ALLOC_NEST_PARENT:
         if (!this.featNesting) return -EOPNOTSUPP;
         d.stage = 'S2';
         d.nestParent = true;
         break;
-      case HWPT_DIRTY_TRACKING:
-      case HWPT_DIRTY_TRACKING | HWPT_PASID:
-      case HWPT_PASID:
+      case IOMMU_HWPT_ALLOC_DIRTY_TRACKING:
+      case IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID:
+      case IOMMU_HWPT_ALLOC_PASID:
         if (!this.s1p) return -EOPNOTSUPP;
         d.stage = 'S1';
         break;
@@ -597,13 +594,13 @@ export class ArmSmmuV3 implements IommuDriver {
    * bytes); a requested type other than DEFAULT or ARM_SMMUV3 is EOPNOTSUPP.
    */
   hwInfo(_dev: Device, type: number): { type: number; data: Uint8Array } | number {
-    if (type !== 0 && type !== 2) return -EOPNOTSUPP;
+    if (type !== IOMMU_HW_INFO_TYPE_DEFAULT && type !== IOMMU_HW_INFO_TYPE_ARM_SMMUV3) return -EOPNOTSUPP;
     const data = new Uint8Array(40);
     const v = new DataView(data.buffer);
     for (let i = 0; i <= 5; i++) v.setUint32(8 + 4 * i, this.smmu.readReg32(REG.IDR0 + 4 * i), true);
     v.setUint32(32, this.smmu.readReg32(REG.IIDR), true);
     v.setUint32(36, this.smmu.readReg32(REG.AIDR), true);
-    return { type: 2, data };
+    return { type: IOMMU_HW_INFO_TYPE_ARM_SMMUV3, data };
   }
 
   /**
@@ -614,7 +611,7 @@ export class ArmSmmuV3 implements IommuDriver {
   viommuSupported(_dev: Device, type: number): boolean {
     if (!this.featNesting) return false;
     if (!this.canwbs && !this.features.fwb && !this.nestIgnoreCoherency) return false;
-    return type === 1;
+    return type === IOMMU_VIOMMU_TYPE_ARM_SMMUV3;
   }
 
   /** arm_vsmmu_init: the parent must be a domain of this SMMU (EINVAL); the vSMMU takes its VMID. */

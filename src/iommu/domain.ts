@@ -17,7 +17,7 @@ import { gatherAdd, type IotlbGather } from './types.ts';
 export type DomainType = 'unmanaged' | 'dma' | 'identity' | 'blocked' | 'nested';
 
 /** log2 of the set bits of a 64-bit page-size bitmap, ascending. */
-export function pgsizeLg2s(bitmap: bigint): number[] {
+function pgsizeLg2s(bitmap: bigint): number[] {
   const out: number[] = [];
   for (let i = 0; i < 64; i++) if ((bitmap >> BigInt(i)) & 1n) out.push(i);
   return out;
@@ -97,16 +97,12 @@ export abstract class IommuDomain {
   /** Releases the domain's tables. */
   free(): void {}
 
-  protected get minPgsize(): number {
-    return POW2[this.sizes()[0]];
-  }
-
   /**
    * iommu_map: EINVAL unless iova, pa and size are aligned to the smallest page; on a driver error
    * everything mapped by this call is unmapped again.
    */
   map(iova: number, pa: number, size: number, prot: number): number {
-    const sizes = this.sizes();
+    const sizes = this.lg2s;
     if (sizes.length === 0) return -ENODEV;
     const minLg2 = sizes[0];
     if (size === 0 || modPow2(iova, minLg2) !== 0 || modPow2(pa, minLg2) !== 0 || modPow2(size, minLg2) !== 0)
@@ -127,7 +123,7 @@ export abstract class IommuDomain {
 
   /** iommu_unmap / iommu_unmap_fast: returns the bytes unmapped (0 on misalignment). */
   unmap(iova: number, size: number, gather?: IotlbGather): number {
-    const sizes = this.sizes();
+    const sizes = this.lg2s;
     if (sizes.length === 0) return 0;
     if (modPow2(iova, sizes[0]) !== 0 || modPow2(size, sizes[0]) !== 0) return 0;
     let g = gather;
@@ -171,19 +167,13 @@ export abstract class IommuDomain {
     return len;
   }
 
-  /** log2 of the supported page sizes, ascending. */
-  protected sizes(): number[] {
-    return this.lg2s;
-  }
-
   /**
    * iommu_pgsize: the largest supported page that fits the size and both addresses' alignment
    * (log2 at most fls(size), ctz(iova) and ctz(pa)); the smallest page when none fits.
    */
   private pickPgsize(iova: number, pa: number, size: number): number {
-    const sizes = this.sizes();
     const best = this.floorLg2[Math.min(fls(size), ctz(iova), ctz(pa))];
-    return best < 0 ? sizes[0] : best;
+    return best < 0 ? this.lg2s[0] : best;
   }
 
   /** How many pages of 2^lg2 to map before a larger page size could take over. */

@@ -14,7 +14,7 @@ import type { KernelProfile } from '../uapi/profile.ts';
 import { IommuDomain, modPow2 } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
 import type { Device, IommuHw } from './group.ts';
-import type { IommuCap, IotlbGather, ResvRegion } from './types.ts';
+import { IOMMU_READ, IOMMU_WRITE, type IommuCap, type IotlbGather, type ResvRegion } from './types.ts';
 import { DMA_PTE_READ, DMA_PTE_WRITE, VtdPageTable } from './vtd-pgtable.ts';
 
 export interface IntelIommuOptions {
@@ -51,7 +51,7 @@ class IntelDomain extends IommuDomain {
     const lg2 = Math.log2(pgsize);
     // Before 6.18 a write-only mapping came out readable: the edu read a flags=2 mapping on 6.1 and
     // 6.12 but not on 6.18 (oracle i1-dma-v2 seq 22-24 on intel: a=1 on 6.1/6.12, a=0 on 6.18).
-    if (this.driver.profile.version !== '6.18' && prot & 2) prot |= 1;
+    if (this.driver.profile.version !== '6.18' && prot & IOMMU_WRITE) prot |= IOMMU_READ;
     for (let i = 0; i < count; i++) {
       if (this.pt.mapOne(iova + i * pgsize, pa + i * pgsize, lg2, prot) < 0) {
         if (i > 0) this.unmap(iova, i * pgsize);

@@ -3,13 +3,15 @@
  * capabilities, the IOTLB gather, and the DMA port a device uses to reach memory.
  */
 
-/** IOMMU_* protection flags, as the kernel numbers them. */
-export const IOMMU_READ = 1;
-export const IOMMU_WRITE = 2;
-export const IOMMU_CACHE = 4;
-export const IOMMU_NOEXEC = 8;
-export const IOMMU_MMIO = 16;
-export const IOMMU_PRIV = 32;
+/** IOMMU_* protection flags: one table, pgtable's (the lowest layer that speaks them). */
+export {
+  IOMMU_CACHE,
+  IOMMU_MMIO,
+  IOMMU_NOEXEC,
+  IOMMU_PRIV,
+  IOMMU_READ,
+  IOMMU_WRITE,
+} from '../pgtable/types.ts';
 
 /** enum iommu_resv_type. */
 export type ResvType = 'direct' | 'direct-relaxable' | 'reserved' | 'msi' | 'sw-msi';

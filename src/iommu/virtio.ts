@@ -15,7 +15,14 @@ import type { IommuDriver } from './driver.ts';
 import type { Device, IommuHw } from './group.ts';
 import { X86_MSI_WINDOW } from './intel.ts';
 import { type Range, RangeTree } from './range-tree.ts';
-import type { IommuCap, IotlbGather, ResvRegion } from './types.ts';
+import {
+  IOMMU_MMIO,
+  IOMMU_READ,
+  IOMMU_WRITE,
+  type IommuCap,
+  type IotlbGather,
+  type ResvRegion,
+} from './types.ts';
 
 /** VIRTIO_IOMMU_MAP_F_* */
 const MAP_F_READ = 1;
@@ -166,9 +173,9 @@ class VirtioDomain extends IommuDomain {
   protected mapPages(iova: number, pa: number, pgsize: number, count: number, prot: number): number {
     const size = pgsize * count;
     let flags = 0;
-    if (prot & 1) flags |= MAP_F_READ;
-    if (prot & 2) flags |= MAP_F_WRITE;
-    if (prot & 16) flags |= MAP_F_MMIO;
+    if (prot & IOMMU_READ) flags |= MAP_F_READ;
+    if (prot & IOMMU_WRITE) flags |= MAP_F_WRITE;
+    if (prot & IOMMU_MMIO) flags |= MAP_F_MMIO;
     this.mappings.insert({ iova, size, pa, flags });
     // The request's status is not checked (viommu_add_req + iotlb_sync_map): a refused MAP is silent.
     this.driver.device.map(this.id, iova, iova + size, pa, flags);

@@ -6,20 +6,21 @@
  */
 
 import type { PhysMem } from '../mm/physmem.ts';
+import { IOMMU_READ, IOMMU_WRITE } from './types.ts';
 
 export const DMA_PTE_READ = 1;
 export const DMA_PTE_WRITE = 2;
-export const DMA_PTE_LARGE_PAGE = 1 << 7;
+const DMA_PTE_LARGE_PAGE = 1 << 7;
 
 const ADDR_HI_MASK = 0x000f_ffff; // bits 51:32 of the entry, in its high word
 
 /** Address bits of an entry (lo, hi words). */
-export function vtdPteAddr(lo: number, hi: number): number {
+function vtdPteAddr(lo: number, hi: number): number {
   return (hi & ADDR_HI_MASK) * 2 ** 32 + ((lo & 0xffff_f000) >>> 0);
 }
 
 /** Shift of level `level` (1 = 4 KiB leaves, 2 = 2 MiB, 3 = 1 GiB, 4 = 512 GiB). */
-export function vtdLevelShift(level: number): number {
+function vtdLevelShift(level: number): number {
   return 12 + 9 * (level - 1);
 }
 
@@ -63,8 +64,8 @@ export class VtdPageTable {
       table = next;
     }
     let bits = 0;
-    if (prot & 1) bits |= DMA_PTE_READ;
-    if (prot & 2) bits |= DMA_PTE_WRITE;
+    if (prot & IOMMU_READ) bits |= DMA_PTE_READ;
+    if (prot & IOMMU_WRITE) bits |= DMA_PTE_WRITE;
     if (leafLevel > 1) bits |= DMA_PTE_LARGE_PAGE;
     this.writeEntry(table + this.index(iova, leafLevel) * 8, pa + bits);
     return 0;
@@ -100,15 +101,14 @@ export class VtdPageTable {
 
   /**
    * The leaf covering `iova`: returns its entry's low word (0 when unmapped), with the output
-   * address and leaf size left in `outPa` / `outSize`. `onRead` sees every entry read.
+   * address and leaf size left in `outPa` / `outSize`.
    */
-  lookup(iova: number, onRead?: (addr: number, level: number, lo: number, hi: number) => void): number {
+  lookup(iova: number): number {
     let table = this.root;
     for (let level = this.levels; level >= 1; level--) {
       const slot = table + this.index(iova, level) * 8;
       const lo = this.mem.readU32(slot);
       const hi = this.mem.readU32(slot + 4);
-      onRead?.(slot, level, lo, hi);
       if (!(lo & (DMA_PTE_READ | DMA_PTE_WRITE))) return 0;
       if (level === 1 || lo & DMA_PTE_LARGE_PAGE) {
         const size = LEVEL_SIZE[level];
