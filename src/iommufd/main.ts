@@ -10,7 +10,7 @@
  */
 
 import type { Current, KernelFile } from '../mm/file.ts';
-import type { UserArg } from '../mm/uaccess.ts';
+import { copyStructFromUser, type UserArg } from '../mm/uaccess.ts';
 import { EFAULT, EINVAL, EMFILE, ENODEV, ENOTTY } from '../uapi/errno.ts';
 import {
   IOMMU_DESTROY,
@@ -89,7 +89,6 @@ import {
   iommufdVfioIoas,
 } from './ioas.ts';
 import type { HwptPaging, Ioas } from './objects.ts';
-import { copyStructFromUser } from './user.ts';
 import {
   iommufdHwQueueAlloc,
   iommufdVdeviceAlloc,

@@ -7,7 +7,7 @@
  * Reading or writing outside the buffer, or at an unmapped address, is -EFAULT.
  */
 
-import { EFAULT } from '../uapi/errno.ts';
+import { E2BIG, EFAULT } from '../uapi/errno.ts';
 import type { MmStruct } from './mm.ts';
 
 export type IoctlArg = number | bigint | Uint8Array;
@@ -88,4 +88,38 @@ export class UserArg {
 /** A user pointer held inside a struct (vfio_bitmap.data, iommufd data_uptr): always an address. */
 export function userPointer(mm: MmStruct, address: bigint): UserArg {
   return new UserArg(address, mm);
+}
+
+/** Bytes checked per copy by check_zeroed_user. */
+const ZERO_CHUNK = 4096;
+
+/** check_zeroed_user: 1 when `len` bytes at `off` are all zero, 0 when not, -EFAULT on a fault. */
+function checkZeroedUser(arg: UserArg, off: number, len: number): number {
+  for (let pos = 0; pos < len; pos += ZERO_CHUNK) {
+    const n = Math.min(ZERO_CHUNK, len - pos);
+    const b = arg.copyFrom(n, off + pos);
+    if (typeof b === 'number') return -EFAULT;
+    if (b.some((x) => x !== 0)) return 0;
+  }
+  return 1;
+}
+
+/**
+ * copy_struct_from_user into `ksize` bytes from a user struct of `usize` bytes (extensible structs:
+ * a shorter one is zero-extended, a longer one must have a zero tail, else E2BIG). iommufd and the
+ * VFIO device cdev read their argsz/size structs through it.
+ */
+export function copyStructFromUser(arg: UserArg, ksize: number, usize: number): Uint8Array | number {
+  const out = new Uint8Array(ksize);
+  if (usize > ksize) {
+    const z = checkZeroedUser(arg, ksize, usize - ksize);
+    if (z <= 0) return z < 0 ? z : -E2BIG;
+  }
+  const n = Math.min(ksize, usize);
+  if (n > 0) {
+    const b = arg.copyFrom(n);
+    if (typeof b === 'number') return -EFAULT;
+    out.set(b);
+  }
+  return out;
 }

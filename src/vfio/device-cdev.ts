@@ -10,8 +10,8 @@
 
 import type { Device } from '../iommu/group.ts';
 import type { Current, FileMapping, KernelFile } from '../mm/file.ts';
-import { type UserArg, userPointer } from '../mm/uaccess.ts';
-import { E2BIG, EFAULT, EINVAL } from '../uapi/errno.ts';
+import { copyStructFromUser, type UserArg, userPointer } from '../mm/uaccess.ts';
+import { EFAULT, EINVAL } from '../uapi/errno.ts';
 import {
   VFIO_DEVICE_ATTACH_PASID,
   VFIO_DEVICE_BIND_FLAG_TOKEN,
@@ -44,22 +44,6 @@ export interface CdevIommufd<C extends CdevIommufdCtx = CdevIommufdCtx, D = unkn
   attach(idev: D, ptId: number, replace: boolean): { ret: number; ptId: number };
   detach(idev: D): void;
   unbind(idev: D): void;
-}
-
-/** copy_struct_from_user for the cdev's argsz structs. */
-function copyStruct(arg: UserArg, ksize: number, usize: number): Uint8Array | number {
-  const out = new Uint8Array(ksize);
-  if (usize > ksize) {
-    for (let off = ksize; off < usize; off += 4096) {
-      const b = arg.copyFrom(Math.min(4096, usize - off), off);
-      if (typeof b === 'number') return -EFAULT;
-      if (b.some((x) => x !== 0)) return -E2BIG;
-    }
-  }
-  const b = arg.copyFrom(Math.min(ksize, usize));
-  if (typeof b === 'number') return -EFAULT;
-  out.set(b);
-  return out;
 }
 
 export class VfioCdevFile<C extends CdevIommufdCtx = CdevIommufdCtx, D = unknown> implements KernelFile {
@@ -101,7 +85,7 @@ export class VfioCdevFile<C extends CdevIommufdCtx = CdevIommufdCtx, D = unknown
     if (typeof hdr === 'number') return -EFAULT;
     const argsz = new DataView(hdr.buffer).getUint32(0, true);
     if (argsz < vfioDeviceBindIommufd.min) return -EINVAL;
-    const raw = copyStruct(arg, vfioDeviceBindIommufd.size, argsz);
+    const raw = copyStructFromUser(arg, vfioDeviceBindIommufd.size, argsz);
     if (typeof raw === 'number') return raw;
     const b = vfioDeviceBindIommufd.decode(raw);
     if (b.iommufd < 0 || b.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN) return -EINVAL;
