@@ -5,19 +5,21 @@
  */
 
 import {
+  collapseIoctls,
   describeAnswer,
   describeRequest,
+  type IoctlCall,
   isProbeNumber,
   loadScenario,
   parseU64,
+  recordIoctls,
   type Scenario,
   ScenarioError,
   ScenarioRunner,
+  type ShownIoctl,
   type Step,
 } from '../src/scenario/index.ts';
 import { type ExplainedWalk, explainWalk } from '../src/smmu/index.ts';
-import { errnoName } from '../src/uapi/errno.ts';
-import { ioctlName } from '../src/uapi/names.ts';
 
 /** Why a text is not a scenario: the CLI's message (`file:line:col: field: detail`) and its parts. */
 export interface LoadError {
@@ -26,14 +28,6 @@ export interface LoadError {
   col: number;
   field: string;
   detail: string;
-}
-
-/** One ioctl a step made, consecutive identical calls counted once (the demo's trace). */
-export interface IoctlCall {
-  fd: number;
-  name: string;
-  ret: string;
-  count: number;
 }
 
 /** A translation shown as a grid: the cold walk (every read) and what the caches would have saved. */
@@ -58,7 +52,8 @@ export interface StepOutcome {
   record: Record<string, unknown>;
   failures: string[];
   ok: boolean;
-  ioctls: IoctlCall[];
+  /** The step's ioctls, consecutive identical calls counted once (the demo's trace). */
+  ioctls: ShownIoctl[];
   /**
    * The translation the step made (its first, for `dma`, `copy` and the probe's `edu_dma`) as the
    * caches stood just before it, or the one a `walk` step explains (a cold dry run, caches ignored).
@@ -113,7 +108,7 @@ function translationOf(step: Step, deviceSid: number): { iova: number; write: bo
 export class Session {
   readonly outcomes: StepOutcome[] = [];
   private runner: ScenarioRunner;
-  private calls: { fd: number; name: string; ret: number }[] = [];
+  private readonly calls: IoctlCall[] = [];
   /** Set when the model threw (a bug in the model, never bad input): no further step runs. */
   halted: string | null = null;
 
@@ -123,8 +118,7 @@ export class Session {
 
   private start(): ScenarioRunner {
     const runner = new ScenarioRunner(this.scenario);
-    runner.host.onIoctl = (proc, fd, request, ret) =>
-      this.calls.push({ fd, name: ioctlName(request, proc.fdget(fd)?.kind), ret });
+    recordIoctls(runner.host, this.calls);
     return runner;
   }
 
@@ -162,7 +156,7 @@ export class Session {
           : explainWalk(host.smmu, t.sid, -1, t.iova, t.write, { caches: 'peek' });
       walk = { ...t, cold, warm };
     }
-    this.calls = [];
+    this.calls.length = 0;
     let outcome: StepOutcome;
     try {
       const r = this.runner.runStep(step);
@@ -175,7 +169,7 @@ export class Session {
         record: r.record as Record<string, unknown>,
         failures: r.failures,
         ok: r.failures.length === 0,
-        ioctls: collapse(this.calls),
+        ioctls: collapseIoctls(this.calls),
         walk,
       };
     } catch (e) {
@@ -190,7 +184,7 @@ export class Session {
         record: {},
         failures: [this.halted],
         ok: false,
-        ioctls: collapse(this.calls),
+        ioctls: collapseIoctls(this.calls),
         walk,
       };
     }
@@ -252,15 +246,4 @@ export class Session {
   finish(): void {
     this.runner.finish();
   }
-}
-
-function collapse(calls: { fd: number; name: string; ret: number }[]): IoctlCall[] {
-  const out: IoctlCall[] = [];
-  for (const c of calls) {
-    const ret = c.ret < 0 ? `-1 ${errnoName(-c.ret)}` : String(c.ret);
-    const last = out[out.length - 1];
-    if (last !== undefined && last.fd === c.fd && last.name === c.name && last.ret === ret) last.count++;
-    else out.push({ fd: c.fd, name: c.name, ret, count: 1 });
-  }
-  return out;
 }

@@ -6,10 +6,15 @@
 
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { describeAnswer, describeRequest, ScenarioRunner } from '../scenario/index.ts';
+import {
+  collapseIoctls,
+  describeAnswer,
+  describeRequest,
+  type IoctlCall,
+  recordIoctls,
+  ScenarioRunner,
+} from '../scenario/index.ts';
 import { explainWalk } from '../smmu/index.ts';
-import { errnoName } from '../uapi/errno.ts';
-import { ioctlName } from '../uapi/names.ts';
 import { KERNEL_VERSIONS, type KernelVersion } from '../uapi/profile.ts';
 import { loadFiles } from './run.ts';
 import { EXIT_FAILED, EXIT_OK, type Out, painter, UsageError } from './style.ts';
@@ -42,12 +47,6 @@ const WHY_NOT: Record<string, string> = {
   EINVAL:
     'this IOMMU driver has no enable_nesting hook, so the type-1 backend cannot put its domain in nesting mode (vfio-type1.md §6).',
 };
-
-interface Call {
-  fd: number;
-  ioctl: string;
-  ret: number;
-}
 
 function wrap(text: string, width: number, indent: string): string {
   const lines: string[] = [];
@@ -105,9 +104,8 @@ export async function demoCommand(
   // The story's expectations are 6.1's; on another kernel the answers are shown, not judged.
   const judged = kernel === sc.host.kernel;
   const runner = new ScenarioRunner({ ...sc, host: { ...sc.host, kernel: kernel as KernelVersion } });
-  const calls: Call[] = [];
-  runner.host.onIoctl = (proc, fd, request, ret) =>
-    calls.push({ fd, ioctl: ioctlName(request, proc.fdget(fd)?.kind), ret });
+  const calls: IoctlCall[] = [];
+  recordIoctls(runner.host, calls);
   const paint = painter(out);
   const width = Math.min((out as { columns?: number }).columns ?? 100, 100);
   const waiter = values.step ? lineWaiter(input) : null;
@@ -131,19 +129,14 @@ export async function demoCommand(
       if (failures.length > 0) failed++;
       if (values.json) {
         out.write(
-          `${JSON.stringify({ step: step.index, line: step.line, say: step.say, rule: step.rule, ...r.record, ioctls: calls, expect_ok: failures.length === 0, failures })}\n`,
+          `${JSON.stringify({ step: step.index, line: step.line, say: step.say, rule: step.rule, ...r.record, ioctls: calls.map(({ fd, name, ret }) => ({ fd, ioctl: name, ret })), expect_ok: failures.length === 0, failures })}\n`,
         );
       } else {
         if (step.say) out.write(`\n${paint('cyan', wrap(step.say, width, ''))}\n`);
-        // Consecutive identical calls (the VMM polling for faults after each DMA) print once, counted.
-        for (let i = 0; i < calls.length; ) {
-          const c = calls[i];
-          let n = 1;
-          while (i + n < calls.length && JSON.stringify(calls[i + n]) === JSON.stringify(c)) n++;
-          const ret = c.ret < 0 ? `-1 ${errnoName(-c.ret)}` : String(c.ret);
-          out.write(paint('dim', `    ioctl(${c.fd}, ${c.ioctl}) = ${ret}${n > 1 ? `   x${n}` : ''}\n`));
-          i += n;
-        }
+        for (const c of collapseIoctls(calls))
+          out.write(
+            paint('dim', `    ioctl(${c.fd}, ${c.name}) = ${c.ret}${c.count > 1 ? `   x${c.count}` : ''}\n`),
+          );
         const mark = !judged ? ' ' : failures.length === 0 ? paint('green', '✓') : paint('red', '✗');
         out.write(`  ${mark} ${describeRequest(step)} -> ${describeAnswer(r.record)}\n`);
         for (const f of failures) out.write(paint('red', `      expected otherwise: ${f}\n`));

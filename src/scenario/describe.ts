@@ -2,6 +2,9 @@
  * One human line per step: what was asked and what the model answered (the CLI's and the playground's).
  */
 
+import type { Host } from '../host/host.ts';
+import { errnoName } from '../uapi/errno.ts';
+import { ioctlName } from '../uapi/names.ts';
 import type { ProbeRecord } from './probe/runner.ts';
 import type { Step } from './schema.ts';
 
@@ -62,4 +65,37 @@ export function describeAnswer(rec: ProbeRecord): string {
   const fields = Object.entries(rec).filter(([k]) => k !== 'step' && k !== 'kind');
   if (fields.length === 0) return 'done';
   return fields.map(([k, v]) => `${k}=${value(v)}`).join(' ');
+}
+
+/** One ioctl the host answered: the fd, the request's name for that fd's kind, the return value. */
+export interface IoctlCall {
+  fd: number;
+  name: string;
+  ret: number;
+}
+
+/** Appends every ioctl `host` answers to `calls` (the demo's and the playground's trace). */
+export function recordIoctls(host: Host, calls: IoctlCall[]): void {
+  host.onIoctl = (proc, fd, request, ret) =>
+    calls.push({ fd, name: ioctlName(request, proc.fdget(fd)?.kind), ret });
+}
+
+/** An ioctl as shown: `ret` as `0` or `-1 EINVAL`, `count` identical calls in a row. */
+export interface ShownIoctl {
+  fd: number;
+  name: string;
+  ret: string;
+  count: number;
+}
+
+/** Calls as shown: consecutive identical ones (the VMM polling for faults after each DMA) once, counted. */
+export function collapseIoctls(calls: readonly IoctlCall[]): ShownIoctl[] {
+  const out: ShownIoctl[] = [];
+  for (const c of calls) {
+    const ret = c.ret < 0 ? `-1 ${errnoName(-c.ret)}` : String(c.ret);
+    const last = out[out.length - 1];
+    if (last !== undefined && last.fd === c.fd && last.name === c.name && last.ret === ret) last.count++;
+    else out.push({ fd: c.fd, name: c.name, ret, count: 1 });
+  }
+  return out;
 }

@@ -7,7 +7,14 @@
 import { loadDocument } from './load.ts';
 import { type Scenario, validateScenario } from './schema.ts';
 
-export { describeAnswer, describeRequest } from './describe.ts';
+export {
+  collapseIoctls,
+  describeAnswer,
+  describeRequest,
+  type IoctlCall,
+  recordIoctls,
+  type ShownIoctl,
+} from './describe.ts';
 export { diff } from './expect.ts';
 export { formatPath, ScenarioError } from './load.ts';
 export { isProbeNumber, parseU64 } from './probe/parse.ts';
