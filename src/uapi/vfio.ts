@@ -264,38 +264,13 @@ function encodeBitmapAt(b: Uint8Array, off: number, bm: VfioBitmap): void {
   v.setBigUint64(off + 16, BigInt.asUintN(64, bm.data), true);
 }
 
-/** vfio_iommu_type1_dirty_bitmap (+ vfio_iommu_type1_dirty_bitmap_get for GET_BITMAP). */
-export interface DirtyBitmap {
-  argsz: number;
-  flags: number;
-  iova?: bigint;
-  size?: bigint;
-  bitmap?: VfioBitmap;
-}
-
-export function decodeDirtyBitmap(b: Uint8Array): DirtyBitmap {
+/**
+ * vfio_iommu_type1_dirty_bitmap_get, the data[] after the 8-byte vfio_iommu_type1_dirty_bitmap
+ * header of a GET_BITMAP request (copied in on its own, as the kernel does): iova, size, bitmap.
+ */
+export function decodeDirtyBitmapGet(b: Uint8Array): { iova: bigint; size: bigint; bitmap: VfioBitmap } {
   const v = view(b);
-  const d: DirtyBitmap = { argsz: v.getUint32(0, true), flags: v.getUint32(4, true) };
-  if (b.byteLength >= DIRTY_BITMAP_SIZE + DIRTY_BITMAP_GET_SIZE) {
-    d.iova = v.getBigUint64(8, true);
-    d.size = v.getBigUint64(16, true);
-    d.bitmap = decodeBitmap(b, 24);
-  }
-  return d;
-}
-
-export function encodeDirtyBitmap(d: DirtyBitmap): Uint8Array {
-  const withGet = d.bitmap !== undefined;
-  const b = new Uint8Array(withGet ? DIRTY_BITMAP_SIZE + DIRTY_BITMAP_GET_SIZE : DIRTY_BITMAP_SIZE);
-  const v = view(b);
-  v.setUint32(0, d.argsz, true);
-  v.setUint32(4, d.flags, true);
-  if (withGet) {
-    v.setBigUint64(8, BigInt.asUintN(64, d.iova ?? 0n), true);
-    v.setBigUint64(16, BigInt.asUintN(64, d.size ?? 0n), true);
-    encodeBitmapAt(b, 24, d.bitmap!);
-  }
-  return b;
+  return { iova: v.getBigUint64(0, true), size: v.getBigUint64(8, true), bitmap: decodeBitmap(b, 16) };
 }
 
 /** A decoded capability of vfio_iommu_type1_info. */

@@ -1,7 +1,8 @@
 /**
  * The container's valid IOVA list (5.4+): the intersection of every domain's aperture minus the
  * groups' reserved regions (DIRECT_RELAXABLE excepted), kept sorted. Inclusive 64-bit bounds;
- * built and read at attach and GET_INFO time only, so bigint is fine here.
+ * built and read at attach and GET_INFO time only, so bigint is fine here (MAP checks it as numbers:
+ * Type1State.iovaRangeValid, vfio_iommu_iova_dma_valid).
  */
 
 import type { ResvRegion } from '../iommu/types.ts';
@@ -60,10 +61,4 @@ export function resvExclude(list: IovaRange[], regions: ResvRegion[]): IovaRange
     out = next;
   }
   return out;
-}
-
-/** vfio_iommu_iova_dma_valid: [start, end] inside one range; an empty list allows everything. */
-export function iovaDmaValid(list: IovaRange[], start: bigint, end: bigint): boolean {
-  if (list.length === 0) return true;
-  return list.some((r) => start >= r.start && end <= r.end);
 }

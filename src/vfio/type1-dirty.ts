@@ -12,24 +12,34 @@ import {
   DIRTY_BITMAP_GET_SIZE,
   DIRTY_BITMAP_SIZE,
   DIRTY_BITMAP_SIZE_MAX,
-  decodeBitmap,
+  decodeDirtyBitmapGet,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
+  type VfioBitmap,
 } from '../uapi/vfio.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
+import { lowestBit } from './type1-u64.ts';
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
-const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffff;
+/** DIRTY_BITMAP_PAGES_MAX: a mapping tracked for dirty pages may have at most INT_MAX pages. */
+export const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffff;
 
 /** DIRTY_BITMAP_BYTES: bytes for `npages` bits, rounded up to 64-bit words. */
 function bitmapBytes(npages: bigint): bigint {
   return ((npages + 63n) / 64n) * 8n;
 }
 
-/** verify_bitmap_size: pages > 0, 0 < size <= 256 MiB, and big enough for the pages. */
-export function verifyBitmapSize(npages: bigint, size: bigint): number {
-  if (npages === 0n || size === 0n || size > BigInt(DIRTY_BITMAP_SIZE_MAX) || size < bitmapBytes(npages))
+/**
+ * The user bitmap's checks, shared by UNMAP_DMA(GET_DIRTY_BITMAP) and DIRTY_PAGES(GET_BITMAP):
+ * access_ok of [data, data + size), then verify_bitmap_size(size >> __ffs(pgsize), bitmap.size):
+ * pages > 0, 0 < size <= 256 MiB, and big enough for the pages.
+ */
+export function checkUserBitmap(size: bigint, bitmap: VfioBitmap): number {
+  if (bitmap.data + bitmap.size > 0x0000_8000_0000_0000n) return -EINVAL; // access_ok
+  const npages = size >> BigInt(lowestBit(bitmap.pgsize));
+  const bytes = bitmap.size;
+  if (npages === 0n || bytes === 0n || bytes > BigInt(DIRTY_BITMAP_SIZE_MAX) || bytes < bitmapBytes(npages))
     return -EINVAL;
   return 0;
 }
@@ -94,20 +104,14 @@ function getBitmap(s: Type1State, current: Current, arg: UserArg, argsz: number)
   if (argsz - DIRTY_BITMAP_SIZE < DIRTY_BITMAP_GET_SIZE) return -EINVAL;
   const rb = arg.copyFrom(DIRTY_BITMAP_GET_SIZE, DIRTY_BITMAP_SIZE);
   if (typeof rb === 'number') return rb;
-  const rv = new DataView(rb.buffer);
-  const iova = rv.getBigUint64(0, true);
-  const size = rv.getBigUint64(8, true);
-  const bitmap = decodeBitmap(rb, 16);
+  const { iova, size, bitmap } = decodeDirtyBitmapGet(rb);
   if (s.profile.overflowFirst) {
     if (size === 0n) return -EINVAL;
     if (iova + size - 1n > U64_MAX) return -s.profile.overflowErrno;
   } else if (iova + size > U64_MAX) {
     return -EINVAL;
   }
-  if (bitmap.data + bitmap.size > 0x0000_8000_0000_0000n) return -EINVAL; // access_ok
-  let shift = 0n;
-  while (bitmap.pgsize !== 0n && !((bitmap.pgsize >> shift) & 1n)) shift++;
-  const r = verifyBitmapSize(size >> shift, bitmap.size);
+  const r = checkUserBitmap(size, bitmap);
   if (r < 0) return r;
   const pgsize = BigInt(s.pgsize);
   if (bitmap.pgsize !== pgsize) return -EINVAL;

@@ -19,12 +19,10 @@ import {
   VFIO_DMA_MAP_FLAG_VADDR,
   VFIO_DMA_MAP_FLAG_WRITE,
 } from '../uapi/vfio.ts';
+import { DIRTY_BITMAP_PAGES_MAX } from './type1-dirty.ts';
 import { pinMapDma, removeDma } from './type1-pin.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
 import { alignedTo, endWraps, toNumber } from './type1-u64.ts';
-
-/** DIRTY_BITMAP_PAGES_MAX: a mapping tracked for dirty pages may have at most INT_MAX pages. */
-const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffff;
 
 // copy_from_user lands here and is decoded here: one struct per call, reused (no allocation per
 // MAP; the model is single-threaded and nothing below re-enters MAP_DMA).

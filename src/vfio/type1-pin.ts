@@ -22,7 +22,7 @@ let lastMemlock = -1n;
 let lastLimitPages = 0;
 
 /** RLIMIT_MEMLOCK soft limit of `current` in pages (Infinity for RLIM_INFINITY). */
-export function memlockLimitPages(current: Current): number {
+function memlockLimitPages(current: Current): number {
   const cur = current.task.memlock.cur;
   if (cur !== lastMemlock) {
     const pages = cur >> BigInt(PAGE_SHIFT);
@@ -132,7 +132,7 @@ function syncAndUnpin(domain: IommuDomain, mm: MmStruct, queued: number): void {
  * vfio_unmap_unpin: plain unmap on every domain but the first; on the first, unmap each
  * physically contiguous run into a gather, sync the IOTLB, then unpin; finally uncharge.
  */
-export function unmapUnpin(s: Type1State, dma: VfioDma): void {
+function unmapUnpin(s: Type1State, dma: VfioDma): void {
   if (dma.size === 0 || s.domains.length === 0) return;
   const head = s.domains[0].domain;
   for (let i = 1; i < s.domains.length; i++) s.domains[i].domain.unmap(dma.iova, dma.size);

@@ -11,6 +11,7 @@ import type { MmStruct } from '../mm/mm.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
 import type { IovaRange } from './iova-list.ts';
 import type { VfioParams } from './params.ts';
+import { lowestBit } from './type1-u64.ts';
 
 /** One user DMA mapping. `size` grows while it is being pinned and mapped. */
 export interface VfioDma extends Range {
@@ -82,13 +83,7 @@ export class Type1State {
 
   set pgsizeBitmap(b: bigint) {
     this.bitmap = b;
-    this.minPgsizeLg2 = 12;
-    for (let i = 0; i < 64; i++) {
-      if ((b >> BigInt(i)) & 1n) {
-        this.minPgsizeLg2 = i;
-        break;
-      }
-    }
+    this.minPgsizeLg2 = b === 0n ? 12 : lowestBit(b);
     this.minPgsize = 2 ** this.minPgsizeLg2;
   }
 

@@ -20,7 +20,7 @@ import {
   VFIO_DMA_UNMAP_FLAG_VADDR,
   type VfioBitmap,
 } from '../uapi/vfio.ts';
-import { updateUserBitmap, verifyBitmapSize } from './type1-dirty.ts';
+import { checkUserBitmap, updateUserBitmap } from './type1-dirty.ts';
 import { removeAllDmas, removeDma } from './type1-pin.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
 import { alignedTo, endWraps, toNumber } from './type1-u64.ts';
@@ -53,21 +53,13 @@ export function vfioIommuUnmapDma(s: Type1State, current: Current, arg: UserArg)
     const bb = arg.copyFrom(BITMAP_SIZE, DMA_UNMAP_SIZE);
     if (typeof bb === 'number') return bb;
     bitmap = decodeBitmap(bb, 0);
-    if (bitmap.data + bitmap.size > 0x0000_8000_0000_0000n) return -EINVAL; // access_ok
-    const shift = bitmap.pgsize === 0n ? 0n : BigInt(lowestBit(bitmap.pgsize));
-    const size = (BigInt(unmap.sizeHi) << 32n) | BigInt(unmap.sizeLo);
-    const r = verifyBitmapSize(size >> shift, bitmap.size);
+    const r = checkUserBitmap((BigInt(unmap.sizeHi) << 32n) | BigInt(unmap.sizeLo), bitmap);
     if (r < 0) return r;
   }
   const ret = doUnmap(s, current, unmap, bitmap);
   if (ret < 0) return ret;
   setDmaUnmapSize(struct, unmapped);
   return arg.copyTo(struct) < 0 ? -EFAULT : 0;
-}
-
-function lowestBit(v: bigint): number {
-  for (let i = 0; i < 64; i++) if ((v >> BigInt(i)) & 1n) return i;
-  return 0;
 }
 
 /**

@@ -180,7 +180,7 @@ export class Type1Iommu {
     iommuDetachGroup(d.domain, group);
     d.groups.splice(d.groups.indexOf(group), 1);
     if (d.groups.length > 0) return;
-    if (s.domains.length === 1) this.unmapUnpinAll();
+    if (s.domains.length === 1) removeAllDmas(s);
     s.domains.splice(s.domains.indexOf(d), 1);
     d.domain.free();
     this.updatePgsizeBitmap();
@@ -189,7 +189,7 @@ export class Type1Iommu {
 
   /** vfio_iommu_type1_release: everything unmapped, unpinned and uncharged; domains freed. */
   release(): void {
-    this.unmapUnpinAll();
+    removeAllDmas(this.s);
     for (const d of this.s.domains) {
       for (const g of [...d.groups]) iommuDetachGroup(d.domain, g);
       d.domain.free();
@@ -217,10 +217,6 @@ export class Type1Iommu {
       default:
         return -ENOTTY;
     }
-  }
-
-  private unmapUnpinAll(): void {
-    removeAllDmas(this.s);
   }
 
   /** vfio_iommu_replay: existing mappings go into the new domain (pinned now if never mapped). */
