@@ -25,7 +25,6 @@ export class IommufdCtx {
   accountMode: AccountMode = 'user';
   /** References to the context's file (fd, bound devices, vEVENTQ and fault fds). */
   refs = 1;
-  released = false;
   /** The IOAS of the VFIO compatibility container (IOMMU_VFIO_IOAS). */
   vfioIoas: Ioas | null = null;
   private readonly groups = new Map<IommuGroup, { ig: IommufdGroup; refs: number }>();
@@ -59,6 +58,12 @@ export class IommufdCtx {
     if (o === undefined || typeof o === 'string') return undefined;
     if (type !== undefined && o.type !== type) return undefined;
     return o;
+  }
+
+  /** The compatibility IOAS while it is still a live IOAS object (iommufd_vfio_compat_ioas_get), else null. */
+  compatIoas(): Ioas | null {
+    const ioas = this.vfioIoas;
+    return ioas !== null && this.get(ioas.id, 'ioas') === ioas ? ioas : null;
   }
 
   /** IOMMU_DESTROY (iommufd_object_remove without a caller reference): ENOENT, EBUSY, or gone. */
@@ -102,11 +107,6 @@ export class IommufdCtx {
     if (e !== undefined && --e.refs === 0) this.groups.delete(ig.group);
   }
 
-  /** True if any device of `group` is bound to this context (iommufd_ctx_has_group). */
-  hasGroup(group: IommuGroup): boolean {
-    return this.groups.has(group);
-  }
-
   /** iommufd_ctx_get: another reference to the context's file. */
   ref(): void {
     this.refs++;
@@ -119,7 +119,6 @@ export class IommufdCtx {
 
   /** iommufd_fops_release: destroy every object whose only user is the xarray, until none is left. */
   private release(): void {
-    this.released = true;
     for (;;) {
       let destroyed = 0;
       let left = false;

@@ -28,7 +28,7 @@ import {
 import type { IommufdCtx } from './ctx.ts';
 import { hwptAttach } from './device.ts';
 import { iommufdDriver } from './driver-ops.ts';
-import { nextFd, respond, type Ucmd } from './main.ts';
+import { nextFd, respond, respondAndFinalize, type Ucmd } from './main.ts';
 import {
   Fault,
   FaultFile,
@@ -68,7 +68,6 @@ export function hwptPagingAlloc(
   if (flags & IOMMU_HWPT_FAULT_ID_VALID && flags & IOMMU_HWPT_ALLOC_NEST_PARENT) return -EOPNOTSUPP;
   const hwpt = ctx.alloc(new HwptPaging(ioas));
   if (typeof hwpt === 'number') return hwpt;
-  hwpt.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   ioas.users++;
   hwpt.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
   const domain =
@@ -126,7 +125,6 @@ function viommuAllocHwptNested(
   if (viommu.ops === null) return -EOPNOTSUPP;
   const hwpt = ctx.alloc(new HwptNested(viommu.hwpt, viommu));
   if (typeof hwpt === 'number') return hwpt;
-  hwpt.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   viommu.users++;
   const domain = viommu.ops.allocDomainNested(flags & ~IOMMU_HWPT_FAULT_ID_VALID, data);
   if (typeof domain === 'number') {
@@ -176,13 +174,7 @@ export function iommufdHwptAlloc(u: Ucmd): number {
     fault.users++;
   }
   u.view.setUint32(16, hwpt.id, true);
-  const r = respond(u, iommuHwptAlloc.size);
-  if (r < 0) {
-    ctx.abortAndDestroy(hwpt);
-    return r;
-  }
-  ctx.finalize(hwpt);
-  return 0;
+  return respondAndFinalize(u, hwpt, iommuHwptAlloc.size);
 }
 
 /** IOMMU_GET_HW_INFO (iommufd_get_hw_info). */
@@ -274,14 +266,10 @@ export function iommufdFaultAlloc(u: Ucmd): number {
   }
   u.view.setUint32(8, fault.id, true);
   u.view.setUint32(12, fd, true);
-  const r = respond(u, iommuFaultAlloc.size);
-  if (r < 0) {
-    u.ctx.abortAndDestroy(fault);
-    return r;
-  }
+  const r = respondAndFinalize(u, fault, iommuFaultAlloc.size);
+  if (r < 0) return r;
   u.ctx.ref();
   fault.users++;
   u.current.installFd(new FaultFile(fault, u.ctx));
-  u.ctx.finalize(fault);
   return 0;
 }

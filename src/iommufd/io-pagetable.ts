@@ -22,6 +22,7 @@ import type { MmStruct } from '../mm/mm.ts';
 import { PAGE_SIZE } from '../mm/physmem.ts';
 import { CAP_IPC_LOCK, type Task } from '../mm/task.ts';
 import { EADDRINUSE, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EOVERFLOW } from '../uapi/errno.ts';
+import { IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } from '../uapi/iommufd.ts';
 
 export const ULONG_MAX = 0xffff_ffff_ffff_ffffn;
 const PAGE = BigInt(PAGE_SIZE);
@@ -143,8 +144,8 @@ interface Reserved extends Range {
 /** The IOMMU_IOAS_MAP flags as iommu prot bits (conv_iommu_prot): IOMMU_CACHE always. */
 export function ioasProt(flags: number): number {
   let prot = IOMMU_CACHE;
-  if (flags & 2) prot |= IOMMU_WRITE;
-  if (flags & 4) prot |= IOMMU_READ;
+  if (flags & IOMMU_IOAS_MAP_WRITEABLE) prot |= IOMMU_WRITE;
+  if (flags & IOMMU_IOAS_MAP_READABLE) prot |= IOMMU_READ;
   return prot;
 }
 
@@ -158,6 +159,11 @@ function ffs64(x: bigint): bigint {
   let n = 0n;
   while (((x >> n) & 1n) === 0n) n++;
   return n;
+}
+
+/** Sort order of ranges by start. */
+function byStart(a: Range, b: Range): number {
+  return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
 }
 
 function overlaps(a: Range, start: bigint, last: bigint): boolean {
@@ -217,7 +223,7 @@ export class IoPagetable {
         : this.allowed
             .filter((r) => overlaps(r, lo, hi))
             .map((r) => ({ start: r.start < lo ? lo : r.start, last: r.last > hi ? hi : r.last }))
-            .sort((x, y) => (x.start < y.start ? -1 : 1));
+            .sort(byStart);
     const fits = (start: bigint, last: bigint): bigint | null => {
       const s = (((start + align - 1n) & ~(align - 1n)) | pageOffset) & ULONG_MAX;
       if (start + align - 1n > ULONG_MAX) return null;
@@ -225,7 +231,7 @@ export class IoPagetable {
       return s;
     };
     const used = [...this.reserved, ...this.areas.map((a) => ({ start: a.iova, last: a.last }))].sort(
-      (x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0),
+      byStart,
     );
     for (const span of allowed) {
       if (fits(span.start, span.last) === null) continue;
@@ -522,7 +528,7 @@ export class IoPagetable {
 
   /** The holes of the reserved ranges over [0, ULONG_MAX] (IOMMU_IOAS_IOVA_RANGES). */
   holes(): Range[] {
-    const rs = [...this.reserved].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+    const rs = [...this.reserved].sort(byStart);
     const out: Range[] = [];
     let cur = 0n;
     for (const r of rs) {

@@ -42,11 +42,21 @@ import {
   iommuVfioIoas,
 } from '../uapi/iommufd.ts';
 import { ioasProt, ULONG_MAX } from './io-pagetable.ts';
-import { respond, type Ucmd } from './main.ts';
+import { respond, respondAndFinalize, type Ucmd } from './main.ts';
 import { Ioas } from './objects.ts';
 
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 const RW = IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+
+/**
+ * The checks MAP, MAP_FILE and COPY open with, in their order: unknown flags or a reserved field
+ * EOPNOTSUPP, an IOVA or length of ULONG_MAX EOVERFLOW, neither R nor W EINVAL.
+ */
+function checkMapArgs(flags: number, reserved: number, ...u64: bigint[]): number {
+  if (flags & ~MAP_FLAGS || reserved !== 0) return -EOPNOTSUPP;
+  if (u64.some((x) => x >= ULONG_MAX)) return -EOVERFLOW;
+  return flags & RW ? 0 : -EINVAL;
+}
 
 /** IOMMU_IOAS_ALLOC: flags EOPNOTSUPP. */
 export function iommufdIoasAlloc(u: Ucmd): number {
@@ -55,13 +65,7 @@ export function iommufdIoasAlloc(u: Ucmd): number {
   const ioas = u.ctx.alloc(new Ioas());
   if (typeof ioas === 'number') return ioas;
   u.view.setUint32(8, ioas.id, true);
-  const r = respond(u, iommuIoasAlloc.size);
-  if (r < 0) {
-    u.ctx.abortAndDestroy(ioas);
-    return r;
-  }
-  u.ctx.finalize(ioas);
-  return 0;
+  return respondAndFinalize(u, ioas, iommuIoasAlloc.size);
 }
 
 function getIoas(u: Ucmd, id: number): Ioas | undefined {
@@ -113,9 +117,8 @@ export function iommufdIoasAllowIovas(u: Ucmd): number {
  */
 export function iommufdIoasMap(u: Ucmd): number {
   const c = iommuIoasMap.decode(u.cmd);
-  if (c.flags & ~MAP_FLAGS || c.__reserved !== 0) return -EOPNOTSUPP;
-  if (c.iova >= ULONG_MAX || c.length >= ULONG_MAX) return -EOVERFLOW;
-  if (!(c.flags & RW)) return -EINVAL;
+  const bad = checkMapArgs(c.flags, c.__reserved, c.iova, c.length);
+  if (bad < 0) return bad;
   const ioas = getIoas(u, c.ioas_id);
   if (ioas === undefined) return -ENOENT;
   const iova = ioas.iopt.mapUserPages(
@@ -139,9 +142,8 @@ export function iommufdIoasMap(u: Ucmd): number {
  */
 export function iommufdIoasMapFile(u: Ucmd): number {
   const c = iommuIoasMapFile.decode(u.cmd);
-  if (c.flags & ~MAP_FLAGS) return -EOPNOTSUPP;
-  if (c.iova >= ULONG_MAX || c.length >= ULONG_MAX) return -EOVERFLOW;
-  if (!(c.flags & RW)) return -EINVAL;
+  const bad = checkMapArgs(c.flags, 0, c.iova, c.length);
+  if (bad < 0) return bad;
   if (getIoas(u, c.ioas_id) === undefined) return -ENOENT;
   if (c.fd < 0 || u.current.fdget(c.fd) === undefined) return -EBADF;
   return -EOPNOTSUPP;
@@ -153,9 +155,8 @@ export function iommufdIoasMapFile(u: Ucmd): number {
  */
 export function iommufdIoasCopy(u: Ucmd): number {
   const c = iommuIoasCopy.decode(u.cmd);
-  if (c.flags & ~MAP_FLAGS) return -EOPNOTSUPP;
-  if (c.length >= ULONG_MAX || c.src_iova >= ULONG_MAX || c.dst_iova >= ULONG_MAX) return -EOVERFLOW;
-  if (!(c.flags & RW)) return -EINVAL;
+  const bad = checkMapArgs(c.flags, 0, c.length, c.src_iova, c.dst_iova);
+  if (bad < 0) return bad;
   if (getIoas(u, c.src_ioas_id) === undefined) return -ENOENT;
   return -EOPNOTSUPP;
 }
@@ -239,8 +240,8 @@ export function iommufdVfioIoas(u: Ucmd): number {
   const ctx = u.ctx;
   switch (c.op) {
     case IOMMU_VFIO_IOAS_GET: {
-      const ioas = ctx.vfioIoas;
-      if (ioas === null || ctx.get(ioas.id, 'ioas') !== ioas) return -ENODEV;
+      const ioas = ctx.compatIoas();
+      if (ioas === null) return -ENODEV;
       u.view.setUint32(4, ioas.id, true);
       return respond(u, iommuVfioIoas.size);
     }

@@ -88,7 +88,8 @@ import {
   iommufdOption,
   iommufdVfioIoas,
 } from './ioas.ts';
-import type { HwptPaging, Ioas } from './objects.ts';
+import type { IommufdObject } from './object.ts';
+import type { HwptPaging } from './objects.ts';
 import {
   iommufdHwQueueAlloc,
   iommufdVdeviceAlloc,
@@ -111,6 +112,20 @@ export interface Ucmd {
 /** iommufd_ucmd_respond: copy back min(size, user's size) bytes; EFAULT on a fault. */
 export function respond(u: Ucmd, size: number): number {
   return u.arg.copyTo(u.cmd.subarray(0, Math.min(u.userSize, size))) < 0 ? -EFAULT : 0;
+}
+
+/**
+ * The end of every object allocation: the ID written back (iommufd_ucmd_respond), then
+ * iommufd_object_finalize, or iommufd_object_abort_and_destroy when the write faults.
+ */
+export function respondAndFinalize(u: Ucmd, obj: IommufdObject, size: number): number {
+  const r = respond(u, size);
+  if (r < 0) {
+    u.ctx.abortAndDestroy(obj);
+    return r;
+  }
+  u.ctx.finalize(obj);
+  return 0;
 }
 
 /** The descriptor get_unused_fd_flags would return (the lowest free one), or -EMFILE. */
@@ -167,10 +182,6 @@ const OPS: IoctlOp[] = [
  * (ENODEV). The compatibility GET_INFO / MAP_DMA / UNMAP_DMA are not modelled (ENOTTY).
  */
 function vfioCompat(ctx: IommufdCtx, request: number, arg: UserArg): number {
-  const compatIoas = (): Ioas | null => {
-    const ioas = ctx.vfioIoas;
-    return ioas !== null && ctx.get(ioas.id, 'ioas') === ioas ? ioas : null;
-  };
   switch (request) {
     case VFIO_GET_API_VERSION:
       return VFIO_API_VERSION;
@@ -181,7 +192,7 @@ function vfioCompat(ctx: IommufdCtx, request: number, arg: UserArg): number {
         case BigInt(VFIO_UNMAP_ALL):
           return 1;
         case BigInt(VFIO_DMA_CC_IOMMU): {
-          const ioas = compatIoas();
+          const ioas = ctx.compatIoas();
           if (ioas === null) return -ENODEV;
           return ioas.hwptList.every((h: HwptPaging) => h.domain?.enforceCacheCoherency() ?? false) ? 1 : 0;
         }
@@ -191,7 +202,7 @@ function vfioCompat(ctx: IommufdCtx, request: number, arg: UserArg): number {
     case VFIO_SET_IOMMU: {
       const t = arg.value;
       if (t !== BigInt(VFIO_TYPE1_IOMMU) && t !== BigInt(VFIO_TYPE1v2_IOMMU)) return -EINVAL;
-      const ioas = compatIoas();
+      const ioas = ctx.compatIoas();
       if (ioas === null) return -ENODEV;
       return t === BigInt(VFIO_TYPE1_IOMMU) ? ioas.iopt.disableLarge() : 0;
     }

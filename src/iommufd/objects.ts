@@ -19,7 +19,7 @@ import type { IommuDomain } from '../iommu/domain.ts';
 import type { IommuDriver } from '../iommu/driver.ts';
 import type { Device, IommuGroup } from '../iommu/group.ts';
 import type { Current, KernelFile } from '../mm/file.ts';
-import { EFAULT, EOPNOTSUPP, ESPIPE } from '../uapi/errno.ts';
+import { EFAULT, ENOENT, EOPNOTSUPP, ESPIPE } from '../uapi/errno.ts';
 import type { IommufdCtx } from './ctx.ts';
 import { IoPagetable } from './io-pagetable.ts';
 import { IommufdObject } from './object.ts';
@@ -47,10 +47,6 @@ export class IommufdDevice extends IommufdObject {
     super();
   }
 
-  get driver(): IommuDriver {
-    return this.dev.iommu;
-  }
-
   /** iommufd_device_destroy: DMA ownership released, the context reference dropped. */
   destroy(): void {
     const g = this.dev.group;
@@ -76,8 +72,6 @@ export class Ioas extends IommufdObject {
 export interface Hwpt extends IommufdObject {
   readonly type: 'hwpt_paging' | 'hwpt_nested';
   domain: IommuDomain | null;
-  /** Allocated with IOMMU_HWPT_ALLOC_PASID. */
-  pasidCompat: boolean;
   fault: Fault | null;
 }
 
@@ -85,7 +79,6 @@ export interface Hwpt extends IommufdObject {
 export class HwptPaging extends IommufdObject implements Hwpt {
   readonly type = 'hwpt_paging';
   domain: IommuDomain | null = null;
-  pasidCompat = false;
   fault: Fault | null = null;
   /** Allocated by an attach to an IOAS, destroyed with its last device. */
   autoDomain = false;
@@ -114,7 +107,6 @@ export class HwptPaging extends IommufdObject implements Hwpt {
 export class HwptNested extends IommufdObject implements Hwpt {
   readonly type = 'hwpt_nested';
   domain: IommuDomain | null = null;
-  pasidCompat = false;
   fault: Fault | null = null;
 
   constructor(
@@ -158,7 +150,7 @@ export class Viommu extends IommufdObject implements VsmmuCore {
 
   vdevIdOf(dev: Device): number {
     for (const v of this.vdevs.values()) if (v.idev.dev === dev) return Number(v.virtId);
-    return -2; // -ENOENT
+    return -ENOENT;
   }
 
   findDev(vsid: number): Device | undefined {
@@ -219,7 +211,6 @@ export class Veventq extends IommufdObject {
   private readonly lostHeader: Vevent = { lost: true, sequence: 0, data: null };
   numEvents = 0;
   sequence = 0;
-  file: VeventqFile | null = null;
 
   constructor(
     readonly viommu: Viommu,
@@ -298,7 +289,6 @@ export class VeventqFile implements KernelFile {
 
   release(): void {
     this.veventq.users--;
-    if (this.veventq.file === this) this.veventq.file = null;
     this.ctx.put();
   }
 }

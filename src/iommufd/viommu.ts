@@ -14,7 +14,7 @@ import {
   iommuViommuAlloc,
 } from '../uapi/iommufd.ts';
 import { iommufdDriver } from './driver-ops.ts';
-import { nextFd, respond, type Ucmd } from './main.ts';
+import { nextFd, respondAndFinalize, type Ucmd } from './main.ts';
 import { type HwptPaging, type IommufdDevice, Vdevice, Veventq, VeventqFile, Viommu } from './objects.ts';
 
 /**
@@ -44,13 +44,7 @@ export function iommufdViommuAlloc(u: Ucmd): number {
   }
   viommu.ops = ops;
   u.view.setUint32(20, viommu.id, true);
-  const r = respond(u, iommuViommuAlloc.size);
-  if (r < 0) {
-    ctx.abortAndDestroy(viommu);
-    return r;
-  }
-  ctx.finalize(viommu);
-  return 0;
+  return respondAndFinalize(u, viommu, iommuViommuAlloc.size);
 }
 
 /**
@@ -78,14 +72,10 @@ export function iommufdVdeviceAlloc(u: Ucmd): number {
   }
   viommu.vdevs.set(c.virt_id, vdev);
   u.view.setUint32(12, vdev.id, true);
-  const r = respond(u, iommuVdeviceAlloc.size);
-  if (r < 0) {
-    ctx.abortAndDestroy(vdev);
-    return r;
-  }
+  const r = respondAndFinalize(u, vdev, iommuVdeviceAlloc.size);
+  if (r < 0) return r;
   // The vDEVICE keeps the reference on the device it looked up.
   idev.users++;
-  ctx.finalize(vdev);
   return 0;
 }
 
@@ -113,17 +103,11 @@ export function iommufdVeventqAlloc(u: Ucmd): number {
   }
   u.view.setUint32(20, q.id, true);
   u.view.setUint32(24, fd, true);
-  const r = respond(u, iommuVeventqAlloc.size);
-  if (r < 0) {
-    ctx.abortAndDestroy(q);
-    return r;
-  }
-  ctx.finalize(q);
-  const file = new VeventqFile(q, ctx);
-  q.file = file;
+  const r = respondAndFinalize(u, q, iommuVeventqAlloc.size);
+  if (r < 0) return r;
   q.users++;
   ctx.ref();
-  u.current.installFd(file);
+  u.current.installFd(new VeventqFile(q, ctx));
   return 0;
 }
 
