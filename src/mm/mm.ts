@@ -9,7 +9,15 @@
  */
 
 import { EFAULT, EINVAL, ENOMEM } from '../uapi/errno.ts';
-import { type ExternalMemory, type FrameLg2, PAGE_SHIFT, PAGE_SIZE, type PhysMem } from './physmem.ts';
+import {
+  type ExternalMemory,
+  FRAME_BYTES,
+  FRAME_LG2S,
+  type FrameLg2,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  type PhysMem,
+} from './physmem.ts';
 
 export const PROT_NONE = 0;
 export const PROT_READ = 1;
@@ -91,12 +99,6 @@ export interface MmapOptions {
   mmioOffset?: number;
 }
 
-/** Folio sizes, smallest first (the heads unpin() looks for), and their bytes. */
-const FOLIO_LG2S: readonly FrameLg2[] = [12, 21, 30];
-const FOLIO_SIZES: readonly number[] = [2 ** 12, 2 ** 21, 2 ** 30];
-/** 2^lg2 by lg2 (a table, not `2 **`, on the fault and pin paths). */
-const PAGE_BYTES: readonly number[] = Array.from({ length: 31 }, (_, k) => 2 ** k);
-
 /** Where mmap() starts looking, top-down, as on x86-64 and arm64 with 47/48-bit user space. */
 const MMAP_TOP = 0x7f00_0000_0000;
 
@@ -125,7 +127,7 @@ export class MmStruct {
   /** mmap(2) for anonymous or device memory. Returns the address or -errno. */
   mmap(len: number, options: MmapOptions = {}): number {
     const pageLg2: FrameLg2 = options.hugeLg2 ?? 12;
-    const align = 2 ** pageLg2;
+    const align = FRAME_BYTES[pageLg2];
     if (len <= 0 || !Number.isSafeInteger(len)) return -EINVAL;
     const size = Math.ceil(len / align) * align;
     let start: number;
@@ -166,7 +168,7 @@ export class MmStruct {
       const v = this.vmas[i];
       if (v.end <= addr || v.start >= end) continue;
       this.vmas.splice(i, 1);
-      const unit = PAGE_BYTES[v.pageLg2];
+      const unit = FRAME_BYTES[v.pageLg2];
       // Keep the parts outside the range (split at huge-page boundaries, as hugetlb requires).
       const lo = Math.max(v.start, Math.floor(addr / unit) * unit);
       const hi = Math.min(v.end, Math.ceil(end / unit) * unit);
@@ -234,7 +236,7 @@ export class MmStruct {
     if (v.prot === PROT_NONE) return -EFAULT;
     if (write && !(v.prot & PROT_WRITE)) return -EFAULT;
     if (v.pfnmapBase !== undefined) return v.pfnmapBase + (va - v.start);
-    const unit = PAGE_BYTES[v.pageLg2];
+    const unit = FRAME_BYTES[v.pageLg2];
     const idx = Math.floor((va - v.start) / unit);
     let pfn = v.pages.get(idx);
     if (pfn === undefined) {
@@ -353,7 +355,7 @@ export class MmStruct {
     let pages = 0;
     let cur = va;
     let expect = first;
-    const unit = PAGE_BYTES[v.pageLg2];
+    const unit = FRAME_BYTES[v.pageLg2];
     while (pages < maxPages && cur < v.end) {
       // An untouched page further on reads as the zero page, which ends the run (it is reserved).
       const pa =
@@ -385,7 +387,7 @@ export class MmStruct {
         continue;
       }
       const f = this.folios.get(head / PAGE_SIZE)!;
-      const size = PAGE_BYTES[f.lg2];
+      const size = FRAME_BYTES[f.lg2];
       const n = Math.min(pages, (head + size - pa) / PAGE_SIZE);
       f.pins -= n;
       if (f.pins < 0) throw new Error(`unpin below zero at ${pa.toString(16)}`);
@@ -428,10 +430,10 @@ export class MmStruct {
   }
 
   private folioHead(pa: number): number | undefined {
-    for (let i = 0; i < FOLIO_LG2S.length; i++) {
-      const lg2 = FOLIO_LG2S[i];
-      const size = FOLIO_SIZES[i];
-      const head = pa - (pa % size);
+    // Folio sizes smallest first: the heads unpin() looks for.
+    for (let i = 0; i < FRAME_LG2S.length; i++) {
+      const lg2 = FRAME_LG2S[i];
+      const head = pa - (pa % FRAME_BYTES[lg2]);
       const f = this.folios.get(head / PAGE_SIZE);
       if (f !== undefined && f.lg2 === lg2) return head;
     }
@@ -462,7 +464,7 @@ export class MmStruct {
   }
 
   private slice(v: Vma, start: number, end: number): Vma {
-    const unit = PAGE_BYTES[v.pageLg2];
+    const unit = FRAME_BYTES[v.pageLg2];
     const pages = new Map<number, number>();
     const shift = (start - v.start) / unit;
     for (const [idx, pfn] of v.pages) {

@@ -43,10 +43,11 @@ interface ExternalFrame {
   lg2: FrameLg2;
 }
 
-const FRAME_LG2S: readonly FrameLg2[] = [12, 21, 30];
+/** The frame sizes, smallest first. */
+export const FRAME_LG2S: readonly FrameLg2[] = [12, 21, 30];
 
-/** 2^lg2 for frame sizes (a table, not Math.pow, on the allocation path). */
-const FRAME_BYTES: readonly number[] = Array.from({ length: 31 }, (_, k) => 2 ** k);
+/** 2^lg2 for frame sizes (a table, not Math.pow, on the allocation, fault and pin paths). */
+export const FRAME_BYTES: readonly number[] = Array.from({ length: 31 }, (_, k) => 2 ** k);
 
 /** Entries of the frame cache (a power of two). */
 const FRAME_CACHE = 256;
@@ -90,7 +91,9 @@ export class PhysMem {
   /** Set by externalAt(): the external memory and address of the byte looked up. */
   private extMem: ExternalMemory | undefined;
   private extAddr = 0;
+  /** One word for external reads and writes (little-endian host: checked above), reused. */
   private readonly scratch = new Uint8Array(4);
+  private readonly scratchWord = new Uint32Array(this.scratch.buffer);
 
   constructor(options: PhysMemOptions = {}) {
     this.base = options.base ?? 0;
@@ -110,13 +113,13 @@ export class PhysMem {
     if (frame !== undefined) return frame[(pa & PAGE_MASK) >>> 2];
     if (this.external.size === 0 || !this.externalAt(pa)) return 0;
     this.extMem!.read(this.extAddr, this.scratch, 0, 4);
-    return new DataView(this.scratch.buffer).getUint32(0, true);
+    return this.scratchWord[0];
   }
 
   /** Writes a little-endian 32-bit word at a 4-byte aligned address. */
   writeU32(pa: number, value: number): void {
     if (this.external.size !== 0 && this.externalAt(pa)) {
-      new DataView(this.scratch.buffer).setUint32(0, value, true);
+      this.scratchWord[0] = value;
       this.extMem!.write(this.extAddr, this.scratch, 0, 4);
       return;
     }
@@ -247,7 +250,7 @@ export class PhysMem {
    * on its bytes are read from and written to `mem`, until the frame is freed or detached.
    */
   attachExternal(pa: number, lg2: FrameLg2, mem: ExternalMemory, addr: number): void {
-    this.discard(pa, 2 ** lg2);
+    this.discard(pa, FRAME_BYTES[lg2]);
     this.external.set(pa / PAGE_SIZE, { mem, addr, lg2 });
   }
 
@@ -261,7 +264,7 @@ export class PhysMem {
     if (x === undefined) return;
     this.external.delete(pa / PAGE_SIZE);
     const page = new Uint8Array(PAGE_SIZE);
-    for (let off = 0; off < 2 ** x.lg2; off += PAGE_SIZE) {
+    for (let off = 0; off < FRAME_BYTES[x.lg2]; off += PAGE_SIZE) {
       x.mem.read(x.addr + off, page, 0, PAGE_SIZE);
       if (page.some((b) => b !== 0)) this.writeBytes(pa + off, page, 0, PAGE_SIZE);
     }
@@ -275,8 +278,7 @@ export class PhysMem {
   /** Finds the external frame holding `pa` (any size): sets extMem/extAddr and says whether found. */
   private externalAt(pa: number): boolean {
     for (const lg2 of FRAME_LG2S) {
-      const size = 2 ** lg2;
-      const head = pa - (pa % size);
+      const head = pa - (pa % FRAME_BYTES[lg2]);
       const x = this.external.get(head / PAGE_SIZE);
       if (x !== undefined && x.lg2 === lg2) {
         this.extMem = x.mem;
