@@ -10,7 +10,7 @@
 import type { Host } from '../src/host/index.ts';
 import type { Process } from '../src/host/process.ts';
 import { ArmSmmuV3 } from '../src/iommu/arm-smmu-v3.ts';
-import type { ScenarioRunner } from '../src/scenario/index.ts';
+import { eventWords32, type ScenarioRunner } from '../src/scenario/index.ts';
 import {
   CD_FIELDS,
   type Command,
@@ -434,14 +434,7 @@ export function smmuView(host: Host): SmmuView | null {
     cds: [...s.cds.values()].map((c) => `CD ${c.index} (ASID ${c.fields.ASID})`).join(', '),
   }));
   const log = host.iommu instanceof ArmSmmuV3 ? host.iommu.eventLog : [];
-  const eventLog = log.map((e) => {
-    const w = new Uint32Array(8);
-    e.words.forEach((q, i) => {
-      w[2 * i] = Number(q & 0xffff_ffffn);
-      w[2 * i + 1] = Number(q >> 32n);
-    });
-    return eventDetail(w);
-  });
+  const eventLog = log.map((e) => eventDetail(eventWords32(e.words)));
   return {
     preset: smmu.preset.name,
     enabled: (smmu.readReg32(REG.CR0) & 1) === 1,

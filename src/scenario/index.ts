@@ -18,7 +18,7 @@ export {
 export { diff } from './expect.ts';
 export { formatPath, ScenarioError } from './load.ts';
 export { isProbeNumber, parseU64 } from './probe/parse.ts';
-export { ScenarioRunner, type StepResult } from './run.ts';
+export { eventWords32, ScenarioRunner, type StepResult } from './run.ts';
 export { type Scenario, type Step, TYPED_STEPS } from './schema.ts';
 
 export function loadScenario(text: string, file: string): Scenario {

@@ -9,22 +9,14 @@ import { Host } from '../host/host.ts';
 import type { Process } from '../host/process.ts';
 import { ArmSmmuV3 } from '../iommu/arm-smmu-v3.ts';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE } from '../iommu/types.ts';
-import {
-  CAP_FULL_SET,
-  CAP_IPC_LOCK,
-  CAP_SETGID,
-  CAP_SETUID,
-  CAP_SYS_ADMIN,
-  CAP_SYS_RAWIO,
-  CAP_SYS_RESOURCE,
-} from '../mm/task.ts';
+import { CAP_FULL_SET } from '../mm/task.ts';
 import { type DecodedEvent, decodeEvent, explainWalk } from '../smmu/index.ts';
 import { errnoName } from '../uapi/errno.ts';
 import { IommufdVmm } from '../vmm/iommufd-vmm.ts';
 import { Vmm, VmmError } from '../vmm/vmm.ts';
 import { diff } from './expect.ts';
-import { ProbeProcess, type ProbeRecord } from './probe/runner.ts';
-import type { Scenario, Step } from './schema.ts';
+import { fillByte, fillPattern, ProbeProcess, type ProbeRecord } from './probe/runner.ts';
+import { CAP_BITS, type Scenario, type Step } from './schema.ts';
 
 export interface StepResult {
   step: Step;
@@ -32,15 +24,6 @@ export interface StepResult {
   /** Differences from `expect`: empty when it held (or there was none). */
   failures: string[];
 }
-
-const CAP_BITS: Record<string, number> = {
-  CAP_IPC_LOCK,
-  CAP_SYS_RESOURCE,
-  CAP_SYS_RAWIO,
-  CAP_SYS_ADMIN,
-  CAP_SETUID,
-  CAP_SETGID,
-};
 
 const hex = (v: number): string => `0x${v.toString(16)}`;
 
@@ -57,7 +40,8 @@ function eventRecord(e: DecodedEvent): Record<string, unknown> {
   };
 }
 
-function words64(w: readonly bigint[]): Uint32Array {
+/** The host driver's logged event (four u64 words) as the eight u32 words decodeEvent reads. */
+export function eventWords32(w: readonly bigint[]): Uint32Array {
   const out = new Uint32Array(8);
   w.forEach((q, i) => {
     out[2 * i] = Number(q & 0xffff_ffffn);
@@ -66,8 +50,9 @@ function words64(w: readonly bigint[]): Uint32Array {
   return out;
 }
 
-function pattern(seed: number, size: number): Uint8Array {
-  return Uint8Array.from({ length: size }, (_, i) => (i * 7 + seed) & 0xff);
+/** A guest mapping's prot as io-pgtable takes it: `ro` is read-only, else read-write (both cacheable). */
+function protOf(p: unknown): number {
+  return p === 'ro' ? IOMMU_READ | IOMMU_CACHE : IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
 }
 
 export class ScenarioRunner {
@@ -213,8 +198,13 @@ export class ScenarioRunner {
       }
       case 'guest_map': {
         const g = this.needDriver();
-        const prot = b.prot === 'ro' ? IOMMU_READ | IOMMU_CACHE : IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
-        const r = g.map(this.needGuest().vmm.vsid, b.va as number, b.ipa as number, b.size as number, prot);
+        const r = g.map(
+          this.needGuest().vmm.vsid,
+          b.va as number,
+          b.ipa as number,
+          b.size as number,
+          protOf(b.prot),
+        );
         return { ret: r < 0 ? -1 : 0, ...(r < 0 ? { errno: errnoName(-r) } : {}) };
       }
       case 'guest_unmap': {
@@ -227,8 +217,7 @@ export class ScenarioRunner {
         const s = g.streams.get(vsid);
         if (s === undefined) throw new StepError('no stage-1 domain: add a guest_attach step');
         s.pgtbl.unmap(b.va as number, 0x1000);
-        const prot = b.prot === 'ro' ? IOMMU_READ | IOMMU_CACHE : IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
-        g.map(vsid, b.va as number, b.ipa as number, 0x1000, prot);
+        g.map(vsid, b.va as number, b.ipa as number, 0x1000, protOf(b.prot));
         if (b.invalidate) g.invalidateVa(vsid, b.va as number);
         return {};
       }
@@ -253,7 +242,7 @@ export class ScenarioRunner {
         if (!vmm.ram.contains(b.ipa as number, size))
           throw new StepError(`IPA ${hex(b.ipa as number)} is not guest RAM`);
         if (b.fill !== undefined) vmm.ram.fill(b.ipa as number, size, b.fill as number);
-        else vmm.ram.write(b.ipa as number, pattern((b.pattern as number | undefined) ?? 1, size));
+        else vmm.ram.write(b.ipa as number, fillPattern((b.pattern as number | undefined) ?? 1, size));
         return {};
       }
       case 'read': {
@@ -266,7 +255,7 @@ export class ScenarioRunner {
         };
         // Results the expectation asks about, computed on demand.
         for (let seed = 0; seed < 256; seed++)
-          if (bytes.every((x, i) => x === ((i * 7 + seed) & 0xff))) {
+          if (bytes.every((x, i) => x === fillByte(i, seed))) {
             out.pattern = seed;
             break;
           }
@@ -287,7 +276,9 @@ export class ScenarioRunner {
       case 'events': {
         const drv = host.iommu instanceof ArmSmmuV3 ? host.iommu : null;
         const hostEvents = drv
-          ? drv.eventLog.slice(this.hostEventsSeen).map((e) => eventRecord(decodeEvent(words64(e.words))))
+          ? drv.eventLog
+              .slice(this.hostEventsSeen)
+              .map((e) => eventRecord(decodeEvent(eventWords32(e.words))))
           : [];
         this.hostEventsSeen = drv?.eventLog.length ?? 0;
         const guestEvents = this.guest ? this.guest.events().map(eventRecord) : [];

@@ -8,6 +8,14 @@
 
 import { z } from 'zod';
 import { Host, HostConfigError, type HostOptions } from '../host/host.ts';
+import {
+  CAP_IPC_LOCK,
+  CAP_SETGID,
+  CAP_SETUID,
+  CAP_SYS_ADMIN,
+  CAP_SYS_RAWIO,
+  CAP_SYS_RESOURCE,
+} from '../mm/task.ts';
 import { KERNEL_VERSIONS } from '../uapi/profile.ts';
 import { formatPath, type LoadedDocument, type Plain, ScenarioError } from './load.ts';
 import { PROBE_OPS } from './probe/ops.ts';
@@ -52,14 +60,16 @@ const hostSchema = z
   })
   .strict();
 
-const CAPS = [
-  'CAP_IPC_LOCK',
-  'CAP_SYS_RESOURCE',
-  'CAP_SYS_RAWIO',
-  'CAP_SYS_ADMIN',
-  'CAP_SETUID',
-  'CAP_SETGID',
-] as const;
+/** The capabilities a process may be given by name, and their bit numbers. */
+export const CAP_BITS = {
+  CAP_IPC_LOCK,
+  CAP_SYS_RESOURCE,
+  CAP_SYS_RAWIO,
+  CAP_SYS_ADMIN,
+  CAP_SETUID,
+  CAP_SETGID,
+} as const;
+const CAPS = Object.keys(CAP_BITS) as [keyof typeof CAP_BITS, ...(keyof typeof CAP_BITS)[]];
 const processSchema = z
   .object({
     uid: safe.optional(),

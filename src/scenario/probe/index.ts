@@ -5,6 +5,7 @@
 
 import { Host, type HostOptions } from '../../host/host.ts';
 import { ArmSmmuV3 } from '../../iommu/arm-smmu-v3.ts';
+import { hex16 } from './iommufd-format.ts';
 import { type ProbeLine, parseProbe } from './parse.ts';
 import { type ProbeOptions, ProbeProcess, type ProbeRecord } from './runner.ts';
 
@@ -53,7 +54,7 @@ export function runProbeFiles(
     if (drv !== null)
       result.smmuEvents = drv.eventsSince(from).map((e) => ({
         type: `0x${e.type.toString(16).padStart(2, '0')}`,
-        words: e.words.map((w) => `0x${w.toString(16).padStart(16, '0')}`),
+        words: e.words.map(hex16),
       }));
     return result;
   });

@@ -7,7 +7,8 @@
 import { EVENT_NAMES } from '../../smmu/index.ts';
 import type { ProbeRecord } from './runner.ts';
 
-const hex16 = (v: bigint): string => `0x${BigInt.asUintN(64, v).toString(16).padStart(16, '0')}`;
+/** A 64-bit word with all 16 hex digits, as the probe prints commands, CDs and table words. */
+export const hex16 = (v: bigint): string => `0x${BigInt.asUintN(64, v).toString(16).padStart(16, '0')}`;
 const hex = (v: bigint): string => `0x${BigInt.asUintN(64, v).toString(16)}`;
 
 /** build_cmd: the two command words for a name, or null for an unknown name (EINVAL, nothing sent). */

@@ -63,7 +63,7 @@ import {
   VFIO_PCI_CONFIG_REGION_INDEX,
 } from '../../uapi/vfio-device.ts';
 import { formatCaps } from './caps.ts';
-import { buildCmd, formatVeventqRead } from './iommufd-format.ts';
+import { buildCmd, formatVeventqRead, hex16 } from './iommufd-format.ts';
 import { PROBE_OPS } from './ops.ts';
 import { type ProbeLine, parseU64 } from './parse.ts';
 
@@ -91,6 +91,14 @@ class ScenarioFile implements KernelFile {
 const MIB64 = 64n << 20n;
 
 const hex = (v: bigint | number): string => `0x${BigInt.asUintN(64, BigInt(v)).toString(16)}`;
+
+/** Byte `i` of the probe's `fill` pattern for `seed` (vfioprobe.c: (i * 7 + seed) & 0xff). */
+export const fillByte = (i: number, seed: number): number => (i * 7 + seed) & 0xff;
+
+/** `size` bytes of the `fill` pattern. */
+export function fillPattern(seed: number, size: number): Uint8Array {
+  return Uint8Array.from({ length: size }, (_, i) => fillByte(i, seed));
+}
 
 /** One probe process: its slots and buffer, and the output lines it printed. */
 export class ProbeProcess {
@@ -666,11 +674,7 @@ export class ProbeProcess {
       this.end();
       return;
     }
-    const n = Number(size);
-    const bytes = new Uint8Array(n);
-    const s = Number(seed & 0xffn);
-    for (let i = 0; i < n; i++) bytes[i] = (i * 7 + s) & 0xff;
-    this.proc.writeMemory(this.buf + Number(off), bytes);
+    this.proc.writeMemory(this.buf + Number(off), fillPattern(Number(seed & 0xffn), Number(size)));
     this.res(0);
     this.end();
   }
@@ -1042,7 +1046,6 @@ export class ProbeProcess {
     const o = iommuHwptInvalidate.decode(x);
     this.rec.hwpt_id = o.hwpt_id;
     this.rec.out_entry_num = o.entry_num;
-    const hex16 = (w: bigint): string => `0x${w.toString(16).padStart(16, '0')}`;
     this.rec.cmds = cmds.map(([w0, w1]) => [hex16(w0), hex16(w1)]);
     this.end();
   }
@@ -1136,7 +1139,7 @@ export class ProbeProcess {
     for (let i = 0; i < 4; i++) v.setBigUint64(8 * i, w[i], true);
     this.proc.writeMemory(this.buf + Number(off), b);
     this.res(0);
-    this.rec.cd = w.map((x) => `0x${x.toString(16).padStart(16, '0')}`);
+    this.rec.cd = w.map(hex16);
     this.rec.cd_ipa = hex(this.s1IpaBase + off);
     this.end();
   }
@@ -1293,12 +1296,7 @@ export class ProbeProcess {
     }
     this.res(0);
     const words: string[] = [];
-    for (let i = 0n; i < n; i++)
-      words.push(
-        `0x${this.bufq(off + 8n * i)
-          .toString(16)
-          .padStart(16, '0')}`,
-      );
+    for (let i = 0n; i < n; i++) words.push(hex16(this.bufq(off + 8n * i)));
     this.rec.words = words;
     this.end();
   }
