@@ -29,6 +29,39 @@ export interface MmioOps {
   write(offset: number, len: number, value: number): void;
 }
 
+/**
+ * Copies `len` bytes between `buf[off..]` and device registers at `base` as naturally aligned,
+ * little-endian accesses of at most `max` bytes (a power of two): how CPU loads and stores on a BAR
+ * mapping, and vfio-pci's pread/pwrite of config space and BARs, reach the device.
+ */
+export function mmioPieces(
+  ops: MmioOps,
+  base: number,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  max: number,
+  write: boolean,
+): void {
+  let pos = 0;
+  while (pos < len) {
+    let n = max;
+    while (n > 1 && ((base + pos) % n !== 0 || pos + n > len)) n >>= 1;
+    if (write) {
+      let value = 0;
+      for (let i = n - 1; i >= 0; i--) value = value * 256 + buf[off + pos + i];
+      ops.write(base + pos, n, value);
+    } else {
+      let value = ops.read(base + pos, n);
+      for (let i = 0; i < n; i++) {
+        buf[off + pos + i] = value % 256;
+        value = Math.floor(value / 256);
+      }
+    }
+    pos += n;
+  }
+}
+
 export interface Vma {
   start: number;
   /** Exclusive end. */
@@ -290,24 +323,7 @@ export class MmStruct {
   /** Loads or stores on a device mapping: naturally aligned accesses of up to 8 bytes. */
   private mmioAccess(v: Vma, va: number, buf: Uint8Array, off: number, len: number, write: boolean): number {
     if (va + len > v.end || (write && !(v.prot & PROT_WRITE))) return -EFAULT;
-    const base = (v.mmioOffset ?? 0) + (va - v.start);
-    let pos = 0;
-    while (pos < len) {
-      let n = 8;
-      while (n > 1 && ((base + pos) % n !== 0 || pos + n > len)) n >>= 1;
-      if (write) {
-        let value = 0;
-        for (let i = n - 1; i >= 0; i--) value = value * 256 + buf[off + pos + i];
-        v.mmio!.write(base + pos, n, value);
-      } else {
-        let value = v.mmio!.read(base + pos, n);
-        for (let i = 0; i < n; i++) {
-          buf[off + pos + i] = value % 256;
-          value = Math.floor(value / 256);
-        }
-      }
-      pos += n;
-    }
+    mmioPieces(v.mmio!, (v.mmioOffset ?? 0) + (va - v.start), buf, off, len, 8, write);
     return 0;
   }
 

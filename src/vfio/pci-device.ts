@@ -7,9 +7,17 @@
  */
 
 import type { PciFunction } from '../device/pci.ts';
-import { PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from '../device/pci.ts';
+import {
+  PCI_CAP_ID_MSI,
+  PCI_CAPABILITY_LIST,
+  PCI_COMMAND,
+  PCI_COMMAND_MASTER,
+  PCI_COMMAND_MEMORY,
+  PCI_INTERRUPT_PIN,
+} from '../device/pci.ts';
 import { EventFd } from '../mm/eventfd.ts';
 import type { Current, FileMapping, KernelFile } from '../mm/file.ts';
+import { type MmioOps, mmioPieces } from '../mm/mm.ts';
 import type { UserArg } from '../mm/uaccess.ts';
 import { EBADF, EFAULT, EINVAL, EIO, ENOTTY } from '../uapi/errno.ts';
 import {
@@ -20,7 +28,6 @@ import {
   VFIO_DEVICE_SET_IRQS,
 } from '../uapi/vfio.ts';
 import {
-  DEVICE_INFO_SIZE,
   decodeRegionInfo,
   encodeRegionInfo,
   IRQ_INFO_SIZE,
@@ -50,12 +57,14 @@ import {
   VFIO_PCI_NUM_REGIONS,
   VFIO_PCI_REQ_IRQ_INDEX,
   VFIO_PCI_ROM_REGION_INDEX,
+  VFIO_PCI_VGA_REGION_INDEX,
   VFIO_REGION_INFO_FLAG_MMAP,
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
 } from '../uapi/vfio-device.ts';
 
-const REGION_MASK = 2 ** 40;
+/** VFIO_PCI_INDEX_TO_OFFSET(1): each region's span of the device fd. */
+const REGION_SPAN = regionOffset(1);
 
 /** What vfio-pci keeps per device across opens (struct vfio_pci_core_device). */
 export class VfioPciDevice {
@@ -99,7 +108,7 @@ export class VfioPciDevice {
   irqCount(index: number): number {
     switch (index) {
       case VFIO_PCI_INTX_IRQ_INDEX:
-        return this.fn.config[0x3d] ? 1 : 0;
+        return this.fn.config[PCI_INTERRUPT_PIN] ? 1 : 0;
       case VFIO_PCI_MSI_IRQ_INDEX:
         return this.msiVectors();
       case VFIO_PCI_MSIX_IRQ_INDEX:
@@ -114,8 +123,8 @@ export class VfioPciDevice {
   }
 
   private msiVectors(): number {
-    for (let cap = this.fn.config[0x34]; cap !== 0; cap = this.fn.config[cap + 1])
-      if (this.fn.config[cap] === 0x05) return 1 << ((this.fn.config[cap + 2] >> 1) & 7);
+    for (let cap = this.fn.config[PCI_CAPABILITY_LIST]; cap !== 0; cap = this.fn.config[cap + 1])
+      if (this.fn.config[cap] === PCI_CAP_ID_MSI) return 1 << ((this.fn.config[cap + 2] >> 1) & 7);
     return 0;
   }
 }
@@ -131,7 +140,7 @@ export class VfioPciDeviceFile implements KernelFile {
     if (vdev.openCount++ === 0) {
       // vfio_pci_core_enable: pci_enable_device turns memory decoding on.
       vdev.fn.reset();
-      vdev.fn.writeConfig(0x04, 2, vdev.fn.command | PCI_COMMAND_MEMORY);
+      vdev.fn.writeConfig(PCI_COMMAND, 2, vdev.fn.command | PCI_COMMAND_MEMORY);
     }
   }
 
@@ -158,13 +167,14 @@ export class VfioPciDeviceFile implements KernelFile {
     const v = new DataView(b.buffer);
     const argsz = v.getUint32(0, true);
     if (argsz < 16) return -EINVAL;
-    const out = new Uint8Array(Math.min(argsz, DEVICE_INFO_SIZE));
+    // minsz (offsetofend num_irqs): no capability chain, so only that much is copied back.
+    const out = new Uint8Array(16);
     const o = new DataView(out.buffer);
     o.setUint32(0, argsz, true);
     o.setUint32(4, VFIO_DEVICE_FLAGS_PCI | (this.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0), true);
     o.setUint32(8, VFIO_PCI_NUM_REGIONS, true);
     o.setUint32(12, VFIO_PCI_NUM_IRQS, true);
-    return arg.copyTo(out.subarray(0, 16)) < 0 ? -EFAULT : 0;
+    return arg.copyTo(out) < 0 ? -EFAULT : 0;
   }
 
   get resetWorks(): boolean {
@@ -185,7 +195,7 @@ export class VfioPciDeviceFile implements KernelFile {
         flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
         break;
       case VFIO_PCI_ROM_REGION_INDEX:
-      case 8: // VGA: not a VGA device
+      case VFIO_PCI_VGA_REGION_INDEX: // not a VGA device
         break;
       default: {
         if (info.index >= VFIO_PCI_NUM_REGIONS) return -EINVAL;
@@ -317,54 +327,33 @@ export class VfioPciDeviceFile implements KernelFile {
 
   /** vfio_pci_rw: the region from the offset's top bits; config and BAR accesses in natural pieces. */
   private rw(buf: Uint8Array, offset: number, write: boolean): number {
-    const index = Math.floor(offset / REGION_MASK);
-    const off = offset % REGION_MASK;
+    const index = Math.floor(offset / REGION_SPAN);
+    const off = offset % REGION_SPAN;
     const fn = this.vdev.fn;
     let len = buf.byteLength;
-    let access: (o: number, n: number, v: number) => number;
+    let regs: MmioOps;
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
       if (off >= 256) return -EINVAL;
       len = Math.min(len, 256 - off);
-      access = (o, n, v) => {
-        if (write) fn.writeConfig(o, n, v);
-        return write ? 0 : fn.readConfig(o, n);
-      };
+      regs = { read: (o, n) => fn.readConfig(o, n), write: (o, n, v) => fn.writeConfig(o, n, v) };
     } else if (index < 6 && fn.bars[index]) {
       const bar = fn.bars[index]!;
       if (off >= bar.size) return -EINVAL;
       if (!(fn.command & PCI_COMMAND_MEMORY)) return -EIO;
       len = Math.min(len, bar.size - off);
-      access = (o, n, v) => {
-        if (write) bar.write(o, n, v);
-        return write ? 0 : bar.read(o, n);
-      };
+      regs = bar;
     } else {
       return -EINVAL;
     }
-    let pos = 0;
-    while (pos < len) {
-      let n = index === VFIO_PCI_CONFIG_REGION_INDEX ? 4 : 8;
-      while (n > 1 && ((off + pos) % n !== 0 || pos + n > len)) n >>= 1;
-      if (write) {
-        let value = 0;
-        for (let i = n - 1; i >= 0; i--) value = value * 256 + buf[pos + i];
-        access(off + pos, n, value);
-      } else {
-        let value = access(off + pos, n, 0);
-        for (let i = 0; i < n; i++) {
-          buf[pos + i] = value % 256;
-          value = Math.floor(value / 256);
-        }
-      }
-      pos += n;
-    }
+    // Config space in pieces of up to 4 bytes, BARs up to 8.
+    mmioPieces(regs, off, buf, 0, len, index === VFIO_PCI_CONFIG_REGION_INDEX ? 4 : 8, write);
     return len;
   }
 
   /** vfio_pci_core_mmap: BARs only, within the BAR, page aligned. */
   mmap(_current: Current, offset: number, len: number): FileMapping | number {
-    const index = Math.floor(offset / REGION_MASK);
-    const off = offset % REGION_MASK;
+    const index = Math.floor(offset / REGION_SPAN);
+    const off = offset % REGION_SPAN;
     if (index >= VFIO_PCI_ROM_REGION_INDEX) return -EINVAL;
     const bar = this.vdev.fn.bars[index];
     if (!bar || bar.size < 4096 || off % 4096 !== 0 || off + len > bar.size) return -EINVAL;
@@ -375,7 +364,7 @@ export class VfioPciDeviceFile implements KernelFile {
     const vd = this.vdev;
     if (--vd.openCount === 0) {
       // vfio_pci_core_disable: bus mastering off, interrupts torn down.
-      vd.fn.writeConfig(0x04, 2, vd.fn.command & ~PCI_COMMAND_MASTER);
+      vd.fn.writeConfig(PCI_COMMAND, 2, vd.fn.command & ~PCI_COMMAND_MASTER);
       for (let i = 0; i < vd.triggers.length; i++) vd.triggers[i] = [];
       vd.intxMasked = false;
     }
