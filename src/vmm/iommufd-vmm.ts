@@ -14,8 +14,6 @@
 
 import { GuestRam } from '../guest/ram.ts';
 import type { Host } from '../host/host.ts';
-import type { Process } from '../host/process.ts';
-import { RLIM_INFINITY } from '../mm/task.ts';
 import {
   CMD_ATC_INV,
   CMD_CFGI_CD,
@@ -27,22 +25,14 @@ import {
   CMD_TLBI_NH_VAA,
   CMD_TLBI_NSNH_ALL,
   type decodeCommand,
-  REG,
 } from '../smmu/index.ts';
 import { IOMMU_HWPT_ALLOC_NEST_PARENT } from '../uapi/iommufd.ts';
 import { EduDma } from './edu-dma.ts';
 import { IommufdHandle, readVeventq, VfioCdevHandle } from './iommufd-api.ts';
-import { VmmError } from './vmm.ts';
-import { VirtualSmmu, type VirtualSmmuBackend } from './vsmmu.ts';
+import { check, type GuestOptions, VmmBase, VmmError } from './vmm-base.ts';
+import { VirtualSmmu } from './vsmmu.ts';
 
-export interface IommufdVmmOptions {
-  /** Guest RAM size (default 64 MiB) and where it starts in guest-physical space (default 1 GiB). */
-  ramSize?: number;
-  ipaBase?: number;
-  /** Back guest RAM with 2 MiB (21) or 1 GiB (30) huge pages. */
-  hugeLg2?: 21 | 30;
-  /** The StreamID the guest sees for the device (default 0x10). */
-  vsid?: number;
+export interface IommufdVmmOptions extends GuestOptions {
   /** The vEVENTQ's depth (default 64). */
   eventqDepth?: number;
 }
@@ -59,11 +49,10 @@ const FORWARDED = new Set([
   CMD_ATC_INV,
 ]);
 
-export class IommufdVmm implements VirtualSmmuBackend {
-  readonly proc: Process;
+export class IommufdVmm extends VmmBase {
   readonly iommufd: IommufdHandle;
   readonly cdev: VfioCdevHandle;
-  private readonly edu: EduDma;
+  protected readonly edu: EduDma;
   readonly devId: number;
   readonly ioasId: number;
   /** The nest-parent (stage-2) HWPT. */
@@ -73,28 +62,17 @@ export class IommufdVmm implements VirtualSmmuBackend {
   readonly veventqFd: number;
   readonly ram: GuestRam;
   readonly vsmmu: VirtualSmmu;
-  readonly vsid: number;
   /** The nested HWPT built from the guest's current vSTE (null: the device is on the parent). */
   nestedId: number | null = null;
   /** Guest commands waiting for the guest's CMD_SYNC. */
   private pending: Uint32Array[] = [];
-  /** The last error an iommufd call made for the guest returned (0 when it worked). */
-  lastError = 0;
   /** Events the vEVENTQ dropped (lost-events headers read). */
   lostEvents = 0;
 
-  constructor(
-    readonly host: Host,
-    options: IommufdVmmOptions = {},
-  ) {
+  constructor(host: Host, options: IommufdVmmOptions = {}) {
+    super(host, options);
     const ramSize = options.ramSize ?? 64 << 20;
     const ipaBase = options.ipaBase ?? 0x4000_0000;
-    this.vsid = options.vsid ?? 0x10;
-    this.proc = host.spawn({ memlock: { cur: RLIM_INFINITY, max: RLIM_INFINITY } });
-    const check = (step: string, r: number): number => {
-      if (r < 0) throw new VmmError(step, -r);
-      return r;
-    };
     const ifd = IommufdHandle.open(this.proc);
     if (typeof ifd === 'number') throw new VmmError('open /dev/iommu', -ifd);
     this.iommufd = ifd;
@@ -110,11 +88,9 @@ export class IommufdVmm implements VirtualSmmuBackend {
     this.edu.enableBusMaster();
 
     const ioas = ifd.ioasAlloc();
-    this.ioasId = check('IOMMU_IOAS_ALLOC', ioas.ret) === 0 ? ioas.id : 0;
-    const va = check(
-      'mmap guest RAM',
-      this.proc.mmap(ramSize, options.hugeLg2 ? { hugeLg2: options.hugeLg2 } : {}),
-    );
+    check('IOMMU_IOAS_ALLOC', ioas.ret);
+    this.ioasId = ioas.id;
+    const va = this.mmapRam(ramSize, options.hugeLg2);
     check(
       'IOMMU_IOAS_MAP guest RAM',
       ifd.ioasMap({ ioasId: this.ioasId, userVa: va, length: ramSize, iova: ipaBase }).ret,
@@ -149,9 +125,8 @@ export class IommufdVmm implements VirtualSmmuBackend {
 
   /** The guest's vSTE changed: a nested HWPT from its words 0-1, the device moved onto it. */
   steChanged(vsid: number): void {
-    if (vsid !== -1 && vsid !== this.vsid && !(vsid <= this.vsid && this.vsid < vsid + 256)) return;
-    const base = this.vsmmu.readReg32(REG.STRTAB_BASE) + this.vsmmu.readReg32(REG.STRTAB_BASE + 4) * 2 ** 32;
-    const at = base - (base % 64) + this.vsid * 64;
+    const at = this.vsteAt(vsid);
+    if (at === null) return;
     // A stream table outside guest RAM reads as an invalid vSTE (the SMMU's fetch would abort).
     const inRam = this.ram.contains(at, 64);
     const q = (i: number): bigint =>
@@ -200,7 +175,7 @@ export class IommufdVmm implements VirtualSmmuBackend {
   }
 
   /** Reads the vEVENTQ and writes its records into the guest's event queue. Returns how many arrived. */
-  forwardEvents(): number {
+  protected forwardToGuest(): number {
     let delivered = 0;
     for (;;) {
       const r = readVeventq(this.proc, this.veventqFd);
@@ -210,30 +185,5 @@ export class IommufdVmm implements VirtualSmmuBackend {
         else if (this.vsmmu.deliverEvent(e.evt!, this.vsid)) delivered++;
       }
     }
-  }
-
-  // ---- the device, as the guest's driver programs it ----
-
-  /**
-   * One edu DMA at guest I/O virtual address `iova`: dir 0 reads RAM into the edu's buffer at
-   * `eduOff`, dir 1 writes the buffer out. Then the faults meant for the guest go to it.
-   */
-  eduDma(iova: number, len: number, dir: 0 | 1, eduOff = 0): void {
-    this.edu.start(iova, len, dir, eduOff);
-    this.forwardEvents();
-  }
-
-  /** Copies `len` bytes from guest IOVA `src` to `dst` through the edu, 4 KiB at a time. */
-  copy(src: number, dst: number, len: number): void {
-    for (let off = 0; off < len; off += 0x1000) {
-      const n = Math.min(0x1000, len - off);
-      this.eduDma(src + off, n, 0);
-      this.eduDma(dst + off, n, 1);
-    }
-  }
-
-  /** The VMM process exits: the cdev unbinds, the iommufd context goes, guest RAM is unpinned. */
-  shutdown(): void {
-    this.proc.exit();
   }
 }

@@ -8,16 +8,13 @@
 
 import { GuestRam } from '../guest/ram.ts';
 import type { Host } from '../host/host.ts';
-import type { Process } from '../host/process.ts';
 import {
   openContainer,
   openGroup,
   type VfioContainerHandle,
   type VfioGroupHandle,
 } from '../host/vfio-api.ts';
-import { RLIM_INFINITY } from '../mm/task.ts';
-import { decodeSte, REG } from '../smmu/index.ts';
-import { errnoName } from '../uapi/errno.ts';
+import { decodeSte } from '../smmu/index.ts';
 import { VFIO_TYPE1_NESTING_IOMMU } from '../uapi/vfio.ts';
 import {
   CACHE_INV_VERSION_1,
@@ -44,70 +41,40 @@ import {
   VFIO_PASID_TABLE_FLAG_SET,
 } from '../uapi/vfio-nest-ext.ts';
 import { EduDma } from './edu-dma.ts';
+import { check, type GuestOptions, VmmBase, VmmError } from './vmm-base.ts';
 import { VirtualSmmu } from './vsmmu.ts';
 
-export interface VmmOptions {
-  /** Guest RAM size (default 64 MiB) and where it starts in guest-physical space (default 1 GiB, arm64 virt). */
-  ramSize?: number;
-  ipaBase?: number;
-  /** Back guest RAM with 2 MiB (21) or 1 GiB (30) huge pages. */
-  hugeLg2?: 21 | 30;
+export { VmmError } from './vmm-base.ts';
+
+export interface VmmOptions extends GuestOptions {
   /** The IOMMU type to ask for (default 6). */
   type?: number;
-  /** The StreamID the guest sees for the device (default 0x10: guest 00:02.0). */
-  vsid?: number;
 }
 
-/** A step of bring-up that failed: which call, and the errno the kernel returned. */
-export class VmmError extends Error {
-  constructor(
-    readonly step: string,
-    readonly errno: number,
-  ) {
-    super(`${step}: ${errnoName(errno)}`);
-    this.name = 'VmmError';
-  }
-}
-
-export class Vmm {
-  readonly proc: Process;
+export class Vmm extends VmmBase {
   readonly container: VfioContainerHandle;
   readonly group: VfioGroupHandle;
   readonly deviceFd: number;
-  private readonly edu: EduDma;
+  protected readonly edu: EduDma;
   readonly ram: GuestRam;
   readonly vsmmu: VirtualSmmu;
-  readonly vsid: number;
-  /** The last error an extension call returned (0 when it worked). */
-  lastError = 0;
 
-  constructor(
-    readonly host: Host,
-    options: VmmOptions = {},
-  ) {
+  constructor(host: Host, options: VmmOptions = {}) {
+    super(host, options);
     const ramSize = options.ramSize ?? 64 << 20;
     const ipaBase = options.ipaBase ?? 0x4000_0000;
-    this.vsid = options.vsid ?? 0x10;
-    this.proc = host.spawn({ memlock: { cur: RLIM_INFINITY, max: RLIM_INFINITY } });
     const c = openContainer(this.proc);
     if (typeof c === 'number') throw new VmmError('open /dev/vfio/vfio', -c);
     const g = openGroup(this.proc, host.groups[0].id);
     if (typeof g === 'number') throw new VmmError(`open /dev/vfio/${host.groups[0].id}`, -g);
     this.container = c;
     this.group = g;
-    const check = (step: string, r: number): number => {
-      if (r < 0) throw new VmmError(step, -r);
-      return r;
-    };
     check('VFIO_GROUP_SET_CONTAINER', g.setContainer(c));
     check(
       `VFIO_SET_IOMMU(${options.type ?? VFIO_TYPE1_NESTING_IOMMU})`,
       c.setIommu(options.type ?? VFIO_TYPE1_NESTING_IOMMU),
     );
-    const va = check(
-      'mmap guest RAM',
-      this.proc.mmap(ramSize, options.hugeLg2 ? { hugeLg2: options.hugeLg2 } : {}),
-    );
+    const va = this.mmapRam(ramSize, options.hugeLg2);
     check('VFIO_IOMMU_MAP_DMA guest RAM', c.mapDma({ vaddr: va, iova: ipaBase, size: ramSize }));
     this.ram = new GuestRam(this.proc, ipaBase, va, ramSize);
     this.deviceFd = check('VFIO_GROUP_GET_DEVICE_FD', g.getDeviceFd(host.devices[0].name));
@@ -121,13 +88,11 @@ export class Vmm {
 
   /** The guest's vSTE for our device changed: bind its stage 1 (or bypass, or abort). */
   steChanged(vsid: number): void {
-    if (vsid !== -1 && vsid !== this.vsid && !(vsid <= this.vsid && this.vsid < vsid + 256)) return;
-    const base = this.vsmmu.readReg32(REG.STRTAB_BASE) + this.vsmmu.readReg32(REG.STRTAB_BASE + 4) * 2 ** 32;
-    const strtab = base - (base % 64);
+    const at = this.vsteAt(vsid);
+    if (at === null) return;
     const w = new Uint32Array(16);
     // A stream table outside guest RAM reads as an invalid vSTE (the SMMU's fetch would abort).
-    if (this.ram.contains(strtab + this.vsid * 64, 64))
-      for (let i = 0; i < 16; i++) w[i] = this.ram.readU32(strtab + this.vsid * 64 + i * 4);
+    if (this.ram.contains(at, 64)) for (let i = 0; i < 16; i++) w[i] = this.ram.readU32(at + i * 4);
     const ste = decodeSte(w);
     const config = !ste.V
       ? IOMMU_PASID_CONFIG_ABORT
@@ -199,7 +164,7 @@ export class Vmm {
    * Reads the stage-1 faults the host queued for our device and writes them into the guest's event
    * queue with the virtual StreamID. Returns how many reached the guest.
    */
-  forwardFaults(): number {
+  protected forwardToGuest(): number {
     let delivered = 0;
     for (;;) {
       const room = 64;
@@ -216,30 +181,5 @@ export class Vmm {
       for (const rec of got.records) if (this.vsmmu.deliverEvent(rec.evt, this.vsid)) delivered++;
       if (got.pending === 0) return delivered;
     }
-  }
-
-  // ---- the device, as the guest's driver programs it ----
-
-  /**
-   * One edu DMA at guest I/O virtual address `iova`: dir 0 reads RAM into the edu's buffer at
-   * `eduOff`, dir 1 writes the buffer out. Then the faults meant for the guest go to it.
-   */
-  eduDma(iova: number, len: number, dir: 0 | 1, eduOff = 0): void {
-    this.edu.start(iova, len, dir, eduOff);
-    this.forwardFaults();
-  }
-
-  /** Copies `len` bytes from guest IOVA `src` to `dst` through the edu, 4 KiB at a time. */
-  copy(src: number, dst: number, len: number): void {
-    for (let off = 0; off < len; off += 0x1000) {
-      const n = Math.min(0x1000, len - off);
-      this.eduDma(src + off, n, 0);
-      this.eduDma(dst + off, n, 1);
-    }
-  }
-
-  /** The VMM process exits: every fd closed, guest RAM unmapped and unpinned. */
-  shutdown(): void {
-    this.proc.exit();
   }
 }

@@ -15,6 +15,7 @@ import { ACCESS_READ } from '../../src/pgtable/index.ts';
 import { decodeSte, REG } from '../../src/smmu/index.ts';
 import { IommufdVmm } from '../../src/vmm/iommufd-vmm.ts';
 import { Vmm, VmmError } from '../../src/vmm/vmm.ts';
+import type { VmmBase } from '../../src/vmm/vmm-base.ts';
 
 const IPA = 0x4000_0000;
 const RW = IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
@@ -26,17 +27,7 @@ const DST_VA = 0x100_0000;
 const DST_IPA = IPA + 0x1_0000;
 const NEST_IGNORE = { 'arm_smmu_v3.nest_ignore_coherency': '1' };
 
-interface Side {
-  name: string;
-  ram: Vmm['ram'];
-  vsmmu: Vmm['vsmmu'];
-  vsid: number;
-  eduDma(iova: number, len: number, dir: 0 | 1, eduOff?: number): void;
-  lastError: number;
-  host: Host;
-}
-
-function guestOn(vmm: Side): GuestSmmuDriver {
+function guestOn(vmm: VmmBase): GuestSmmuDriver {
   const guest = new GuestSmmuDriver(vmm.vsmmu, vmm.ram, IPA + (12 << 20), IPA + (16 << 20));
   guest.init();
   guest.attachStage1(vmm.vsid, 1);
@@ -53,17 +44,17 @@ function guestOn(vmm: Side): GuestSmmuDriver {
 function type6(): { vmm: Vmm; guest: GuestSmmuDriver } {
   const host = new Host({ kernel: '6.1', iommu: 'smmuv3', nestBind: true });
   const vmm = new Vmm(host, { ramSize: 16 << 20 });
-  return { vmm, guest: guestOn(Object.assign(vmm, { name: 'type 6' })) };
+  return { vmm, guest: guestOn(vmm) };
 }
 
 function iommufd(params: Record<string, string> = NEST_IGNORE): { vmm: IommufdVmm; guest: GuestSmmuDriver } {
   const host = new Host({ kernel: '6.18', iommu: 'smmuv3', iommufd: true, params });
   const vmm = new IommufdVmm(host, { ramSize: 16 << 20 });
-  return { vmm, guest: guestOn(Object.assign(vmm, { name: 'iommufd' })) };
+  return { vmm, guest: guestOn(vmm) };
 }
 
 /** a-nested-happy seq 34-40 on one side: the bytes at the three targets afterwards. */
-function nestedDma(vmm: Vmm | IommufdVmm): Uint8Array[] {
+function nestedDma(vmm: VmmBase): Uint8Array[] {
   vmm.ram.fill(DST_IPA, 0x2000, 0);
   vmm.eduDma(SRC_VA, 0x800, 0);
   vmm.eduDma(DST_VA, 0x800, 1);
@@ -85,7 +76,7 @@ describe('type 6 + the binding extension and iommufd, on the same guest', () => 
   it('the guest builds the same stream table, CD and stage-1 tables on both', () => {
     const a = type6();
     const b = iommufd();
-    const heap = (v: Vmm | IommufdVmm) => v.ram.read(IPA + (12 << 20), 0x4_0000);
+    const heap = (v: VmmBase) => v.ram.read(IPA + (12 << 20), 0x4_0000);
     expect(heap(b.vmm)).toEqual(heap(a.vmm));
     expect(b.guest.streams.get(b.vmm.vsid)!.cd).toBe(a.guest.streams.get(a.vmm.vsid)!.cd);
   });
