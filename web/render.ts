@@ -3,7 +3,7 @@
  * card, the 2-D walk grid with its event record, and the VFIO, host SMMU and guest vSMMU panels.
  */
 
-import { describeRequest } from '../src/scenario/index.ts';
+import { describeRequest, readAtText, translatingText } from '../src/scenario/index.ts';
 import type { ExplainedRead } from '../src/smmu/index.ts';
 import { type Child, h, table } from './dom.ts';
 import type { GridCell, WalkGrid } from './grid.ts';
@@ -150,22 +150,11 @@ function shortLabel(r: ExplainedRead): string {
   return r.label;
 }
 
-/** Where the descriptor was read: `PA 0x...` or `IPA 0x... = PA 0x...`. */
-function readAt(r: ExplainedRead): string {
-  return r.addr === r.pa ? `PA ${hex(r.pa)}` : `IPA ${hex(r.addr)} = PA ${hex(r.pa)}`;
-}
-
-function translating(r: ExplainedRead): string {
-  if (r.kind === 's2') return `IPA ${hex(r.input)}`;
-  if (r.kind === 's1') return `VA ${hex(r.input)}`;
-  return '';
-}
-
 function cellLabel(c: GridCell): string {
   const r = c.read;
   if (c.state === 'skipped') return `${shortLabel(r)}: not read, ${c.why}`;
   const n = r.n ? `read ${r.n}` : 'configuration read';
-  return `${n}${c.state === 'fault' ? ', faulted' : ''}: ${shortLabel(r)} at ${readAt(r)}, value ${r.value}, ${r.meaning}`;
+  return `${n}${c.state === 'fault' ? ', faulted' : ''}: ${shortLabel(r)} at ${readAtText(r)}, value ${r.value}, ${r.meaning}`;
 }
 
 function cell(c: GridCell, onCell: (c: GridCell) => void): HTMLElement {
@@ -272,8 +261,8 @@ function cellDetail(c: GridCell): Child[] {
       `${r.label}${r.level !== null ? ` level ${r.level}` : ''}${r.index !== null ? ` index ${r.index}` : ''}`,
     ],
   ];
-  if (r.kind === 's1' || r.kind === 's2') rows.push(['translating', translating(r)]);
-  rows.push(['descriptor at', readAt(r)], ['value', r.value], ['meaning', r.meaning]);
+  if (r.kind === 's1' || r.kind === 's2') rows.push(['translating', translatingText(r)]);
+  rows.push(['descriptor at', readAtText(r)], ['value', r.value], ['meaning', r.meaning]);
   return [
     h(
       'dl',
@@ -391,8 +380,8 @@ export function renderGrid(g: WalkGrid, opts: { title: string; intro?: string; i
             r.n ? String(r.n) : '',
             r.label,
             r.level === null ? '' : `L${r.level}`,
-            translating(r),
-            skip ? `(${c.why})` : readAt(r),
+            translatingText(r),
+            skip ? `(${c.why})` : readAtText(r),
             skip ? '' : h('code', null, r.value),
             skip ? 'not read' : c.state === 'fault' ? h('strong', null, `${r.meaning} — fault`) : r.meaning,
           ];

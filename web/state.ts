@@ -10,7 +10,7 @@
 import type { Host } from '../src/host/index.ts';
 import type { Process } from '../src/host/process.ts';
 import { ArmSmmuV3 } from '../src/iommu/arm-smmu-v3.ts';
-import { eventWords32, type ScenarioRunner } from '../src/scenario/index.ts';
+import { eventWords32, readAtText, type ScenarioRunner } from '../src/scenario/index.ts';
 import {
   CD_FIELDS,
   type Command,
@@ -26,7 +26,6 @@ import {
   queueSlots,
   REG,
   type Smmu,
-  type SmmuTraceRead,
   STE_FIELDS,
 } from '../src/smmu/index.ts';
 
@@ -123,9 +122,6 @@ function decodeStruct(
   }
   return { what, at, words: hexWords64(words), fields };
 }
-
-const readAt = (r: SmmuTraceRead): string =>
-  r.addr === r.pa ? `PA ${hex(r.pa)}` : `IPA ${hex(r.addr)} = PA ${hex(r.pa)}`;
 
 // ---- Queues -------------------------------------------------------------------------------------
 
@@ -389,9 +385,9 @@ function streamView(smmu: Smmu, sid: number, device: string): StreamView {
   for (const r of w.trace.reads) {
     if (r.kind === 'l1std') {
       const span = r.words[0] & 0x1f;
-      l1 = `L1STD at ${readAt(r)}: Span=${span} L2Ptr=${hex(getAddr(r.words, 0, 6, 24))}`;
-    } else if (r.kind === 'ste') ste = decodeStruct('STE', r.words, STE_FIELDS, STE_ADDRS, readAt(r));
-    else if (r.kind === 'cd') cd = decodeStruct('CD', r.words, CD_FIELDS, CD_ADDRS, readAt(r));
+      l1 = `L1STD at ${readAtText(r)}: Span=${span} L2Ptr=${hex(getAddr(r.words, 0, 6, 24))}`;
+    } else if (r.kind === 'ste') ste = decodeStruct('STE', r.words, STE_FIELDS, STE_ADDRS, readAtText(r));
+    else if (r.kind === 'cd') cd = decodeStruct('CD', r.words, CD_FIELDS, CD_ADDRS, readAtText(r));
   }
   // Faults of the translation of address 0 itself say nothing about the configuration.
   const configFault = w.event !== 0 && w.event < 0x10 && w.event !== 0x0b;

@@ -5,8 +5,7 @@
 
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Scenario } from '../scenario/index.ts';
-import { ScenarioRunner } from '../scenario/index.ts';
+import { readAtText, type Scenario, ScenarioRunner, translatingText } from '../scenario/index.ts';
 import { isProbeNumber, parseU64 } from '../scenario/probe/parse.ts';
 import { type ExplainedRead, type ExplainedWalk, explainWalk } from '../smmu/index.ts';
 import { loadFiles } from './run.ts';
@@ -56,9 +55,8 @@ function runTo(sc: Scenario, stop: number): ScenarioRunner {
 function row(r: ExplainedRead, paint: ReturnType<typeof painter>): string {
   const n = r.n ? String(r.n).padStart(3) : '   ';
   const level = r.level === null ? '  ' : `L${r.level}`;
-  // Stage-1 descriptors and CDs of a nested walk live at IPAs; everything else at PAs.
-  const input = r.kind === 's2' ? `IPA ${hex(r.input)}` : r.kind === 's1' ? `VA ${hex(r.input)}` : '';
-  const at = r.addr === r.pa ? `PA ${hex(r.pa)}` : `IPA ${hex(r.addr)} = PA ${hex(r.pa)}`;
+  const input = translatingText(r);
+  const at = readAtText(r);
   const style = r.kind === 's1' ? 'cyan' : r.kind === 's2' ? 'yellow' : 'magenta';
   return `${n}  ${paint(style, r.label.padEnd(6))} ${level}  ${input.padEnd(18)} ${at.padEnd(38)} ${r.value}  ${r.meaning}`;
 }

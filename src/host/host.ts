@@ -18,6 +18,7 @@ import { VirtioIommu } from '../iommu/virtio.ts';
 import { IommufdCore, type IommufdCtx, type IommufdDevice } from '../iommufd/index.ts';
 import type { KernelFile } from '../mm/file.ts';
 import { PhysMem } from '../mm/physmem.ts';
+import { CAP_DAC_OVERRIDE } from '../mm/task.ts';
 import { Smmu } from '../smmu/device.ts';
 import { QEMU_QUIRKS } from '../smmu/registers.ts';
 import { EACCES, ENOENT } from '../uapi/errno.ts';
@@ -216,8 +217,8 @@ export class Host {
         const dev = this.devices[Number(cdev[1])];
         const vdev = dev === undefined ? undefined : this.vfioPci.get(dev);
         if (dev === undefined || vdev === undefined || String(Number(cdev[1])) !== cdev[1]) return -ENOENT;
-        // devtmpfs creates vfio/devices/* 0600 root (CAP_DAC_OVERRIDE = 1 overrides).
-        if (proc.task.euid !== 0 && !proc.task.capable(1)) return -EACCES;
+        // devtmpfs creates vfio/devices/* 0600 root (CAP_DAC_OVERRIDE overrides).
+        if (proc.task.euid !== 0 && !proc.task.capable(CAP_DAC_OVERRIDE)) return -EACCES;
         return new VfioCdevFile(this.vfio, dev, vdev, this.cdevIommufd(this.iommufd));
       }
     }
@@ -248,55 +249,50 @@ export class Host {
    */
   private registerIommufdParams(): void {
     const core = this.iommufd!;
-    const add = (module: string, name: string, get: () => boolean, set: (v: boolean) => void): void => {
-      this.moduleParams.set(`${module}.${name}`, {
-        module,
-        name,
-        kind: 'bool',
-        get,
-        set: set as (v: boolean | number) => void,
-      });
-    };
-    add(
+    this.addParam(
       'iommufd',
       'allow_unsafe_interrupts',
+      'bool',
       () => core.params.allowUnsafeInterrupts,
-      (v) => {
+      (v: boolean) => {
         core.params.allowUnsafeInterrupts = v;
       },
     );
     const drv = this.iommu;
     if (drv instanceof ArmSmmuV3)
-      add(
+      this.addParam(
         'arm_smmu_v3',
         'nest_ignore_coherency',
+        'bool',
         () => drv.nestIgnoreCoherency,
-        (v) => {
+        (v: boolean) => {
           drv.nestIgnoreCoherency = v;
         },
       );
   }
 
+  /** Registers module.name as /sys/module/<module>/parameters/<name> and for setParam. */
+  private addParam(
+    module: string,
+    name: string,
+    kind: 'bool' | 'uint',
+    get: () => boolean | number,
+    set: (v: never) => void,
+  ): void {
+    this.moduleParams.set(`${module}.${name}`, {
+      module,
+      name,
+      kind,
+      get,
+      set: set as (v: boolean | number) => void,
+    });
+  }
+
   private registerParams(): void {
     const vp = this.vfioParams;
-    const add = (
-      module: string,
-      name: string,
-      kind: 'bool' | 'uint',
-      get: () => boolean | number,
-      set: (v: never) => void,
-    ): void => {
-      this.moduleParams.set(`${module}.${name}`, {
-        module,
-        name,
-        kind,
-        get,
-        set: set as (v: boolean | number) => void,
-      });
-    };
     // Parameters exist from the version that added them: dma_entry_limit 5.1, the no-IOMMU mode 4.5.
     if (this.profile.dmaEntryLimit)
-      add(
+      this.addParam(
         'vfio_iommu_type1',
         'dma_entry_limit',
         'uint',
@@ -305,7 +301,7 @@ export class Host {
           vp.dmaEntryLimit = v;
         },
       );
-    add(
+    this.addParam(
       'vfio_iommu_type1',
       'allow_unsafe_interrupts',
       'bool',
@@ -314,7 +310,7 @@ export class Host {
         vp.allowUnsafeInterrupts = v;
       },
     );
-    add(
+    this.addParam(
       'vfio_iommu_type1',
       'disable_hugepages',
       'bool',
@@ -324,7 +320,7 @@ export class Host {
       },
     );
     if (this.profile.noiommu)
-      add(
+      this.addParam(
         'vfio',
         'enable_unsafe_noiommu_mode',
         'bool',

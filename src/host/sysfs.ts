@@ -28,7 +28,7 @@ export function parseParam(kind: 'bool' | 'uint', text: string): boolean | numbe
   return n <= 0xffff_ffff ? n : undefined;
 }
 
-export function formatParam(p: ModuleParam): string {
+function formatParam(p: ModuleParam): string {
   const v = p.get();
   return typeof v === 'boolean' ? (v ? 'Y' : 'N') : String(v);
 }

@@ -4,6 +4,7 @@
 
 import { EINVAL, EPERM } from '../uapi/errno.ts';
 
+export const CAP_DAC_OVERRIDE = 1;
 export const CAP_SETGID = 6;
 export const CAP_SETUID = 7;
 export const CAP_IPC_LOCK = 14;

@@ -107,23 +107,16 @@ export function encodeAddressInto(addr: number, granuleLg2: number, out: Pte): P
   return out;
 }
 
-/** Address in a table, page or block descriptor with its low `alignLg2` bits cleared. */
-export function decodeAddress(
-  lo: number,
-  hi: number,
-  alignLg2: number,
-  granuleLg2: number,
-  lpa: boolean,
-): number {
-  let addr: number;
-  if (alignLg2 >= 32) {
-    const hiMask = 0xffff & ~((1 << (alignLg2 - 32)) - 1);
-    addr = (hi & hiMask) * 4294967296;
-  } else {
-    addr = (hi & 0xffff) * 4294967296 + ((lo & ~((1 << alignLg2) - 1)) >>> 0);
-  }
-  if (lpa && granuleLg2 === 16) addr += ((lo >>> 12) & 0xf) * POW2[48];
-  return addr;
+/**
+ * Address in a table, page or block descriptor with its low `alignLg2` bits cleared. `lpa`: the 64KB
+ * granule with a 52-bit output, OA[51:48] taken from bits [15:12]. The walkers' one address decoder.
+ */
+export function decodeAddress(lo: number, hi: number, alignLg2: number, lpa: boolean): number {
+  const addr =
+    alignLg2 >= 32
+      ? (hi & 0xffff & ~((1 << (alignLg2 - 32)) - 1)) * 4294967296
+      : (hi & 0xffff) * 4294967296 + ((lo & ~((1 << alignLg2) - 1)) >>> 0);
+  return lpa ? addr + ((lo >>> 12) & 0xf) * POW2[48] : addr;
 }
 
 /** A table descriptor: next-level table address | 0b11 (Linux `arm_lpae_install_table`). */
@@ -191,7 +184,7 @@ export function decodeDescriptor(
       fields.APTable = (hi >>> 29) & 3;
       fields.NSTable = (hi >>> 31) & 1;
     }
-    const address = decodeAddress(lo, hi, granuleLg2, granuleLg2, lpa);
+    const address = decodeAddress(lo, hi, granuleLg2, lpa);
     return { ...base, kind: 'table', address, size: 0, fields };
   }
   if (level === 3 ? !isTableOrPage : !blockAllowed(granuleLg2, level, paMaxBits)) {
@@ -219,15 +212,10 @@ export function decodeDescriptor(
   return {
     ...base,
     kind: level === 3 ? 'page' : 'block',
-    address: decodeAddress(lo, hi, shift, granuleLg2, lpa),
+    address: decodeAddress(lo, hi, shift, lpa),
     size: POW2[shift],
     fields,
   };
-}
-
-/** Reads the descriptor at `addr` from a memory interface. */
-export function readPte(mem: { readU32(a: number): number }, addr: number): Pte {
-  return { lo: mem.readU32(addr) >>> 0, hi: mem.readU32(addr + 4) >>> 0 };
 }
 
 /** Writes a descriptor (low word first, as two 32-bit stores). */

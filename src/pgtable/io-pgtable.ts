@@ -7,7 +7,15 @@
  */
 
 import type { Pte } from './descriptors.ts';
-import { leafPte, leafPteInto, protToPte, tablePte } from './descriptors.ts';
+import {
+  decodeAddress,
+  LINUX_MAIR0,
+  leafPte,
+  leafPteInto,
+  protToPte,
+  tablePte,
+  writePte,
+} from './descriptors.ts';
 import {
   bitmapLg2s,
   ctz,
@@ -16,9 +24,10 @@ import {
   INV_POW2,
   levelShift,
   lpaeGeometry,
-  PA_SIZE_BITS,
   POW2,
   pageSizesLg2,
+  paSizeEncoding,
+  pgsizeBitmap,
   s2Sl0ForStartLevel,
 } from './geometry.ts';
 import type { PgtableMemory, TableAllocator } from './types.ts';
@@ -123,18 +132,18 @@ export class IoPgtable {
     this.pgdBytes = geo.pgdBytes;
     this.pgd = pgd;
     this.pageSizesLg2 = pageSizesLg2(granuleLg2, cfg.oas);
-    this.pgsizeBitmap = this.pageSizesLg2.reduce((b, k) => b + POW2[k], 0);
+    this.pgsizeBitmap = pgsizeBitmap(granuleLg2, cfg.oas);
     const coherent = cfg.coherentWalk ?? true;
     this.tcr = {
       tsz: 64 - cfg.ias,
       tg: granuleToTg0(granuleLg2),
-      ps: PA_SIZE_BITS.indexOf(cfg.oas),
+      ps: paSizeEncoding(cfg.oas),
       sh: coherent ? 3 : 2,
       irgn: coherent ? 1 : 0,
       orgn: coherent ? 1 : 0,
       sl: cfg.stage === 2 ? s2Sl0ForStartLevel(granuleLg2, geo.startLevel) : 0,
     };
-    this.mair = 0xf404ff44;
+    this.mair = LINUX_MAIR0;
   }
 
   /**
@@ -145,7 +154,7 @@ export class IoPgtable {
   static create(mem: PgtableMemory, cfg: IoPgtableConfig, alloc: TableAllocator): IoPgtable | null {
     const granuleLg2 = chooseGranule(cfg.pgsizeBitmap);
     if (granuleLg2 < 0) return null;
-    if (cfg.ias > MAX_ADDR_BITS || cfg.oas > MAX_ADDR_BITS || PA_SIZE_BITS.indexOf(cfg.oas) < 0) return null;
+    if (cfg.ias > MAX_ADDR_BITS || cfg.oas > MAX_ADDR_BITS || paSizeEncoding(cfg.oas) < 0) return null;
     if (granuleLg2 !== 16 && (cfg.ias > 48 || cfg.oas > 48)) return null;
     if (cfg.stage === 2 && cfg.ias > cfg.oas) return null;
     const geo = lpaeGeometry(cfg.stage, granuleLg2, cfg.ias);
@@ -318,16 +327,9 @@ export class IoPgtable {
     return level === 3 ? (lo & 3) === 3 : (lo & 3) === 1;
   }
 
+  /** Next-level table address (OA[51:48] in bits [15:12] with 64KB, as Linux `iopte_to_paddr`). */
   private deref(lo: number, hi: number): number {
-    let addr = (hi & 0xffff) * 4294967296 + ((lo & ~((1 << this.granuleLg2) - 1)) >>> 0);
-    if (this.granuleLg2 === 16) addr += ((lo >>> 12) & 0xf) * POW2[48];
-    return addr;
-  }
-
-  private leafAddr(lo: number, hi: number, level: number): number {
-    const shift = levelShift(this.granuleLg2, level);
-    const addr = this.deref(lo, hi);
-    return Math.floor(addr * INV_POW2[shift]) * POW2[shift];
+    return decodeAddress(lo, hi, this.granuleLg2, this.granuleLg2 === 16);
   }
 
   /** `__arm_lpae_map`: descend to the level whose block size is the page size, allocating tables. */
@@ -356,8 +358,7 @@ export class IoPgtable {
       const next = this.alloc.allocTable(POW2[this.granuleLg2]);
       if (next < 0) return -ENOMEM;
       const t = tablePte(next, this.granuleLg2);
-      this.mem.writeU32(ptep, t.lo);
-      this.mem.writeU32(ptep + 4, t.hi);
+      writePte(this.mem, ptep, t);
       lo = t.lo;
       hi = t.hi;
     } else if (this.isLeaf(lo, level)) {
@@ -390,10 +391,11 @@ export class IoPgtable {
       }
     }
     for (let i = 0; i < num; i++) {
-      const pte = leafPteInto(attrs, pa + i * size, level, this.granuleLg2, this.leaf);
-      const p = table + (idx + i) * 8;
-      this.mem.writeU32(p, pte.lo);
-      this.mem.writeU32(p + 4, pte.hi);
+      writePte(
+        this.mem,
+        table + (idx + i) * 8,
+        leafPteInto(attrs, pa + i * size, level, this.granuleLg2, this.leaf),
+      );
     }
     return 0;
   }
@@ -460,16 +462,12 @@ export class IoPgtable {
     }
     // Attributes of the block without address and type (Linux ATTR_MASK: bits 11:2, 51, 53, 54).
     const attrs = { lo: (blkLo & 0xffc) >>> 0, hi: (blkHi & 0x00680000) >>> 0 };
-    let blkPa = this.leafAddr(blkLo, blkHi, level - 1);
+    let blkPa = decodeAddress(blkLo, blkHi, levelShift(this.granuleLg2, level - 1), this.granuleLg2 === 16);
     for (let i = 0; i < entries; i++, blkPa += splitSize) {
       if (i >= unmapStart && i < unmapStart + num) continue;
-      const pte = leafPte(attrs, blkPa, level, this.granuleLg2);
-      this.mem.writeU32(table + i * 8, pte.lo);
-      this.mem.writeU32(table + i * 8 + 4, pte.hi);
+      writePte(this.mem, table + i * 8, leafPte(attrs, blkPa, level, this.granuleLg2));
     }
-    const t = tablePte(table, this.granuleLg2);
-    this.mem.writeU32(ptep, t.lo);
-    this.mem.writeU32(ptep + 4, t.hi);
+    writePte(this.mem, ptep, tablePte(table, this.granuleLg2));
     if (unmapStart >= 0) {
       for (let i = 0; i < num; i++) this.tlb?.addPage?.(iova + i * POW2[sizeLg2], POW2[sizeLg2]);
       return num * POW2[sizeLg2];

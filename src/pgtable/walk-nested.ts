@@ -47,6 +47,8 @@ export interface NestedWalkBounds {
   s2fwb: boolean;
 }
 
+// Descriptor addresses are decoded inline, as in walk(), not by descriptors.ts decodeAddress: the
+// call costs ~10% per walk (A/B of both walkers, 2026-11-25); the differential test checks the results.
 const TWO_32 = 4294967296;
 
 /**

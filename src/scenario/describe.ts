@@ -8,6 +8,8 @@ import { ioctlName } from '../uapi/names.ts';
 import type { ProbeRecord } from './probe/runner.ts';
 import type { Step } from './schema.ts';
 
+const hex = (v: number): string => `0x${v.toString(16)}`;
+
 /** Request fields are addresses and sizes: hex from 10 up, as the kernel prints them. */
 function requestValue(v: unknown): string {
   return typeof v === 'number' && Number.isInteger(v) && v > 9 ? `0x${v.toString(16)}` : value(v);
@@ -65,6 +67,16 @@ export function describeAnswer(rec: ProbeRecord): string {
   const fields = Object.entries(rec).filter(([k]) => k !== 'step' && k !== 'kind');
   if (fields.length === 0) return 'done';
   return fields.map(([k, v]) => `${k}=${value(v)}`).join(' ');
+}
+
+/** Where a walk read its descriptor: `PA 0x...`, or `IPA 0x... = PA 0x...` (nested stage-1 tables and CDs). */
+export function readAtText(r: { addr: number; pa: number }): string {
+  return r.addr === r.pa ? `PA ${hex(r.pa)}` : `IPA ${hex(r.addr)} = PA ${hex(r.pa)}`;
+}
+
+/** What a walk read translates: `VA 0x...` for stage 1, `IPA 0x...` for stage 2, nothing for configuration. */
+export function translatingText(r: { kind: string; input: number }): string {
+  return r.kind === 's2' ? `IPA ${hex(r.input)}` : r.kind === 's1' ? `VA ${hex(r.input)}` : '';
 }
 
 /** One ioctl the host answered: the fd, the request's name for that fd's kind, the return value. */

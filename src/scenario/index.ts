@@ -12,8 +12,10 @@ export {
   describeAnswer,
   describeRequest,
   type IoctlCall,
+  readAtText,
   recordIoctls,
   type ShownIoctl,
+  translatingText,
 } from './describe.ts';
 export { diff } from './expect.ts';
 export { formatPath, ScenarioError } from './load.ts';

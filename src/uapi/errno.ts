@@ -79,9 +79,3 @@ const NAMES: Record<number, string> = {
 export function errnoName(errno: number): string {
   return NAMES[errno] ?? `E?${errno}`;
 }
-
-/** The errno number for a symbolic name, or undefined. */
-export function errnoByName(name: string): number | undefined {
-  for (const [n, s] of Object.entries(NAMES)) if (s === name) return Number(n);
-  return undefined;
-}

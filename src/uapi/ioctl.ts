@@ -7,7 +7,7 @@ const IOC_NONE = 0;
 const IOC_WRITE = 1;
 const IOC_READ = 2;
 
-export function IOC(dir: number, type: number, nr: number, size: number): number {
+function IOC(dir: number, type: number, nr: number, size: number): number {
   return ((dir << 30) | (size << 16) | (type << 8) | nr) >>> 0;
 }
 
@@ -25,14 +25,4 @@ export function IOW(type: number, nr: number, size: number): number {
 
 export function IOWR(type: number, nr: number, size: number): number {
   return IOC(IOC_READ | IOC_WRITE, type, nr, size);
-}
-
-/** The request number's nr field (bits 7:0). */
-export function iocNr(request: number): number {
-  return request & 0xff;
-}
-
-/** The request number's type field (bits 15:8). */
-export function iocType(request: number): number {
-  return (request >>> 8) & 0xff;
 }

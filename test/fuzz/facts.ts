@@ -4,13 +4,16 @@
  * reference/seed-era.md (SE §n, the 3.19 profile) and kernel-answers/README.md "Answers worth
  * knowing" (KA), plus the recordings under test/kernel-answers and test/oracle/answers (R).
  * Deliberately a separate table from src/uapi/profile.ts: a wrong flag there must show up here.
+ * The kernel names and host options are the model's own (not facts), so they come from src/.
  */
 
-export type Kernel = '3.19' | '6.1' | '6.12' | '6.18';
-export const KERNELS: readonly Kernel[] = ['3.19', '6.1', '6.12', '6.18'];
-export type IommuKind = 'intel' | 'virtio' | 'smmuv3';
-export type SmmuStages = 's1' | 's2' | 's1s2';
+import type { HostOptions } from '../../src/host/host.ts';
+import type { KernelVersion } from '../../src/uapi/profile.ts';
 
+// Errno numbers are ABI (asm-generic/errno-base.h, errno.h), not behaviour, yet kept apart from
+// src/uapi/errno.ts on purpose: the recordings compare errno *names*, which src/ derives from its
+// own numbers, so a wrong number there passes every recording; the shadow's -errno comparison
+// against these is what catches it.
 export const EPERM = 1;
 export const ENOENT = 2;
 export const EBADF = 9;
@@ -57,9 +60,12 @@ export interface KernelFacts {
   nesting: boolean;
   /** arm-smmu-v3 refuses nesting on a finalised domain: 6.11+ allocates finalised (§6: 6.12 EPERM). */
   smmuNestingEperm: boolean;
-  /** A new process's RLIMIT_MEMLOCK: 64 KiB until 5.15, 8 MiB from 5.16. */
+  /** A new process's RLIMIT_MEMLOCK: 64 KiB until 5.15, 8 MiB from 5.16 (MLOCK_LIMIT; not in the references). */
   defaultMemlock: bigint;
-  /** Read-only long-term pins of untouched anonymous memory pin the shared zero page, not charged (R 6.1 x2-zero-page). */
+  /**
+   * Read-only long-term pins of untouched anonymous memory pin the shared zero page, not charged (§4;
+   * R x2-zero-page: uncharged on 6.1, charged on 6.12 and 6.18; 3.19 as 6.1, not recorded).
+   */
   zeroPage: boolean;
   /** Searches cannot see a mapping that ends at 2^64 (R 6.12-virtio x5-overflow; fixed 6.18-rc4, §3.8). */
   endOfSpaceBug: boolean;
@@ -67,87 +73,52 @@ export interface KernelFacts {
   noiommu: boolean;
 }
 
-export const KERNEL_FACTS: Record<Kernel, KernelFacts> = {
+/** Each kernel as the one before it plus what changed (§8 change log). */
+const F_6_1: KernelFacts = {
+  infoCaps: true,
+  capsAlign8: false,
+  allVaddr: true,
+  dirty: true,
+  entryLimit: true,
+  iovaList: true,
+  wrapErrno: EINVAL,
+  overflowFirst: false,
+  unmapWrapKnown: true,
+  negFd: EBADF,
+  fdFirst: true,
+  notContainer: EINVAL,
+  nesting: true,
+  smmuNestingEperm: false,
+  defaultMemlock: 8n << 20n,
+  zeroPage: true,
+  endOfSpaceBug: true,
+  noiommu: true,
+};
+const F_6_12: KernelFacts = {
+  ...F_6_1,
+  capsAlign8: true,
+  notContainer: EBADFD,
+  smmuNestingEperm: true,
+  zeroPage: false,
+};
+
+export const KERNEL_FACTS: Record<KernelVersion, KernelFacts> = {
   '3.19': {
+    ...F_6_1,
     infoCaps: false,
-    capsAlign8: false,
     allVaddr: false,
     dirty: false,
     entryLimit: false,
     iovaList: false,
-    wrapErrno: EINVAL,
-    overflowFirst: false,
     unmapWrapKnown: false,
     negFd: EINVAL,
     fdFirst: false,
-    notContainer: EINVAL,
-    nesting: true,
-    smmuNestingEperm: false,
     defaultMemlock: 64n << 10n,
-    zeroPage: true,
-    endOfSpaceBug: true,
     noiommu: false,
   },
-  '6.1': {
-    infoCaps: true,
-    capsAlign8: false,
-    allVaddr: true,
-    dirty: true,
-    entryLimit: true,
-    iovaList: true,
-    wrapErrno: EINVAL,
-    overflowFirst: false,
-    unmapWrapKnown: true,
-    negFd: EBADF,
-    fdFirst: true,
-    notContainer: EINVAL,
-    nesting: true,
-    smmuNestingEperm: false,
-    defaultMemlock: 8n << 20n,
-    zeroPage: true,
-    endOfSpaceBug: true,
-    noiommu: true,
-  },
-  '6.12': {
-    infoCaps: true,
-    capsAlign8: true,
-    allVaddr: true,
-    dirty: true,
-    entryLimit: true,
-    iovaList: true,
-    wrapErrno: EINVAL,
-    overflowFirst: false,
-    unmapWrapKnown: true,
-    negFd: EBADF,
-    fdFirst: true,
-    notContainer: EBADFD,
-    nesting: true,
-    smmuNestingEperm: true,
-    defaultMemlock: 8n << 20n,
-    zeroPage: false,
-    endOfSpaceBug: true,
-    noiommu: true,
-  },
-  '6.18': {
-    infoCaps: true,
-    capsAlign8: true,
-    allVaddr: true,
-    dirty: true,
-    entryLimit: true,
-    iovaList: true,
-    wrapErrno: EOVERFLOW,
-    overflowFirst: true,
-    unmapWrapKnown: true,
-    negFd: EBADF,
-    fdFirst: true,
-    notContainer: EBADFD,
-    nesting: false,
-    smmuNestingEperm: true,
-    defaultMemlock: 8n << 20n,
-    zeroPage: false,
-    endOfSpaceBug: false,
-    noiommu: true,
-  },
+  '6.1': F_6_1,
+  '6.12': F_6_12,
+  '6.18': { ...F_6_12, wrapErrno: EOVERFLOW, overflowFirst: true, nesting: false, endOfSpaceBug: false },
 };
 
 export const TWO_64 = 1n << 64n;
@@ -160,12 +131,8 @@ export interface Range {
 }
 
 /** A host of the fuzz matrix (host options the model takes). */
-export interface FuzzConfig {
-  kernel: Kernel;
-  iommu: IommuKind;
-  smmu?: SmmuStages;
-  params: Record<string, string>;
-}
+export type FuzzConfig = Required<Pick<HostOptions, 'kernel' | 'iommu' | 'params'>> &
+  Pick<HostOptions, 'smmu'>;
 
 export function configName(c: FuzzConfig): string {
   const p = Object.entries(c.params)
@@ -193,7 +160,7 @@ export interface HostFacts {
    * SET_IOMMU(6)'s nesting request on this host: 0 when granted, else the errno (§6 table, SE §1).
    * Called only where type 6 exists.
    */
-  nestingErrno(k: KernelFacts, kernel: Kernel): number;
+  nestingErrno(k: KernelFacts): number;
   /**
    * The IOMMU driver's errno for a MAP beyond what the domain translates, where no valid-IOVA list
    * stops it first (3.19): arm-smmu ERANGE (SE §3.1); intel-iommu's width check EFAULT
@@ -204,7 +171,7 @@ export interface HostFacts {
    * DMA_CC_IOMMU (4) once SET_IOMMU succeeded; undefined where no source settles it. R: 0 on intel
    * and virtio (6.x); SE §4.3: 1 on arm-smmu in 3.19; 6.x arm-smmu-v3 on QEMU enforces no coherency.
    */
-  dmaCc(kernel: Kernel): number | undefined;
+  dmaCc(kernel: KernelVersion): number | undefined;
 }
 
 export function hostFacts(c: FuzzConfig): HostFacts {

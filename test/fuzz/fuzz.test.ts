@@ -6,12 +6,13 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { KERNELS } from './facts.ts';
+import { KERNEL_VERSIONS } from '../../src/uapi/profile.ts';
+import { show } from './ops.ts';
 import { type FuzzKind, type FuzzStats, newStats, propertyFor, replayParams } from './properties.ts';
 
 const SCALE = Number(process.env.FUZZ_RUNS ?? 1);
 
-function check(kind: FuzzKind, runs: number, stats: FuzzStats, kernels?: typeof KERNELS): void {
+function check(kind: FuzzKind, runs: number, stats: FuzzStats, kernels?: typeof KERNEL_VERSIONS): void {
   const name = expect.getState().currentTestName?.split(' > ').pop() ?? '';
   const replay = replayParams();
   const r = fc.check(propertyFor(kind, stats, kernels), { numRuns: Math.ceil(runs * SCALE), ...replay });
@@ -20,13 +21,13 @@ function check(kind: FuzzKind, runs: number, stats: FuzzStats, kernels?: typeof 
     throw new Error(
       `${kind} fuzzing failed after ${r.numRuns} runs (shrunk ${r.numShrinks} times)\n${why}\n` +
         `replay: FUZZ_SEED=${r.seed} FUZZ_PATH=${r.counterexamplePath} npx vitest run test/fuzz/fuzz.test.ts -t '${name}'\n` +
-        `counterexample: ${JSON.stringify(r.counterexample, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`,
+        `counterexample: ${show(r.counterexample)}`,
     );
   }
 }
 
 describe('model-based: every step checked against the shadow model, the digest and the invariants', () => {
-  for (const kernel of KERNELS) {
+  for (const kernel of KERNEL_VERSIONS) {
     it(`kernel ${kernel}, every host IOMMU`, () => {
       const stats = newStats();
       check('model', 100, stats, [kernel]);

@@ -17,6 +17,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import fc from 'fast-check';
+import { show } from './ops.ts';
 import { FUZZ_KINDS, type FuzzKind, type FuzzStats, newStats, propertyFor } from './properties.ts';
 
 interface Chunk {
@@ -68,9 +69,7 @@ function runChunk(c: Chunk): ChunkResult {
       seed: r.seed,
       path: r.counterexamplePath ?? '',
       message,
-      counterexample: JSON.stringify(r.counterexample, (_k, v) =>
-        typeof v === 'bigint' ? `0x${v.toString(16)}` : v,
-      ),
+      counterexample: show(r.counterexample),
       class: classify(message),
     };
   }

@@ -6,7 +6,13 @@
  */
 
 import fc from 'fast-check';
-import { type FuzzConfig, KERNELS, type Kernel } from './facts.ts';
+import { KERNEL_VERSIONS, type KernelVersion } from '../../src/uapi/profile.ts';
+import type { FuzzConfig } from './facts.ts';
+
+/** JSON with 64-bit values in hex: how ops, counterexamples and predictions are printed. */
+export function show(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x));
+}
 
 /** An fd: the i-th open fd of a kind (ascending), or a literal number. */
 export type FdSel =
@@ -579,7 +585,7 @@ export const SETUPS: Op[][] = (() => {
 })();
 
 /** The host matrix: every kernel, every host IOMMU, the SMMU's stage sets, and module parameters. */
-export function configArb(kernels: readonly Kernel[] = KERNELS): fc.Arbitrary<FuzzConfig> {
+export function configArb(kernels: readonly KernelVersion[] = KERNEL_VERSIONS): fc.Arbitrary<FuzzConfig> {
   return fc
     .record({
       kernel: fc.constantFrom(...kernels),

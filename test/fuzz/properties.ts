@@ -11,7 +11,8 @@
  */
 
 import fc from 'fast-check';
-import { type FuzzConfig, KERNELS, type Kernel } from './facts.ts';
+import { KERNEL_VERSIONS, type KernelVersion } from '../../src/uapi/profile.ts';
+import type { FuzzConfig } from './facts.ts';
 import { type GuestStats, guestCaseArb, runGuestCase } from './guest-fuzz.ts';
 import { configArb, type FdSel, MUTATE_BASES, type Op, opArb, SETUPS } from './ops.ts';
 import { runSmmuCase, type SmmuStats, smmuCaseArb } from './smmu-fuzz.ts';
@@ -63,7 +64,7 @@ function runOps(w: World, ops: Op[]): void {
 }
 
 /** Model-based runs: every step checked against the shadow. */
-export function modelProperty(stats: FuzzStats, kernels: readonly Kernel[] = KERNELS) {
+export function modelProperty(stats: FuzzStats, kernels: readonly KernelVersion[] = KERNEL_VERSIONS) {
   return fc.property(
     configArb(kernels),
     fc.constantFrom(...SETUPS),
@@ -106,7 +107,7 @@ const RAW_SETUPS: Op[][] = [
 ];
 
 /** Raw ioctl fuzzing of every fd kind, in every state, with the model-independent checks. */
-export function rawProperty(stats: FuzzStats, kernels: readonly Kernel[] = KERNELS) {
+export function rawProperty(stats: FuzzStats, kernels: readonly KernelVersion[] = KERNEL_VERSIONS) {
   // A third of the hosts are 6.18 with iommufd (when 6.18 is in the set): /dev/iommu and the cdev.
   const iommufdHost = configArb(['6.18']).filter((c) => c.iommu !== 'intel');
   const hosts = kernels.includes('6.18')
@@ -151,7 +152,7 @@ export function guestProperty(stats: FuzzStats) {
 export function propertyFor(
   kind: FuzzKind,
   stats: FuzzStats,
-  kernels?: readonly Kernel[],
+  kernels?: readonly KernelVersion[],
 ): fc.IProperty<unknown[]> {
   const p =
     kind === 'model'

@@ -40,6 +40,7 @@ import {
   U64_MAX,
   validList,
 } from './facts.ts';
+import { show } from './ops.ts';
 
 export const PAGE = 4096n;
 const VFIO_BASE = 0x3b64;
@@ -446,7 +447,7 @@ export class Shadow {
     if (type === 9n) return certain(-EINVAL); // claimed by CHECK_EXTENSION, refused by open() (§3.3)
     const nesting = type === 6n;
     if (nesting) {
-      const r = this.h.nestingErrno(k, this.cfg.kernel);
+      const r = this.h.nestingErrno(k);
       if (r !== 0) return certain(-r);
     }
     // §3.3 step 10: interrupt isolation, after the nesting request.
@@ -945,7 +946,7 @@ function readCaps(o: Uint8Array): unknown[] {
 }
 
 function diff(what: string, want: unknown, got: unknown): string | null {
-  const w = JSON.stringify(want, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v));
-  const g = JSON.stringify(got, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v));
+  const w = show(want);
+  const g = show(got);
   return w === g ? null : `${what}: expected ${w}, got ${g}`;
 }

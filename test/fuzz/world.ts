@@ -15,10 +15,10 @@
 import { stateDigest } from '../../src/host/digest.ts';
 import { Host, type HostOptions } from '../../src/host/host.ts';
 import type { Process } from '../../src/host/process.ts';
-import type { KernelFile } from '../../src/mm/file.ts';
 import type { IoctlArg } from '../../src/mm/uaccess.ts';
+import { errnoName } from '../../src/uapi/errno.ts';
 import type { VfioContainer } from '../../src/vfio/container.ts';
-import { configName, type FuzzConfig, TWO_64 } from './facts.ts';
+import { configName, type FuzzConfig } from './facts.ts';
 import { checkIsolation, checkTornDown, type Tracked } from './invariants.ts';
 import {
   type FdSel,
@@ -28,6 +28,7 @@ import {
   type RawArg,
   REGIONS,
   SCRATCH,
+  show,
   type VaSel,
   type Via,
 } from './ops.ts';
@@ -56,8 +57,8 @@ export class FuzzFailure extends Error {
 export interface WorldOptions {
   /** Check against the shadow model (default true). */
   shadow?: boolean;
-  /** Host options beyond the config (e.g. iommufd, nestBind) for raw runs. */
-  hostExtra?: Record<string, unknown>;
+  /** Host options beyond the config for raw runs. */
+  hostExtra?: Pick<HostOptions, 'nestBind' | 'iommufd'>;
 }
 
 export interface WorldStats {
@@ -68,6 +69,18 @@ export interface WorldStats {
 }
 
 const enc = new TextEncoder();
+
+/** The selector each kind of open file answers to; any kind not listed is 'other'. */
+const FD_SEL: Record<string, string> = {
+  'vfio-container': 'container',
+  'vfio-group': 'group',
+  'vfio-device': 'device',
+  sysfs: 'sysfs',
+  eventfd: 'eventfd',
+  iommufd: 'iommufd',
+  'vfio-device-cdev': 'cdev',
+  tty: 'tty',
+};
 
 function put32(b: Uint8Array, off: number, v: number): void {
   new DataView(b.buffer, b.byteOffset).setUint32(off, v >>> 0, true);
@@ -94,15 +107,7 @@ export class World {
     readonly cfg: FuzzConfig,
     readonly options: WorldOptions = {},
   ) {
-    const hostOptions = {
-      kernel: cfg.kernel,
-      iommu: cfg.iommu,
-      smmu: cfg.smmu,
-      params: cfg.params,
-      memory: 2 ** 34,
-      ...options.hostExtra,
-    } as HostOptions;
-    this.host = new Host(hostOptions);
+    this.host = new Host({ ...cfg, memory: 2 ** 34, ...options.hostExtra });
     this.shadow =
       (options.shadow ?? true) ? new Shadow(cfg, this.host.groups[0].id, this.host.devices[0].name) : null;
     this.tracked = { ranges: [], seen: new Map() };
@@ -163,25 +168,7 @@ export class World {
   private fdsOfKind(sel: FdSel['sel']): number[] {
     const out: number[] = [];
     for (const fd of this.proc.openFds) {
-      const kind = this.proc.fdget(fd)!.kind;
-      const k =
-        kind === 'vfio-container'
-          ? 'container'
-          : kind === 'vfio-group'
-            ? 'group'
-            : kind === 'vfio-device'
-              ? 'device'
-              : kind === 'sysfs'
-                ? 'sysfs'
-                : kind === 'eventfd'
-                  ? 'eventfd'
-                  : kind === 'tty'
-                    ? 'tty'
-                    : kind === 'iommufd'
-                      ? 'iommufd'
-                      : kind === 'vfio-device-cdev'
-                        ? 'cdev'
-                        : 'other';
+      const k = FD_SEL[this.proc.fdget(fd)!.kind] ?? 'other';
       if (sel === 'any' || k === sel || (sel === 'other' && (k === 'iommufd' || k === 'cdev'))) out.push(fd);
     }
     return out;
@@ -312,8 +299,7 @@ export class World {
       }
       case 'close': {
         const fd = this.fd(op.fd);
-        const r = this.syscall(sh && sp ? () => sh.close(sp, fd) : null, () => p.close(fd), true);
-        return r;
+        return this.syscall(sh && sp ? () => sh.close(sp, fd) : null, () => p.close(fd));
       }
       case 'api':
         return this.ioctl(this.fd(op.fd), REQ.GET_API_VERSION, { value: 0n });
@@ -581,7 +567,7 @@ export class World {
   }
 
   /** A non-ioctl system call with its shadow prediction. */
-  private syscall(predict: (() => Prediction) | null, call: () => number, stateChanging = false): number {
+  private syscall(predict: (() => Prediction) | null, call: () => number): number {
     const before = this.digest();
     const pred = predict?.() ?? null;
     const r = call();
@@ -592,7 +578,6 @@ export class World {
     }
     if (pred && pred.ret === undefined) this.uncertain(pred);
     this.compare();
-    void stateChanging;
     return r;
   }
 
@@ -743,32 +728,9 @@ function kindOf(f: SFile): string {
   }
 }
 
-const ERRNO_NAMES: Record<number, string> = {
-  1: 'EPERM',
-  2: 'ENOENT',
-  9: 'EBADF',
-  11: 'EAGAIN',
-  12: 'ENOMEM',
-  13: 'EACCES',
-  14: 'EFAULT',
-  16: 'EBUSY',
-  17: 'EEXIST',
-  19: 'ENODEV',
-  22: 'EINVAL',
-  25: 'ENOTTY',
-  28: 'ENOSPC',
-  34: 'ERANGE',
-  75: 'EOVERFLOW',
-  77: 'EBADFD',
-  95: 'EOPNOTSUPP',
-};
-
-export function errName(r: number): string {
-  return r >= 0 ? String(r) : `-${ERRNO_NAMES[-r] ?? -r}`;
-}
-
-export function show(op: Op): string {
-  return JSON.stringify(op, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v));
+/** A return value for a message: 0, 3, -EINVAL. */
+function errName(r: number): string {
+  return r >= 0 ? String(r) : `-${errnoName(-r)}`;
 }
 
 function firstDiff(a: string, b: string): string {
@@ -776,6 +738,3 @@ function firstDiff(a: string, b: string): string {
   while (i < a.length && a[i] === b[i]) i++;
   return `before …${a.slice(Math.max(0, i - 80), i + 80)}…\n  after  …${b.slice(Math.max(0, i - 80), i + 80)}…`;
 }
-
-export type { KernelFile };
-export { TWO_64 };
