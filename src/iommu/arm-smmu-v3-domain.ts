@@ -18,7 +18,7 @@ import {
 import { CMD_TLBI_NH_ALL, CMD_TLBI_NH_ASID, CMD_TLBI_S12_VMALL } from '../smmu/index.ts';
 import { ENOMEM, ERANGE } from '../uapi/errno.ts';
 import type { ArmSmmuV3 } from './arm-smmu-v3.ts';
-import { IommuDomain } from './domain.ts';
+import { IommuDomain, modPow2 } from './domain.ts';
 import type { IotlbGather, NestedS1Config, S1FaultRecord } from './types.ts';
 
 export type ArmSmmuStage = 'S1' | 'S2' | 'NESTED';
@@ -139,6 +139,16 @@ export class ArmSmmuDomain extends IommuDomain {
 
   leafSize(iova: number): number {
     return this.lookup(iova) ? 2 ** this.probe.sizeLg2 : 0;
+  }
+
+  /** The PA and the rest of its leaf from one walk (vfio's unmap loop asks for both per leaf). */
+  protected override resolve(iova: number): number {
+    if (!this.lookup(iova)) {
+      this.resolvedRemaining = 0;
+      return -1;
+    }
+    this.resolvedRemaining = 2 ** this.probe.sizeLg2 - modPow2(iova, this.probe.sizeLg2);
+    return this.probe.oa;
   }
 
   /**

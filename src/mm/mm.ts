@@ -9,6 +9,7 @@
  */
 
 import { EFAULT, EINVAL, ENOMEM } from '../uapi/errno.ts';
+import { PfnTable } from './pfn-table.ts';
 import {
   type ExternalMemory,
   FRAME_BYTES,
@@ -112,6 +113,8 @@ export interface ExternalAddressSpace {
 
 /** A folio, kept by the frame number of its head page. */
 interface Folio {
+  /** Physical address of its first byte. */
+  head: number;
   lg2: FrameLg2;
   /** Pinned 4 KiB subpages (FOLL_PIN references). */
   pins: number;
@@ -141,8 +144,12 @@ export class MmStruct {
   lockedVm = 0;
   /** Pages counted by pin accounting that uses pinned_vm (VmPin; iommufd). */
   pinnedVm = 0;
-  /** Head frame number (pa / 4 KiB) -> folio. */
-  private readonly folios = new Map<number, Folio>();
+  /** Folios of each size by head / size (a table per size keeps each one dense). */
+  private readonly folios: Record<FrameLg2, PfnTable<Folio>> = {
+    12: new PfnTable(),
+    21: new PfnTable(),
+    30: new PfnTable(),
+  };
   private mmapBase = MMAP_TOP;
   /** Physical address of the run found by the last successful pinRun(). */
   runPa = 0;
@@ -282,7 +289,7 @@ export class MmStruct {
         this.phys.attachExternal(pa, v.pageLg2, this.external!.memory, v.start + idx * unit);
       pfn = pa / PAGE_SIZE;
       v.pages.set(idx, pfn);
-      this.folios.set(pfn, { lg2: v.pageLg2, pins: 0, mapped: true });
+      this.folios[v.pageLg2].set(pa / unit, { head: pa, lg2: v.pageLg2, pins: 0, mapped: true });
     }
     return pfn * PAGE_SIZE + ((va - v.start) % unit);
   }
@@ -382,7 +389,7 @@ export class MmStruct {
             : this.faultIn(v, cur, write, true);
       if (pa !== expect) break;
       const inFolio = Math.min(maxPages - pages, (unit - ((cur - v.start) % unit)) / PAGE_SIZE);
-      this.folios.get((pa - (pa % unit)) / PAGE_SIZE)!.pins += inFolio;
+      this.folios[v.pageLg2].get(Math.floor(pa / unit))!.pins += inFolio;
       pages += inFolio;
       cur += inFolio * PAGE_SIZE;
       expect = pa + inFolio * PAGE_SIZE;
@@ -393,8 +400,8 @@ export class MmStruct {
   /** unpin_user_pages of `pages` 4 KiB pages starting at physical address `pa`. */
   unpin(pa: number, pages: number): void {
     while (pages > 0) {
-      const head = this.folioHead(pa);
-      if (head === undefined) {
+      const f = this.folioOf(pa);
+      if (f === undefined) {
         // Not a folio we pinned (the shared zero page, PFNMAP memory): nothing to drop for this page,
         // but a physically contiguous run may go on into pinned pages (vfio_unpin_pages_remote
         // skips reserved pfns one by one).
@@ -402,12 +409,10 @@ export class MmStruct {
         pages--;
         continue;
       }
-      const f = this.folios.get(head / PAGE_SIZE)!;
-      const size = FRAME_BYTES[f.lg2];
-      const n = Math.min(pages, (head + size - pa) / PAGE_SIZE);
+      const n = Math.min(pages, (f.head + FRAME_BYTES[f.lg2] - pa) / PAGE_SIZE);
       f.pins -= n;
       if (f.pins < 0) throw new Error(`unpin below zero at ${pa.toString(16)}`);
-      if (f.pins === 0 && !f.mapped) this.freeFolio(head, f);
+      if (f.pins === 0 && !f.mapped) this.freeFolio(f);
       pa += n * PAGE_SIZE;
       pages -= n;
     }
@@ -415,14 +420,13 @@ export class MmStruct {
 
   /** Long-term pins held on the folio that contains physical address `pa` (0: none, or not this mm's). */
   pinsAt(pa: number): number {
-    const head = this.folioHead(pa);
-    return head === undefined ? 0 : this.folios.get(head / PAGE_SIZE)!.pins;
+    return this.folioOf(pa)?.pins ?? 0;
   }
 
   /** Pinned 4 KiB pages over all folios (for invariants). */
   get pinnedPages(): number {
     let n = 0;
-    for (const f of this.folios.values()) n += f.pins;
+    for (const lg2 of FRAME_LG2S) for (const f of this.folios[lg2].values()) n += f.pins;
     return n;
   }
 
@@ -445,28 +449,27 @@ export class MmStruct {
     for (const v of [...this.vmas]) this.munmap(v.start, v.end - v.start);
   }
 
-  private folioHead(pa: number): number | undefined {
-    // Folio sizes smallest first: the heads unpin() looks for.
+  /** The folio that contains `pa`, trying each folio size smallest first. */
+  private folioOf(pa: number): Folio | undefined {
     for (let i = 0; i < FRAME_LG2S.length; i++) {
       const lg2 = FRAME_LG2S[i];
-      const head = pa - (pa % FRAME_BYTES[lg2]);
-      const f = this.folios.get(head / PAGE_SIZE);
-      if (f !== undefined && f.lg2 === lg2) return head;
+      const f = this.folios[lg2].get(Math.floor(pa / FRAME_BYTES[lg2]));
+      if (f !== undefined) return f;
     }
     return undefined;
   }
 
   private releaseMapping(pa: number): void {
-    const f = this.folios.get(pa / PAGE_SIZE);
+    const f = this.folioOf(pa);
     if (f === undefined) return;
     f.mapped = false;
-    if (f.pins === 0) this.freeFolio(pa, f);
+    if (f.pins === 0) this.freeFolio(f);
     else this.phys.detachExternal(pa); // pinned: the folio keeps the program's bytes
   }
 
-  private freeFolio(head: number, f: Folio): void {
-    this.folios.delete(head / PAGE_SIZE);
-    this.phys.freeFrame(head, f.lg2);
+  private freeFolio(f: Folio): void {
+    this.folios[f.lg2].delete(f.head / FRAME_BYTES[f.lg2]);
+    this.phys.freeFrame(f.head, f.lg2);
   }
 
   private overlapping(start: number, end: number): Vma | undefined {

@@ -112,37 +112,71 @@ export interface Command {
   stag: number;
 }
 
+/** Decodes a command's four words. */
 export function decodeCommand(w0: number, w1: number, w2: number, w3: number): Command {
+  return decodeCommandInto(w0, w1, w2, w3, { ...NO_COMMAND });
+}
+
+/** decodeCommand into `out` (the SMMU's reused objects: no garbage per command consumed). */
+export function decodeCommandInto(w0: number, w1: number, w2: number, w3: number, out: Command): Command {
   const opcode = w0 & 0xff;
   const ipaTop = opcode === CMD_TLBI_S2_IPA ? w3 & 0xffffff : w3 >>> 0;
-  return {
-    opcode,
-    name: COMMAND_NAMES[opcode] ?? `reserved 0x${opcode.toString(16)}`,
-    ssec: (w0 >>> 10) & 1,
-    ssv: (w0 >>> 11) & 1,
-    ssid: (w0 >>> 12) & 0xfffff,
-    sid: w1 >>> 0,
-    leaf: w2 & 1,
-    range: w2 & 0x1f,
-    vmid: w1 & 0xffff,
-    asid: w1 >>> 16,
-    addr: ipaTop * 4294967296 + ((w2 & 0xfffff000) >>> 0),
-    num: (w0 >>> 12) & 0x1f,
-    scale: (w0 >>> 20) & 0x3f,
-    ttl: (w2 >>> 8) & 3,
-    tg: (w2 >>> 10) & 3,
-    cs: (w0 >>> 12) & 3,
-    msh: (w0 >>> 22) & 3,
-    msiAttr: (w0 >>> 24) & 0xf,
-    msiData: w1 >>> 0,
-    msiAddr: (w3 & 0xffffff) * 4294967296 + ((w2 & 0xfffffffc) >>> 0),
-    size: w2 & 0x3f,
-    global: (w0 >>> 9) & 1,
-    prgIndex: w2 & 0x1ff,
-    resp: opcode === CMD_RESUME ? (w0 >>> 12) & 3 : (w2 >>> 12) & 3,
-    stag: w2 & 0xffff,
-  };
+  out.opcode = opcode;
+  out.name = COMMAND_NAMES[opcode] ?? `reserved 0x${opcode.toString(16)}`;
+  out.ssec = (w0 >>> 10) & 1;
+  out.ssv = (w0 >>> 11) & 1;
+  out.ssid = (w0 >>> 12) & 0xfffff;
+  out.sid = w1 >>> 0;
+  out.leaf = w2 & 1;
+  out.range = w2 & 0x1f;
+  out.vmid = w1 & 0xffff;
+  out.asid = w1 >>> 16;
+  out.addr = ipaTop * 4294967296 + ((w2 & 0xfffff000) >>> 0);
+  out.num = (w0 >>> 12) & 0x1f;
+  out.scale = (w0 >>> 20) & 0x3f;
+  out.ttl = (w2 >>> 8) & 3;
+  out.tg = (w2 >>> 10) & 3;
+  out.cs = (w0 >>> 12) & 3;
+  out.msh = (w0 >>> 22) & 3;
+  out.msiAttr = (w0 >>> 24) & 0xf;
+  out.msiData = w1 >>> 0;
+  out.msiAddr = (w3 & 0xffffff) * 4294967296 + ((w2 & 0xfffffffc) >>> 0);
+  out.size = w2 & 0x3f;
+  out.global = (w0 >>> 9) & 1;
+  out.prgIndex = w2 & 0x1ff;
+  out.resp = opcode === CMD_RESUME ? (w0 >>> 12) & 3 : (w2 >>> 12) & 3;
+  out.stag = w2 & 0xffff;
+  return out;
 }
+
+/** Every field present, in decode order: one object shape for all decoded commands. */
+const NO_COMMAND: Command = {
+  opcode: 0,
+  name: '',
+  ssec: 0,
+  ssv: 0,
+  ssid: 0,
+  sid: 0,
+  leaf: 0,
+  range: 0,
+  vmid: 0,
+  asid: 0,
+  addr: 0,
+  num: 0,
+  scale: 0,
+  ttl: 0,
+  tg: 0,
+  cs: 0,
+  msh: 0,
+  msiAttr: 0,
+  msiData: 0,
+  msiAddr: 0,
+  size: 0,
+  global: 0,
+  prgIndex: 0,
+  resp: 0,
+  stag: 0,
+};
 
 /** Fields a driver sets to build a command; the rest are zero. */
 export interface CommandFields {
@@ -171,8 +205,10 @@ export interface CommandFields {
   ssec?: number;
 }
 
-/** Builds the four words of a command (Linux `arm_smmu_cmdq_build_cmd` layouts). */
-/** The command's four words, into `w` when given (a driver's reused buffer: no garbage per command). */
+/**
+ * Builds the four words of a command (Linux `arm_smmu_cmdq_build_cmd` layouts), into `w` when given
+ * (a driver's reused buffer: no garbage per command).
+ */
 export function encodeCommand(opcode: number, f: CommandFields = {}, w = new Uint32Array(4)): Uint32Array {
   let w0 = opcode & 0xff;
   w0 |= (f.ssec ?? 0) << 10;

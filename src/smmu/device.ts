@@ -10,7 +10,6 @@
 import type { PhysMem } from '../mm/physmem.ts';
 import { ACCESS_READ, ACCESS_WRITE, INV_POW2, POW2 } from '../pgtable/index.ts';
 import {
-  CMD_ATC_INV,
   CMD_CFGI_CD,
   CMD_CFGI_CD_ALL,
   CMD_CFGI_STE,
@@ -32,6 +31,7 @@ import {
   CS_SEV,
   commandError,
   decodeCommand,
+  decodeCommandInto,
   tlbiRange,
 } from './commands.ts';
 import { ConfigCache } from './config-cache.ts';
@@ -80,6 +80,9 @@ import {
   WORLD_NS_EL2_E2H,
 } from './tlb.ts';
 import { type EventSink, SmmuTrace, type TranslationResult, Translator } from './translate.ts';
+
+/** Numbers per pending invalidation: four command words and CR2.E2H. */
+const PENDING_STRIDE = 5;
 
 /** Interrupt lines the owner can observe (wired outputs; MSIs are also written to memory when configured). */
 export type SmmuIrq = 'eventq' | 'gerror' | 'cmdq-sync' | 'sev';
@@ -139,8 +142,15 @@ export class Smmu implements EventSink {
   private strtabLo = 0;
   private strtabHi = 0;
   private strtabCfg = 0;
-  /** Invalidations waiting for a CMD_SYNC. */
-  private pending: (() => void)[] = [];
+  /**
+   * Invalidations waiting for a CMD_SYNC: PENDING_STRIDE numbers each, the command's four words and
+   * CR2.E2H as it was when it was consumed. Kept as words, decoded again at the sync.
+   */
+  private readonly pending: number[] = [];
+  private pendingCount = 0;
+  /** The command being consumed, and the pending one being completed (reused: no garbage). */
+  private readonly cmd = decodeCommand(0, 0, 0, 0);
+  private readonly doneCmd = decodeCommand(0, 0, 0, 0);
   private processing = false;
   private readonly cmdWords = new Uint32Array(4);
   private readonly eventWords = new Uint32Array(8);
@@ -527,7 +537,7 @@ export class Smmu implements EventSink {
           this.commandError(CERROR_ABT);
           break;
         }
-        const cmd = decodeCommand(w[0], w[1], w[2], w[3]);
+        const cmd = decodeCommandInto(w[0], w[1], w[2], w[3], this.cmd);
         const err = commandError(cmd, this.features);
         if (err !== 0) {
           this.commandError(err);
@@ -549,104 +559,133 @@ export class Smmu implements EventSink {
   }
 
   private execute(c: Command): void {
-    const f = this.features;
-    const tlb = this.tlb;
+    switch (c.opcode) {
+      case CMD_SYNC:
+        this.sync(c);
+        return;
+      case CMD_CFGI_STE:
+      case CMD_CFGI_STE_RANGE:
+      case CMD_CFGI_CD:
+      case CMD_CFGI_CD_ALL:
+      case CMD_TLBI_NH_ALL:
+      case CMD_TLBI_NH_ASID:
+      case CMD_TLBI_NH_VA:
+      case CMD_TLBI_NH_VAA:
+      case CMD_TLBI_EL2_ALL:
+      case CMD_TLBI_EL2_ASID:
+      case CMD_TLBI_EL2_VA:
+      case CMD_TLBI_EL2_VAA:
+      case CMD_TLBI_S12_VMALL:
+      case CMD_TLBI_S2_IPA:
+      case CMD_TLBI_NSNH_ALL:
+        this.deferInvalidation((this.cr2 & CR2_E2H) !== 0);
+        return;
+      default:
+        // ATC_INV (no ATCs are modelled), PREFETCH_* (prefetching is optional), PRI_RESP, RESUME,
+        // STALL_TERM: nothing to do here.
+        return;
+    }
+  }
+
+  /** Keeps the command being consumed for the next CMD_SYNC; `e2h` selects the EL2 entries meant. */
+  private deferInvalidation(e2h: boolean): void {
+    const p = this.pending;
+    const at = this.pendingCount++ * PENDING_STRIDE;
+    const w = this.cmdWords;
+    p[at] = w[0];
+    p[at + 1] = w[1];
+    p[at + 2] = w[2];
+    p[at + 3] = w[3];
+    p[at + 4] = e2h ? 1 : 0;
+  }
+
+  /** Carries out one invalidation a CMD_SYNC completes. */
+  private invalidate(c: Command, e2h: boolean): void {
     const cache = this.configCache;
+    switch (c.opcode) {
+      case CMD_CFGI_STE:
+        cache.invalidateSte(c.sid);
+        return;
+      case CMD_CFGI_STE_RANGE:
+        if (c.range === 31) {
+          cache.invalidateAll(); // CMD_CFGI_ALL
+        } else {
+          const count = POW2[c.range + 1];
+          cache.invalidateSteRange(Math.floor(c.sid / count) * count, count);
+        }
+        return;
+      case CMD_CFGI_CD:
+        cache.invalidateCd(c.sid, c.ssid);
+        return;
+      case CMD_CFGI_CD_ALL:
+        cache.invalidateCdAll(c.sid);
+        return;
+    }
+    // A TLBI: with nothing cached there is nothing to match (an unmap's TLBI on an idle SMMU).
+    const tlb = this.tlb;
+    if (tlb.size === 0) return;
+    const f = this.features;
     const vmidMatch = (e: TlbEntry) => !f.s2p || e.ctx.vmid === c.vmid;
     const el1S1 = (e: TlbEntry) =>
       e.ctx.world === WORLD_NS_EL1 && (e.ctx.kind === TLB_S1 || e.ctx.kind === TLB_S12);
     const [start, end] = tlbiRange(c, f);
     const vaMatch = (e: TlbEntry) => overlaps(e.vaBase, e.sizeLg2, start, end);
-    const e2h = (this.cr2 & CR2_E2H) !== 0;
     switch (c.opcode) {
-      case CMD_CFGI_STE:
-        this.pending.push(() => cache.invalidateSte(c.sid));
-        return;
-      case CMD_CFGI_STE_RANGE:
-        if (c.range === 31) {
-          // CMD_CFGI_ALL.
-          this.pending.push(() => cache.invalidateAll());
-        } else {
-          const count = POW2[c.range + 1];
-          const first = Math.floor(c.sid / count) * count;
-          this.pending.push(() => cache.invalidateSteRange(first, count));
-        }
-        return;
-      case CMD_CFGI_CD:
-        this.pending.push(() => cache.invalidateCd(c.sid, c.ssid));
-        return;
-      case CMD_CFGI_CD_ALL:
-        this.pending.push(() => cache.invalidateCdAll(c.sid));
-        return;
       case CMD_TLBI_NH_ALL:
-        this.pending.push(() => tlb.invalidate((e) => el1S1(e) && vmidMatch(e)));
+        tlb.invalidate((e) => el1S1(e) && vmidMatch(e));
         return;
       case CMD_TLBI_NH_ASID:
-        this.pending.push(() => tlb.invalidate((e) => el1S1(e) && vmidMatch(e) && e.ctx.asid === c.asid));
+        tlb.invalidate((e) => el1S1(e) && vmidMatch(e) && e.ctx.asid === c.asid);
         return;
       case CMD_TLBI_NH_VA:
-        this.pending.push(() =>
-          tlb.invalidate(
-            (e) => el1S1(e) && vmidMatch(e) && (e.ctx.asid === c.asid || e.ctx.asid === -1) && vaMatch(e),
-          ),
+        tlb.invalidate(
+          (e) => el1S1(e) && vmidMatch(e) && (e.ctx.asid === c.asid || e.ctx.asid === -1) && vaMatch(e),
         );
         return;
       case CMD_TLBI_NH_VAA:
-        this.pending.push(() => tlb.invalidate((e) => el1S1(e) && vmidMatch(e) && vaMatch(e)));
+        tlb.invalidate((e) => el1S1(e) && vmidMatch(e) && vaMatch(e));
         return;
       case CMD_TLBI_EL2_ALL:
-        this.pending.push(() =>
-          tlb.invalidate((e) => e.ctx.world === WORLD_NS_EL2 || e.ctx.world === WORLD_NS_EL2_E2H),
-        );
+        tlb.invalidate((e) => e.ctx.world === WORLD_NS_EL2 || e.ctx.world === WORLD_NS_EL2_E2H);
         return;
       case CMD_TLBI_EL2_ASID:
-        this.pending.push(() =>
-          tlb.invalidate((e) => e.ctx.world === WORLD_NS_EL2_E2H && e.ctx.asid === c.asid),
-        );
+        tlb.invalidate((e) => e.ctx.world === WORLD_NS_EL2_E2H && e.ctx.asid === c.asid);
         return;
       case CMD_TLBI_EL2_VA:
       case CMD_TLBI_EL2_VAA: {
         // CR2.E2H selects which EL2 entries are meant (IHI 0070 §4.4.2.8-9).
         const world = e2h ? WORLD_NS_EL2_E2H : WORLD_NS_EL2;
         const byAsid = c.opcode === CMD_TLBI_EL2_VA && e2h;
-        this.pending.push(() =>
-          tlb.invalidate(
-            (e) =>
-              e.ctx.world === world && (!byAsid || e.ctx.asid === c.asid || e.ctx.asid === -1) && vaMatch(e),
-          ),
+        tlb.invalidate(
+          (e) =>
+            e.ctx.world === world && (!byAsid || e.ctx.asid === c.asid || e.ctx.asid === -1) && vaMatch(e),
         );
         return;
       }
       case CMD_TLBI_S12_VMALL:
-        this.pending.push(() => tlb.invalidate((e) => e.ctx.world === WORLD_NS_EL1 && e.ctx.vmid === c.vmid));
+        tlb.invalidate((e) => e.ctx.world === WORLD_NS_EL1 && e.ctx.vmid === c.vmid);
         return;
       case CMD_TLBI_S2_IPA:
         // Stage-2-only entries by IPA; combined stage 1+2 entries are not required to go (reference §5.3).
-        this.pending.push(() =>
-          tlb.invalidate((e) => e.ctx.kind === TLB_S2 && e.ctx.vmid === c.vmid && vaMatch(e)),
-        );
+        tlb.invalidate((e) => e.ctx.kind === TLB_S2 && e.ctx.vmid === c.vmid && vaMatch(e));
         return;
       case CMD_TLBI_NSNH_ALL:
-        this.pending.push(() => tlb.invalidate((e) => e.ctx.world === WORLD_NS_EL1));
-        return;
-      case CMD_SYNC:
-        this.sync(c);
-        return;
-      case CMD_ATC_INV:
-        // No ATCs are modelled: completes with nothing to invalidate.
-        return;
-      default:
-        // PREFETCH_* (prefetching is optional), PRI_RESP, RESUME, STALL_TERM: nothing to do here.
+        tlb.invalidate((e) => e.ctx.world === WORLD_NS_EL1);
         return;
     }
   }
 
   /** CMD_SYNC: completes every earlier invalidation, then signals (IHI 0070 §4.7.3). */
   private sync(c: Command): void {
-    const work = this.pending;
-    this.pending = [];
-    for (const op of work) op();
-    if (work.length > 0) this.translator.resetShortcut();
+    const n = this.pendingCount;
+    const p = this.pending;
+    for (let at = 0; at < n * PENDING_STRIDE; at += PENDING_STRIDE)
+      this.invalidate(
+        decodeCommandInto(p[at], p[at + 1], p[at + 2], p[at + 3], this.doneCmd),
+        p[at + 4] === 1,
+      );
+    this.pendingCount = 0;
+    if (n > 0) this.translator.resetShortcut();
     if (c.cs === CS_IRQ) {
       if (this.features.msi && c.msiAddr !== 0) this.msiWrite(c.msiAddr, c.msiData, GERROR_MSI_CMDQ_ABT_ERR);
       this.interrupt?.('cmdq-sync');
@@ -657,7 +696,7 @@ export class Smmu implements EventSink {
 
   /** Invalidations consumed but not yet completed by a CMD_SYNC. */
   get pendingInvalidations(): number {
-    return this.pending.length;
+    return this.pendingCount;
   }
 }
 

@@ -8,31 +8,44 @@ import { CERROR_ABT, EVENTQ_OVFLG } from './registers.ts';
 
 /** A queue base register: ADDR [55:5], LOG2SIZE [4:0], RA/WA bit 62 (two 32-bit halves). */
 export class QueueBase {
-  lo = 0;
-  hi = 0;
   /** IDR1.CMDQS / EVENTQS: LOG2SIZE is capped at it for every use but readback. */
   readonly maxLog2: number;
   readonly entryBytes: number;
+  private loWord = 0;
+  private hiWord = 0;
+  // Decoded once per register write, not per queue access.
+  private log2 = 0;
+  private base = 0;
 
   constructor(maxLog2: number, entryBytes: number) {
     this.maxLog2 = maxLog2;
     this.entryBytes = entryBytes;
   }
 
+  get lo(): number {
+    return this.loWord;
+  }
+
+  get hi(): number {
+    return this.hiWord;
+  }
+
   write(off: number, v: number): void {
-    if (off === 0) this.lo = v >>> 0;
-    else this.hi = (v & 0x40ffffff) >>> 0;
+    if (off === 0) this.loWord = v >>> 0;
+    else this.hiWord = (v & 0x40ffffff) >>> 0;
+    this.log2 = Math.min(this.loWord & 0x1f, this.maxLog2);
+    const raw = (this.hiWord & 0xffffff) * 4294967296 + ((this.loWord & 0xffffffe0) >>> 0);
+    const bytes = Math.max(this.entryBytes * 2 ** this.log2, 32);
+    this.base = Math.floor(raw / bytes) * bytes;
   }
 
   get log2size(): number {
-    return Math.min(this.lo & 0x1f, this.maxLog2);
+    return this.log2;
   }
 
   /** Base address, aligned to the larger of the queue size and 32 bytes. */
   get addr(): number {
-    const raw = (this.hi & 0xffffff) * 4294967296 + ((this.lo & 0xffffffe0) >>> 0);
-    const bytes = Math.max(this.entryBytes * 2 ** this.log2size, 32);
-    return Math.floor(raw / bytes) * bytes;
+    return this.base;
   }
 }
 
