@@ -92,6 +92,9 @@ export class PhysMem {
   private extMem: ExternalMemory | undefined;
   private extAddr = 0;
   /** One word for external reads and writes (little-endian host: checked above), reused. */
+  /** Page-sized views of the last buffer written from (a device's DMA buffer is written again and again). */
+  private viewsOf: Uint8Array | null = null;
+  private views: (Uint8Array | undefined)[] = [];
   private readonly scratch = new Uint8Array(4);
   private readonly scratchWord = new Uint32Array(this.scratch.buffer);
 
@@ -154,7 +157,9 @@ export class PhysMem {
       if (this.external.size !== 0 && this.externalAt(pa)) {
         this.extMem!.write(this.extAddr, src, srcOff, inPage);
       } else {
-        this.bytesFor(pa).set(src.subarray(srcOff, srcOff + inPage), pa & PAGE_MASK);
+        const from =
+          inPage === PAGE_SIZE ? this.pageView(src, srcOff) : src.subarray(srcOff, srcOff + inPage);
+        this.bytesFor(pa).set(from, pa & PAGE_MASK);
       }
       pa += inPage;
       srcOff += inPage;
@@ -313,6 +318,23 @@ export class PhysMem {
       this.cacheBytes[i] = bytes;
     }
     return bytes;
+  }
+
+  /** `src[off .. off + 4 KiB)` as a view kept for the next write from the same place. */
+  private pageView(src: Uint8Array, off: number): Uint8Array {
+    if (src !== this.viewsOf) {
+      this.viewsOf = src;
+      this.views = [];
+    }
+    // Views by offset: 4 KiB-aligned offsets index the list; the rest are made each time.
+    if ((off & PAGE_MASK) !== 0) return src.subarray(off, off + PAGE_SIZE);
+    const i = off / PAGE_SIZE;
+    let v = this.views[i];
+    if (v === undefined) {
+      v = src.subarray(off, off + PAGE_SIZE);
+      this.views[i] = v;
+    }
+    return v;
   }
 
   /** The bytes of the frame holding `pa`, made (zeroed) on first write. */

@@ -30,6 +30,22 @@ describe('PhysMem', () => {
     expect(m.touchedFrames).toBe(2);
   });
 
+  it('writes whole pages from one buffer again and again: each write copies what the buffer holds now', () => {
+    const m = new PhysMem();
+    const src = new Uint8Array(3 * 4096 + 8);
+    const back = new Uint8Array(4096);
+    for (const fill of [0x11, 0x22]) {
+      src.fill(fill);
+      src[4096] = fill + 1; // first byte of the second page
+      m.writeBytes(0x10000, src, 4096, 4096); // a page-aligned offset
+      m.writeBytes(0x20000, src, 8, 4096); // an unaligned one
+      m.readBytes(0x10000, back, 0, 4096);
+      expect([back[0], back[4095]]).toEqual([fill + 1, fill]);
+      m.readBytes(0x20000, back, 0, 4096);
+      expect([back[0], back[4088], back[4095]]).toEqual([fill, fill + 1, fill]);
+    }
+  });
+
   it('allocates naturally aligned frames, reuses freed ones zeroed, and says -1 when full', () => {
     const m = new PhysMem({ size: 4 * 2 ** 30 });
     const a = m.allocFrame(12);
