@@ -120,7 +120,7 @@ export class RangeTree<T extends Range> {
     const child = doomed.left !== null ? doomed.left : doomed.right;
     this.replaceChild(depth, doomed, child);
     this.freeNode(doomed);
-    this.retrace(depth, false);
+    this.retrace(depth);
   }
 
   /** vfio_find_dma: any range overlapping [start, end), or undefined. */
@@ -256,7 +256,7 @@ export class RangeTree<T extends Range> {
     else {
       if (left) path[depth - 1].left = node;
       else path[depth - 1].right = node;
-      this.retrace(depth, true);
+      this.retrace(depth);
     }
     return overlaps;
   }
@@ -271,19 +271,16 @@ export class RangeTree<T extends Range> {
     }
   }
 
-  /**
-   * Rebalances path[depth - 1] .. path[0] bottom-up. After an insertion the walk stops at the first
-   * subtree whose height is unchanged; after a removal at the first whose height is unchanged and
-   * that needed no rotation.
-   */
-  private retrace(depth: number, inserting: boolean): void {
+  /** Rebalances path[depth - 1] .. path[0] bottom-up, up to the first subtree whose height is unchanged. */
+  private retrace(depth: number): void {
     const path = this.path;
     for (let i = depth - 1; i >= 0; i--) {
       const n = path[i];
       const before = n.height;
       const b = balance(n);
       if (b !== n) this.replaceChild(i, n, b);
-      if (b.height === before && (inserting || b === n)) return;
+      // Above a subtree of unchanged height (rotated or not) no balance factor changes.
+      if (b.height === before) return;
     }
   }
 
