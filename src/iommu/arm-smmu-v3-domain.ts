@@ -10,6 +10,7 @@ import {
   ACCESS_PROBE,
   FAULT_NONE,
   IoPgtable,
+  POW2,
   type TableAllocator,
   type WalkRegime,
   WalkResult,
@@ -128,7 +129,7 @@ export class ArmSmmuDomain extends IommuDomain {
 
   /** arm_lpae_iova_to_phys, keeping the leaf's size (software walk: no TLB, no events). */
   private lookup(iova: number): boolean {
-    if (this.pgtbl === null || !(iova < 2 ** this.pgtbl.ias)) return false;
+    if (this.pgtbl === null || !(iova < POW2[this.pgtbl.ias])) return false;
     this.probeRegime ??= this.pgtbl.regime(52);
     return walk(this.driver.mem, this.probeRegime, iova, ACCESS_PROBE, this.probe) === FAULT_NONE;
   }
@@ -138,7 +139,7 @@ export class ArmSmmuDomain extends IommuDomain {
   }
 
   leafSize(iova: number): number {
-    return this.lookup(iova) ? 2 ** this.probe.sizeLg2 : 0;
+    return this.lookup(iova) ? POW2[this.probe.sizeLg2] : 0;
   }
 
   /** The PA and the rest of its leaf from one walk (vfio's unmap loop asks for both per leaf). */
@@ -147,7 +148,7 @@ export class ArmSmmuDomain extends IommuDomain {
       this.resolvedRemaining = 0;
       return -1;
     }
-    this.resolvedRemaining = 2 ** this.probe.sizeLg2 - modPow2(iova, this.probe.sizeLg2);
+    this.resolvedRemaining = POW2[this.probe.sizeLg2] - modPow2(iova, this.probe.sizeLg2);
     return this.probe.oa;
   }
 

@@ -11,7 +11,7 @@
  */
 
 import type { PhysMem } from '../mm/physmem.ts';
-import { ACCESS_READ, ACCESS_WRITE, POW2 } from '../pgtable/index.ts';
+import { ACCESS_READ, ACCESS_WRITE, fls, INV_POW2, POW2 } from '../pgtable/index.ts';
 import {
   CERROR_ILL,
   CMD_CFGI_CD,
@@ -72,6 +72,8 @@ export const ARM_SW_MSI_WINDOW: ResvRegion = { start: 0x800_0000n, end: 0x80f_ff
 
 const STRTAB_SPLIT = 8;
 const CMDQ_LOG2 = 8;
+/** Commands the kernel gathers before it must publish them (CMDQ_BATCH_ENTRIES = BITS_PER_LONG). */
+const CMDQ_BATCH_ENTRIES = 64;
 const EVTQ_LOG2 = 7;
 const STE_BYTES = 64;
 /** Stage-1 faults a nesting domain keeps for its VMM before it counts them as lost. */
@@ -150,6 +152,10 @@ export class ArmSmmuV3 implements IommuDriver {
   private readonly strtabL1: number;
   private readonly l2: Map<number, number> = new Map();
   private readonly cmdq: number;
+  /** The driver's copy of CMDQ_PROD (llq.prod): commands are written there and published in batches. */
+  private cmdqProd = 0;
+  /** Commands written since PROD was last published. */
+  private unpublished = 0;
   /** The words of the command being written (encodeCommand's output, reused). */
   private readonly cmdWords = new Uint32Array(4);
   /** The fields of the TLBI being issued (tlbInvRange), every one present so the shape never changes. */
@@ -223,6 +229,8 @@ export class ArmSmmuV3 implements IommuDriver {
     this.write64(REG.CMDQ_BASE, this.cmdq + CMDQ_LOG2);
     s.writeReg32(REG.CMDQ_PROD, 0);
     s.writeReg32(REG.CMDQ_CONS, 0);
+    this.cmdqProd = 0;
+    this.unpublished = 0;
     s.writeReg32(REG.CR0, CR0_CMDQEN);
     this.issue([
       [CMD_CFGI_STE_RANGE, { range: 31 }],
@@ -243,25 +251,35 @@ export class ArmSmmuV3 implements IommuDriver {
     this.finishBatch(sync);
   }
 
-  /** Writes one command at PROD and publishes it (arm_smmu_cmdq_write_entries), encoded without garbage. */
+  /** Writes one command at PROD, encoded without garbage (arm_smmu_cmdq_batch_add). */
   private push(op: number, fields: CommandFields): void {
     this.pushWords(encodeCommand(op, fields, this.cmdWords));
   }
 
-  /** Writes a command's four 32-bit words at PROD and moves PROD on. */
+  /**
+   * Writes a command's four 32-bit words at the driver's PROD. A full batch (CMDQ_BATCH_ENTRIES) is
+   * published without a sync, as arm_smmu_cmdq_batch_add does; the model consumes it at once, so the
+   * queue (256 entries) never fills.
+   */
   private pushWords(w: ArrayLike<number>): void {
-    const s = this.smmu;
-    const wrap = (2 << CMDQ_LOG2) - 1;
-    const prod = s.readReg32(REG.CMDQ_PROD) & wrap;
-    const slot = this.cmdq + (prod & ((1 << CMDQ_LOG2) - 1)) * 16;
+    if (this.unpublished === CMDQ_BATCH_ENTRIES) this.publish();
+    const slot = this.cmdq + (this.cmdqProd & ((1 << CMDQ_LOG2) - 1)) * 16;
     for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, w[i] >>> 0);
-    s.writeReg32(REG.CMDQ_PROD, (prod + 1) & wrap);
+    this.cmdqProd = (this.cmdqProd + 1) & ((2 << CMDQ_LOG2) - 1);
+    this.unpublished++;
   }
 
-  /** Ends a batch: a CMD_SYNC when asked, then the error handling of arm_smmu_cmdq_skip_err. */
+  /** One CMDQ_PROD write for every command written since the last (arm_smmu_cmdq_issue_cmdlist). */
+  private publish(): void {
+    this.smmu.writeReg32(REG.CMDQ_PROD, this.cmdqProd);
+    this.unpublished = 0;
+    this.skipCommandErrors();
+  }
+
+  /** Ends a batch: a CMD_SYNC when asked, and publishes it. */
   private finishBatch(sync: boolean): void {
     if (sync) this.push(CMD_SYNC, NO_FIELDS);
-    this.skipCommandErrors();
+    this.publish();
   }
 
   /** Submits raw commands (four 32-bit words each), then a CMD_SYNC if asked (arm_smmu_cmdq_issue_cmdlist). */
@@ -470,19 +488,19 @@ export class ArmSmmuV3 implements IommuDriver {
     if (this.features.ril) {
       const tgLg2 = 12; // the leaf page size: lowest bit of the domain's pgsize_bitmap
       f.tg = (tgLg2 - 10) / 2;
-      f.ttl = leaf ? 4 - Math.floor((Math.log2(granule) - 3) / (tgLg2 - 3)) : 0;
-      let pages = size / 2 ** tgLg2;
+      f.ttl = leaf ? 4 - Math.floor((fls(granule) - 3) / (tgLg2 - 3)) : 0;
+      let pages = size * INV_POW2[tgLg2];
       let addr = iova;
       while (addr < end) {
         let scale = 0;
-        while (Math.floor(pages / 2 ** scale) % 2 === 0) scale++;
-        const num = Math.floor(pages / 2 ** scale) % 32; // CMDQ_TLBI_RANGE_NUM_MAX + 1
+        while ((Math.floor(pages * INV_POW2[scale]) & 1) === 0) scale++;
+        const num = Math.floor(pages * INV_POW2[scale]) & 31; // CMDQ_TLBI_RANGE_NUM_MAX + 1
         f.addr = addr;
         f.scale = scale;
         f.num = num - 1;
         this.push(op, f);
-        addr += num * 2 ** (scale + tgLg2);
-        pages -= num * 2 ** scale;
+        addr += num * POW2[scale + tgLg2];
+        pages -= num * POW2[scale];
       }
     } else {
       for (let addr = iova; addr < end; addr += granule) {

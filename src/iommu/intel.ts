@@ -48,7 +48,7 @@ class IntelDomain extends IommuDomain {
     // intel_iommu_map: an address beyond the domain's width is EFAULT ("iommu width is not sufficient
     // for the mapped address"); only kernels without the valid-IOVA list (3.19) get this far.
     if (iova + pgsize * count - 1 > this.maxAddr) return -EFAULT;
-    const lg2 = Math.log2(pgsize);
+    const lg2 = fls(pgsize);
     // Before 6.18 a write-only mapping came out readable: the edu read a flags=2 mapping on 6.1 and
     // 6.12 but not on 6.18 (oracle i1-dma-v2 seq 22-24 on intel: a=1 on 6.1/6.12, a=0 on 6.18).
     if (this.driver.profile.version !== '6.18' && prot & IOMMU_WRITE) prot |= IOMMU_READ;

@@ -312,7 +312,8 @@ export class IoPgtable {
 
   private index(addr: number, level: number): number {
     const bits = level === this.startLevel ? this.pgdBitsLg2 : this.stride;
-    return Math.floor(addr * INV_POW2[levelShift(this.granuleLg2, level)]) % POW2[bits];
+    // The low bits through ToInt32 (exact for an integral double), not fmod (`%`): a third of an unmap.
+    return Math.floor(addr * INV_POW2[levelShift(this.granuleLg2, level)]) & ((1 << bits) - 1);
   }
 
   private entries(level: number): number {
