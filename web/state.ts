@@ -12,6 +12,8 @@ import type { Process } from '../src/host/process.ts';
 import { ArmSmmuV3 } from '../src/iommu/arm-smmu-v3.ts';
 import { eventWords32, readAtText, type ScenarioRunner } from '../src/scenario/index.ts';
 import {
+  type AddrSpec,
+  CD_ADDRS,
   CD_FIELDS,
   type Command,
   decodeCommand,
@@ -26,6 +28,7 @@ import {
   queueSlots,
   REG,
   type Smmu,
+  STE_ADDRS,
   STE_FIELDS,
 } from '../src/smmu/index.ts';
 
@@ -86,16 +89,6 @@ const VALUE_NAMES: Record<string, Record<number, string>> = {
   S2PS: { 0: '32 bits', 1: '36 bits', 2: '40 bits', 3: '42 bits', 4: '44 bits', 5: '48 bits', 6: '52 bits' },
 };
 
-/** Multi-word address fields: [name, word, lsb, high bits in the next word]. */
-const STE_ADDRS: readonly [string, number, number, number][] = [
-  ['S1ContextPtr', 0, 6, 24],
-  ['S2TTB', 6, 4, 24],
-];
-const CD_ADDRS: readonly [string, number, number, number][] = [
-  ['TTB0', 2, 4, 24],
-  ['TTB1', 4, 4, 24],
-];
-
 function bitRange(word: number, lsb: number, width: number): string {
   const lo = word * 32 + lsb;
   return width === 1 ? `[${lo}]` : `[${lo + width - 1}:${lo}]`;
@@ -105,7 +98,7 @@ function decodeStruct(
   what: 'STE' | 'CD',
   words: ArrayLike<number>,
   specs: readonly FieldSpec[],
-  addrs: readonly [string, number, number, number][],
+  addrs: readonly AddrSpec[],
   at: string,
 ): StructView {
   const fields: FieldView[] = specs.map(([name, w, lsb, width]) => {

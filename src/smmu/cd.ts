@@ -3,8 +3,14 @@
  * names (IHI 0070 §5.3-5.4, reference §2.4-2.5), and the CD validity pseudocode (§5.4.2).
  */
 import { GRANULE_64K, PA_SIZE_BITS, POW2, tg0ToGranule, tg1ToGranule } from '../pgtable/index.ts';
-import type { FieldSpec } from './fields.ts';
-import { decodeFields, encodeFields, getAddr, setAddr } from './fields.ts';
+import {
+  type AddrSpec,
+  decodeStructFields,
+  encodeStructFields,
+  type FieldSpec,
+  getAddr,
+  setAddr,
+} from './fields.ts';
 import type { SmmuFeatures } from './registers.ts';
 import { WORLD_NS_EL2 } from './tlb.ts';
 
@@ -104,19 +110,18 @@ export interface CdFields {
   PMG: number;
 }
 
+/** The CD's table bases: TTB0 [119:68], TTB1 [183:132]. */
+export const CD_ADDRS: readonly AddrSpec[] = [
+  ['TTB0', 2, 4, 24],
+  ['TTB1', 4, 4, 24],
+];
+
 export function decodeCd(words: ArrayLike<number>): CdFields {
-  const f = decodeFields(words, CD_FIELDS) as unknown as CdFields;
-  f.TTB0 = getAddr(words, 2, 4, 24);
-  f.TTB1 = getAddr(words, 4, 4, 24);
-  return f;
+  return decodeStructFields(words, CD_FIELDS, CD_ADDRS) as unknown as CdFields;
 }
 
 export function encodeCd(fields: Partial<CdFields>): Uint32Array {
-  const w = new Uint32Array(16);
-  encodeFields(w, CD_FIELDS, fields as Record<string, number>);
-  if (fields.TTB0 !== undefined) setAddr(w, 2, 4, 24, fields.TTB0);
-  if (fields.TTB1 !== undefined) setAddr(w, 4, 4, 24, fields.TTB1);
-  return w;
+  return encodeStructFields(CD_FIELDS, CD_ADDRS, fields as Record<string, number>);
 }
 
 /** L1CD: V [0], L2Ptr [55:12] (IHI 0070 §5.3). */

@@ -5,6 +5,8 @@
  */
 
 export type FieldSpec = readonly [name: string, word: number, lsb: number, width: number];
+/** An address spanning a word pair: name, first word, first bit, its bits in the next word. */
+export type AddrSpec = readonly [name: string, word: number, lsb: number, hiBits: number];
 
 export function getField(words: ArrayLike<number>, word: number, lsb: number, width: number): number {
   const v = words[word] >>> lsb;
@@ -48,6 +50,32 @@ export function encodeFields(
     const v = values[name];
     if (v !== undefined) setField(words, w, lsb, width, v);
   }
+}
+
+/** A 64-byte structure's fields: the bit fields, then the addresses. */
+export function decodeStructFields(
+  words: ArrayLike<number>,
+  specs: readonly FieldSpec[],
+  addrs: readonly AddrSpec[],
+): Record<string, number> {
+  const out = decodeFields(words, specs);
+  for (const [name, w, lsb, hiBits] of addrs) out[name] = getAddr(words, w, lsb, hiBits);
+  return out;
+}
+
+/** The 16 words of a structure from its fields (unnamed bits zero). */
+export function encodeStructFields(
+  specs: readonly FieldSpec[],
+  addrs: readonly AddrSpec[],
+  values: Record<string, number>,
+): Uint32Array {
+  const w = new Uint32Array(16);
+  encodeFields(w, specs, values);
+  for (const [name, word, lsb, hiBits] of addrs) {
+    const v = values[name];
+    if (v !== undefined) setAddr(w, word, lsb, hiBits, v);
+  }
+  return w;
 }
 
 export function hexWords64(words: ArrayLike<number>): string[] {

@@ -12,8 +12,14 @@ import {
   s2StartLevel,
   tg0ToGranule,
 } from '../pgtable/index.ts';
-import type { FieldSpec } from './fields.ts';
-import { decodeFields, encodeFields, getAddr, setAddr } from './fields.ts';
+import {
+  type AddrSpec,
+  decodeStructFields,
+  encodeStructFields,
+  type FieldSpec,
+  getAddr,
+  setAddr,
+} from './fields.ts';
 import type { SmmuFeatures } from './registers.ts';
 
 export const STE_BYTES = 64;
@@ -141,20 +147,19 @@ export interface SteFields {
   S2TTB: number;
 }
 
+/** The STE's addresses: S1ContextPtr [55:6], S2TTB [247:196]. */
+export const STE_ADDRS: readonly AddrSpec[] = [
+  ['S1ContextPtr', 0, 6, 24],
+  ['S2TTB', 6, 4, 24],
+];
+
 export function decodeSte(words: ArrayLike<number>): SteFields {
-  const f = decodeFields(words, STE_FIELDS) as unknown as SteFields;
-  f.S1ContextPtr = getAddr(words, 0, 6, 24);
-  f.S2TTB = getAddr(words, 6, 4, 24);
-  return f;
+  return decodeStructFields(words, STE_FIELDS, STE_ADDRS) as unknown as SteFields;
 }
 
 /** Builds the 16 words of an STE from fields (unnamed bits zero). */
 export function encodeSte(fields: Partial<SteFields>): Uint32Array {
-  const w = new Uint32Array(16);
-  encodeFields(w, STE_FIELDS, fields as Record<string, number>);
-  if (fields.S1ContextPtr !== undefined) setAddr(w, 0, 6, 24, fields.S1ContextPtr);
-  if (fields.S2TTB !== undefined) setAddr(w, 6, 4, 24, fields.S2TTB);
-  return w;
+  return encodeStructFields(STE_FIELDS, STE_ADDRS, fields as Record<string, number>);
 }
 
 /** L1STD: Span [4:0], L2Ptr [55:6] (IHI 0070 §5.1). */
