@@ -160,7 +160,7 @@ export async function benchMap(ctx: BenchContext): Promise<void> {
         if (r >= warm) at.get(n)!.push({ ...x, unmapAll: 0 });
       }
     }
-    for (let r = 0; r < (ctx.smoke ? 1 : 5); r++)
+    for (let r = 0; r < (ctx.smoke ? 1 : rounds); r++)
       for (const n of sizes) at.get(n)![r].unmapAll = unmapAllRound(rigs.get(n)!, n, batchOf(n));
     ctx.log(`  ${iommu}: ${sizes.join(', ')} mappings, ${rounds} rounds`);
     for (const [n, rig] of rigs) {
