@@ -91,10 +91,10 @@ export class PhysMem {
   /** Set by externalAt(): the external memory and address of the byte looked up. */
   private extMem: ExternalMemory | undefined;
   private extAddr = 0;
-  /** One word for external reads and writes (little-endian host: checked above), reused. */
   /** Page-sized views of the last buffer written from (a device's DMA buffer is written again and again). */
   private viewsOf: Uint8Array | null = null;
   private views: (Uint8Array | undefined)[] = [];
+  /** One word for external reads and writes (little-endian host: checked above), reused. */
   private readonly scratch = new Uint8Array(4);
   private readonly scratchWord = new Uint32Array(this.scratch.buffer);
 
