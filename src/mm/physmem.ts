@@ -119,6 +119,11 @@ export class PhysMem {
     return this.scratchWord[0];
   }
 
+  /** The words of the frame holding `pa`, or undefined (untouched or external: use readU32). */
+  wordsAt(pa: number): Uint32Array | undefined {
+    return this.lookup(Math.floor(pa * INV_PAGE));
+  }
+
   /** Writes a little-endian 32-bit word at a 4-byte aligned address. */
   writeU32(pa: number, value: number): void {
     if (this.external.size !== 0 && this.externalAt(pa)) {

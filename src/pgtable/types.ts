@@ -12,6 +12,12 @@ export interface PgtableMemory {
   writeU32(addr: number, value: number): void;
 }
 
+/** Memory whose 4 KiB frames can be read as words in place (PhysMem): a descriptor in one lookup. */
+export interface FrameMemory extends PgtableMemory {
+  /** The words of the 4 KiB frame holding `addr`; undefined when it has none to give (use readU32). */
+  wordsAt(addr: number): Uint32Array | undefined;
+}
+
 /** Linux `include/linux/iommu.h` protection flags, same values. */
 export const IOMMU_READ = 1;
 export const IOMMU_WRITE = 2;

@@ -30,6 +30,17 @@ describe('PhysMem', () => {
     expect(m.touchedFrames).toBe(2);
   });
 
+  it("wordsAt gives a written frame's words in place, and nothing for an untouched frame", () => {
+    const m = new PhysMem();
+    expect(m.wordsAt(0x5000)).toBeUndefined();
+    m.writeU32(0x5ff8, 0xdeadbeef);
+    m.writeU32(0x5ffc, 0x12345678);
+    const w = m.wordsAt(0x5ff8)!;
+    expect([w[0x3fe], w[0x3ff]]).toEqual([0xdeadbeef, 0x12345678]);
+    m.writeU32(0x5000, 7); // the same frame: the words seen are the memory, not a copy
+    expect(w[0]).toBe(7);
+  });
+
   it('writes whole pages from one buffer again and again: each write copies what the buffer holds now', () => {
     const m = new PhysMem();
     const src = new Uint8Array(3 * 4096 + 8);
