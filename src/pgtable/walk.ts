@@ -9,7 +9,7 @@
  * order. Without a trace it allocates nothing.
  */
 import { blockAllowed, effectiveOutputBits, INV_POW2, levelShift, POW2 } from './geometry.ts';
-import type { PgtableMemory } from './types.ts';
+import type { FrameMemory, PgtableMemory } from './types.ts';
 
 export const FAULT_NONE = 0;
 export const FAULT_TRANSLATION = 1;
@@ -226,6 +226,8 @@ export function walk(
   let uxnTable = 0;
   let reads = 0;
   const hierarchical = stage === 1 && !regime.hpd;
+  // One frame lookup per descriptor where the memory allows it (walk-nested.ts says why).
+  const frames = (mem as Partial<FrameMemory>).wordsAt !== undefined ? (mem as FrameMemory) : null;
   for (;;) {
     const index = Math.floor(ia * inv[level]) & idxMask[level];
     const descAddr = table + index * 8;
@@ -238,8 +240,9 @@ export function walk(
         return fail(out, FAULT_FETCH, level);
       }
     }
-    const lo = mem.readU32(pa) >>> 0;
-    const hi = mem.readU32(pa + 4) >>> 0;
+    const w = frames !== null ? frames.wordsAt(pa) : undefined;
+    const lo = w !== undefined ? w[(pa & 0xfff) >>> 2] : mem.readU32(pa) >>> 0;
+    const hi = w !== undefined ? w[((pa & 0xfff) >>> 2) + 1] : mem.readU32(pa + 4) >>> 0;
     reads++;
     if (trace !== null) trace.descriptor(stage, level, index, descAddr, pa, lo, hi);
     if ((lo & 3) === 3 && level < 3) {
