@@ -74,9 +74,18 @@ export class RangeTree<T extends Range> {
   private readonly pool: Node<T>[] = [];
   /** The most ranges the tree held at once. */
   private peak = 0;
+  private everOverlapped = false;
 
   get size(): number {
     return this.count;
+  }
+
+  /**
+   * Whether an insert ever overlapped a neighbour. Until one does the ranges are disjoint, and the
+   * searches go by the keys in the nodes alone, reading one range at the end instead of one a level.
+   */
+  get overlapped(): boolean {
+    return this.everOverlapped;
   }
 
   /**
@@ -136,6 +145,17 @@ export class RangeTree<T extends Range> {
 
   /** The range containing the byte at `addr`. */
   findContaining(addr: number): T | undefined {
+    if (!this.everOverlapped) {
+      // Disjoint: only the last range starting at or below `addr` can hold it.
+      let below: Node<T> | null = null;
+      for (let n = this.root; n !== null; ) {
+        if (n.iova <= addr) {
+          below = n;
+          n = n.right;
+        } else n = n.left;
+      }
+      return below !== null && addr < below.iova + below.value.size ? below.value : undefined;
+    }
     let n = this.root;
     while (n !== null) {
       if (addr < n.iova) n = n.left;
@@ -147,6 +167,22 @@ export class RangeTree<T extends Range> {
 
   /** vfio_find_dma_first_node: the lowest range that ends after `start` and begins before `end`. */
   firstOverlapping(start: number, end: number): T | undefined {
+    if (!this.everOverlapped) {
+      // Disjoint: the range holding `start`, else the first that begins after it.
+      let below: Node<T> | null = null;
+      let above: Node<T> | null = null;
+      for (let n = this.root; n !== null; ) {
+        if (n.iova <= start) {
+          below = n;
+          n = n.right;
+        } else {
+          above = n;
+          n = n.left;
+        }
+      }
+      if (below !== null && start < below.iova + below.value.size) return below.value;
+      return above !== null && above.iova < end ? above.value : undefined;
+    }
     let n = this.root;
     let best: T | undefined;
     while (n !== null) {
@@ -250,6 +286,7 @@ export class RangeTree<T extends Range> {
     const overlaps =
       (below !== null && below.iova + below.value.size > start) || (above !== null && above.iova < end);
     if (overlaps && !always) return true;
+    if (overlaps) this.everOverlapped = true;
     const node = this.newNode(value);
     if (++this.count > this.peak) this.peak = this.count;
     if (depth === 0) this.root = node;

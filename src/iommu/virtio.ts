@@ -40,9 +40,8 @@ interface Mapping extends Range {
  * are not checked, the driver ends up holding what the device refused.
  */
 class MappingTable {
+  /** Its `overlapped`: the table has held overlapping mappings (the driver's, after a refused MAP). */
   readonly tree = new RangeTree<Mapping>();
-  /** The table has held overlapping mappings (the driver's, after a MAP the device refused). */
-  private overlapped = false;
   /** What the last find() returned, while the table has not changed since (unmap follows a lookup). */
   private found: Mapping | undefined;
 
@@ -72,7 +71,7 @@ class MappingTable {
   insert(m: Mapping): boolean {
     this.found = undefined;
     if (!this.allowOverlap) return this.tree.insertIfFree(m);
-    if (this.tree.insert(m)) this.overlapped = true;
+    this.tree.insert(m);
     return true;
   }
 
@@ -88,7 +87,7 @@ class MappingTable {
       if (m.iova < start) break;
       // Without overlaps the next mapping starts at or after this one's end: none is left in range
       // when that end is `end` (one search fewer per UNMAP).
-      const next = this.overlapped || m.iova + m.size < end ? this.tree.next(m) : undefined;
+      const next = this.tree.overlapped || m.iova + m.size < end ? this.tree.next(m) : undefined;
       bytes += m.size;
       this.tree.remove(m);
       m = next;

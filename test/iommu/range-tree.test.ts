@@ -90,6 +90,46 @@ describe('RangeTree', () => {
     );
   });
 
+  it('searches of a disjoint tree (by keys alone) find what a scan of the ranges finds', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 80 }), fc.integer({ min: 1, max: 5 })), {
+          maxLength: 60,
+        }),
+        fc.array(
+          fc.tuple(fc.integer({ min: 0, max: 90 * 0x1000 }), fc.integer({ min: 1, max: 8 * 0x1000 })),
+          {
+            minLength: 1,
+            maxLength: 40,
+          },
+        ),
+        (ranges, queries) => {
+          const tree = new RangeTree<Range>();
+          for (const [slot, pages] of ranges)
+            tree.insertIfFree({ iova: slot * 0x1000, size: pages * 0x1000 });
+          expect(tree.overlapped).toBe(false);
+          const held = [...tree];
+          for (const [halfPages, lenHalves] of queries) {
+            // Half-page steps: starts, ends and middles of ranges all come up.
+            const a = halfPages * 0x800;
+            const len = lenHalves * 0x800;
+            expect(tree.findContaining(a)).toBe(held.find((r) => r.iova <= a && a < r.iova + r.size));
+            const first = held.find((r) => r.iova + r.size > a);
+            expect(tree.firstOverlapping(a, a + len)).toBe(
+              first !== undefined && first.iova < a + len ? first : undefined,
+            );
+          }
+          // One overlapping insert and the tree answers by its general searches from then on.
+          if (held.length > 0) {
+            tree.insert({ iova: held[0].iova, size: held[0].size });
+            expect(tree.overlapped).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('64 Ki ranges inserted in order and removed stay logarithmic', () => {
     const tree = new RangeTree<Range>();
     const rs = Array.from({ length: 65536 }, (_, i) => ({ iova: i * 0x1000, size: 0x1000 }));
