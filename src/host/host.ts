@@ -15,7 +15,7 @@ import type { IommuDriver } from '../iommu/driver.ts';
 import { Device, IommuGroup, type IommuHw } from '../iommu/group.ts';
 import { IntelIommu } from '../iommu/intel.ts';
 import { VirtioIommu } from '../iommu/virtio.ts';
-import { IommufdCore, type IommufdCtx, type IommufdDevice } from '../iommufd/index.ts';
+import { IommufdCore } from '../iommufd/index.ts';
 import type { KernelFile } from '../mm/file.ts';
 import { PhysMem } from '../mm/physmem.ts';
 import { CAP_DAC_OVERRIDE } from '../mm/task.ts';
@@ -23,7 +23,7 @@ import { Smmu } from '../smmu/device.ts';
 import { QEMU_QUIRKS } from '../smmu/registers.ts';
 import { EACCES, ENOENT } from '../uapi/errno.ts';
 import { type KernelProfile, type KernelVersion, kernelProfile } from '../uapi/profile.ts';
-import { type CdevIommufd, VfioCdevFile } from '../vfio/device-cdev.ts';
+import { VfioCdevFile } from '../vfio/device-cdev.ts';
 import { defaultVfioParams, type VfioParams } from '../vfio/params.ts';
 import { VfioPciDevice, VfioPciDeviceFile } from '../vfio/pci-device.ts';
 import { VfioCore } from '../vfio/vfio.ts';
@@ -219,7 +219,7 @@ export class Host {
         if (dev === undefined || vdev === undefined || String(Number(cdev[1])) !== cdev[1]) return -ENOENT;
         // devtmpfs creates vfio/devices/* 0600 root (CAP_DAC_OVERRIDE overrides).
         if (proc.task.euid !== 0 && !proc.task.capable(CAP_DAC_OVERRIDE)) return -EACCES;
-        return new VfioCdevFile(this.vfio, dev, vdev, this.cdevIommufd(this.iommufd));
+        return new VfioCdevFile(this.vfio, dev, vdev, this.iommufd);
       }
     }
     const g = /^\/dev\/vfio\/(\d+)$/.exec(path);
@@ -232,59 +232,39 @@ export class Host {
     return -ENOENT;
   }
 
-  /** The iommufd calls the VFIO cdev makes. */
-  private cdevIommufd(core: IommufdCore): CdevIommufd<IommufdCtx, IommufdDevice> {
-    return {
-      ctxFromFd: (current, fd) => core.ctxFromFd(current, fd),
-      bind: (ctx, dev) => core.bind(ctx, dev),
-      attach: (idev, ptId, replace) => core.attach(idev, ptId, replace),
-      detach: (idev) => core.detach(idev),
-      unbind: (idev) => core.unbind(idev),
-    };
-  }
-
   /**
    * Module parameters of a kernel built with iommufd: iommufd.allow_unsafe_interrupts, and on SMMUv3
    * the oracle kernel's test switch arm_smmu_v3.nest_ignore_coherency (kernel-answers/README.md).
    */
   private registerIommufdParams(): void {
-    const core = this.iommufd!;
     this.addParam(
       'iommufd',
       'allow_unsafe_interrupts',
       'bool',
-      () => core.params.allowUnsafeInterrupts,
-      (v: boolean) => {
-        core.params.allowUnsafeInterrupts = v;
-      },
+      this.iommufd!.params,
+      'allowUnsafeInterrupts',
     );
     const drv = this.iommu;
     if (drv instanceof ArmSmmuV3)
-      this.addParam(
-        'arm_smmu_v3',
-        'nest_ignore_coherency',
-        'bool',
-        () => drv.nestIgnoreCoherency,
-        (v: boolean) => {
-          drv.nestIgnoreCoherency = v;
-        },
-      );
+      this.addParam('arm_smmu_v3', 'nest_ignore_coherency', 'bool', drv, 'nestIgnoreCoherency');
   }
 
-  /** Registers module.name as /sys/module/<module>/parameters/<name> and for setParam. */
-  private addParam(
+  /** Registers module.name, backed by `obj[key]`, as /sys/module/<module>/parameters/<name> and for setParam. */
+  private addParam<T extends object>(
     module: string,
     name: string,
     kind: 'bool' | 'uint',
-    get: () => boolean | number,
-    set: (v: never) => void,
+    obj: T,
+    key: { [K in keyof T]: T[K] extends boolean | number ? K : never }[keyof T],
   ): void {
     this.moduleParams.set(`${module}.${name}`, {
       module,
       name,
       kind,
-      get,
-      set: set as (v: boolean | number) => void,
+      get: () => obj[key] as boolean | number,
+      set: (v) => {
+        obj[key] = v as T[typeof key];
+      },
     });
   }
 
@@ -292,42 +272,10 @@ export class Host {
     const vp = this.vfioParams;
     // Parameters exist from the version that added them: dma_entry_limit 5.1, the no-IOMMU mode 4.5.
     if (this.profile.dmaEntryLimit)
-      this.addParam(
-        'vfio_iommu_type1',
-        'dma_entry_limit',
-        'uint',
-        () => vp.dmaEntryLimit,
-        (v: number) => {
-          vp.dmaEntryLimit = v;
-        },
-      );
-    this.addParam(
-      'vfio_iommu_type1',
-      'allow_unsafe_interrupts',
-      'bool',
-      () => vp.allowUnsafeInterrupts,
-      (v: boolean) => {
-        vp.allowUnsafeInterrupts = v;
-      },
-    );
-    this.addParam(
-      'vfio_iommu_type1',
-      'disable_hugepages',
-      'bool',
-      () => vp.disableHugepages,
-      (v: boolean) => {
-        vp.disableHugepages = v;
-      },
-    );
+      this.addParam('vfio_iommu_type1', 'dma_entry_limit', 'uint', vp, 'dmaEntryLimit');
+    this.addParam('vfio_iommu_type1', 'allow_unsafe_interrupts', 'bool', vp, 'allowUnsafeInterrupts');
+    this.addParam('vfio_iommu_type1', 'disable_hugepages', 'bool', vp, 'disableHugepages');
     if (this.profile.noiommu)
-      this.addParam(
-        'vfio',
-        'enable_unsafe_noiommu_mode',
-        'bool',
-        () => vp.enableUnsafeNoiommuMode,
-        (v: boolean) => {
-          vp.enableUnsafeNoiommuMode = v;
-        },
-      );
+      this.addParam('vfio', 'enable_unsafe_noiommu_mode', 'bool', vp, 'enableUnsafeNoiommuMode');
   }
 }
