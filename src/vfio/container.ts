@@ -22,8 +22,6 @@ export class VfioContainer implements KernelFile {
   readonly kind = 'vfio-container';
   readonly groups: VfioGroup[] = [];
   iommu: Type1Iommu | null = null;
-  /** The container holds no-IOMMU groups (never in this model's hosts). */
-  noiommu = false;
 
   constructor(readonly core: VfioCore) {}
 
@@ -42,14 +40,15 @@ export class VfioContainer implements KernelFile {
 
   /**
    * With a driver set only it answers; otherwise every registered driver is polled (newest first:
-   * type-1, then the no-IOMMU driver) and the first positive answer wins.
+   * type-1, then the no-IOMMU driver) and the first positive answer wins. The no-IOMMU driver also
+   * answers for a container of no-IOMMU groups, which this model's hosts never have.
    */
   checkExtension(ext: bigint): number {
     const p = this.core.profile;
     if (this.iommu !== null) return type1CheckExtension(p, this.iommu, ext, this.core.params);
     const t1 = type1CheckExtension(p, null, ext, this.core.params);
     if (t1 > 0) return t1;
-    if (this.groups.length === 0 || this.noiommu) return this.noiommuCheckExtension(ext);
+    if (this.groups.length === 0) return this.noiommuCheckExtension(ext);
     return 0;
   }
 
@@ -57,8 +56,8 @@ export class VfioContainer implements KernelFile {
   private setIommu(type: bigint, current: Current): number {
     if (this.groups.length === 0 || this.iommu !== null) return -EINVAL;
     let ret = -ENODEV;
-    // Only type-1 can be eligible for an IOMMU-backed container.
-    if (!this.noiommu && type1CheckExtension(this.core.profile, null, type) > 0) {
+    // Only type-1 can be eligible for an IOMMU-backed container (no no-IOMMU groups are modelled).
+    if (type1CheckExtension(this.core.profile, null, type) > 0) {
       if (!type1Accepts(type)) {
         ret = -EINVAL; // type-1's open() refuses it (e.g. 9, UNMAP_ALL)
       } else {

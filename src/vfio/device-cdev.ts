@@ -62,10 +62,6 @@ export class VfioCdevFile<C extends CdevIommufdCtx = CdevIommufdCtx, D = unknown
     private readonly iommufd: CdevIommufd<C, D>,
   ) {}
 
-  get bound(): boolean {
-    return this.inner !== null;
-  }
-
   ioctl(current: Current, request: number, arg: UserArg): number {
     if (request === VFIO_DEVICE_BIND_IOMMUFD) return this.bind(current, arg);
     if (this.inner === null) return -EINVAL;

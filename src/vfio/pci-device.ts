@@ -35,7 +35,6 @@ import {
   REGION_INFO_SIZE,
   regionOffset,
   VFIO_DEVICE_FLAGS_PCI,
-  VFIO_DEVICE_FLAGS_RESET,
   VFIO_IRQ_INFO_AUTOMASKED,
   VFIO_IRQ_INFO_EVENTFD,
   VFIO_IRQ_INFO_MASKABLE,
@@ -171,14 +170,11 @@ export class VfioPciDeviceFile implements KernelFile {
     const out = new Uint8Array(16);
     const o = new DataView(out.buffer);
     o.setUint32(0, argsz, true);
-    o.setUint32(4, VFIO_DEVICE_FLAGS_PCI | (this.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0), true);
+    // No VFIO_DEVICE_FLAGS_RESET: the edu has no FLR or PM reset (reset_works is false).
+    o.setUint32(4, VFIO_DEVICE_FLAGS_PCI, true);
     o.setUint32(8, VFIO_PCI_NUM_REGIONS, true);
     o.setUint32(12, VFIO_PCI_NUM_IRQS, true);
     return arg.copyTo(out) < 0 ? -EFAULT : 0;
-  }
-
-  get resetWorks(): boolean {
-    return false;
   }
 
   private getRegionInfo(arg: UserArg): number {

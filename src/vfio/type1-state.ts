@@ -9,6 +9,7 @@ import { type Range, RangeTree } from '../iommu/range-tree.ts';
 import type { Current } from '../mm/file.ts';
 import type { MmStruct } from '../mm/mm.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
+import { VFIO_TYPE1_IOMMU, VFIO_TYPE1_NESTING_IOMMU } from '../uapi/vfio.ts';
 import type { IovaRange } from './iova-list.ts';
 import type { VfioParams } from './params.ts';
 import { lowestBit } from './type1-u64.ts';
@@ -71,8 +72,8 @@ export class Type1State {
     readonly params: VfioParams,
     type: number,
   ) {
-    this.v2 = type !== 1;
-    this.nesting = type === 6 && profile.nesting !== 'removed';
+    this.v2 = type !== VFIO_TYPE1_IOMMU;
+    this.nesting = type === VFIO_TYPE1_NESTING_IOMMU && profile.nesting !== 'removed';
     this.dmaAvail = params.dmaEntryLimit;
   }
 

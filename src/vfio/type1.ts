@@ -80,7 +80,11 @@ export function type1CheckExtension(
 
 /** type1's open(type): the types it accepts. 6 is plain v2 once nesting was removed (6.13). */
 export function type1Accepts(type: bigint): boolean {
-  return type === 1n || type === 3n || type === 6n;
+  return (
+    type === BigInt(VFIO_TYPE1_IOMMU) ||
+    type === BigInt(VFIO_TYPE1v2_IOMMU) ||
+    type === BigInt(VFIO_TYPE1_NESTING_IOMMU)
+  );
 }
 
 export class Type1Iommu {
