@@ -12,7 +12,18 @@
  */
 
 import type { IommuDomain } from '../iommu/domain.ts';
+import { decodeAddress } from '../pgtable/descriptors.ts';
+import {
+  GRANULE_4K,
+  levelShift,
+  POW2,
+  s2StartLevel,
+  startLevelForInput,
+  startTableBits,
+} from '../pgtable/geometry.ts';
+import { decodeCd } from '../smmu/cd.ts';
 import { REG } from '../smmu/registers.ts';
+import { decodeL1Std, decodeSte, STE_CFG_NESTED, STE_CFG_S1_TRANS, STE_CFG_S2_TRANS } from '../smmu/ste.ts';
 import type { VfioContainer } from '../vfio/container.ts';
 import type { Host } from './host.ts';
 import type { Process } from './process.ts';
@@ -60,7 +71,7 @@ function readTable(mem: Mem, table: number, level: number, entries: number): Uin
 
 /** Every valid leaf of an LPAE table (VMSAv8-64, 4 KiB granule): its input address and descriptor words. */
 function lpaeLeaves(mem: Mem, table: number, level: number, entries: number, base: number, out: Hash): void {
-  const span = 2 ** (12 + 9 * (3 - level));
+  const span = POW2[levelShift(GRANULE_4K, level)];
   // A start table of concatenated pages is read a page (512 entries) at a time.
   for (let first = 0; first < entries; first += 512) {
     const n = Math.min(512, entries - first);
@@ -72,7 +83,7 @@ function lpaeLeaves(mem: Mem, table: number, level: number, entries: number, bas
       const hi = w[2 * j + 1];
       const va = base + (first + j) * span;
       if (level < 3 && (lo & 3) === 3) {
-        const next = (hi & 0xffff) * TWO_32 + ((lo & 0xfffff000) >>> 0);
+        const next = decodeAddress(lo, hi, GRANULE_4K, false);
         if (mem.contains(next, 4096)) lpaeLeaves(mem, next, level + 1, 512, va, out);
         continue;
       }
@@ -106,8 +117,8 @@ function vtdLeaves(mem: Mem, table: number, level: number, base: number, out: Ha
 
 /** The leaves of a 4 KiB-granule table for `ias` input bits, from SL0 (stage 2) or the size (stage 1). */
 function tableLeaves(mem: Mem, table: number, ias: number, sl0: number | undefined, out: Hash): void {
-  const level = sl0 !== undefined ? [2, 1, 0, 3][sl0] : 4 - Math.ceil((ias - 12) / 9);
-  const entries = 2 ** Math.min(13, Math.max(0, ias - (12 + 9 * (3 - level))));
+  const level = sl0 !== undefined ? s2StartLevel(GRANULE_4K, sl0) : startLevelForInput(GRANULE_4K, ias);
+  const entries = 2 ** Math.min(13, Math.max(0, startTableBits(GRANULE_4K, level, ias)));
   lpaeLeaves(mem, table, level, entries, 0, out);
 }
 
@@ -152,32 +163,30 @@ function streamTable(host: Host): string | null {
   const log2size = cfg & 0x3f;
   const twoLevel = ((cfg >>> 16) & 3) === 1;
   const split = (cfg >>> 6) & 0x1f;
+  const words = new Uint32Array(16);
+  const read16 = (addr: number): void => {
+    for (let i = 0; i < 16; i++) words[i] = mem.readU32(addr + i * 4);
+  };
   const ste = (addr: number, sid: number): void => {
-    if (!mem.contains(addr, 64)) return;
-    const w0 = mem.readU32(addr);
-    if ((w0 & 1) === 0) return;
+    if (!mem.contains(addr, 64) || (mem.readU32(addr) & 1) === 0) return;
     h.word(sid);
-    for (let i = 0; i < 16; i++) h.word(mem.readU32(addr + i * 4));
-    const config = (w0 >>> 1) & 7;
-    if (config === 5) {
+    read16(addr);
+    for (const w of words) h.word(w);
+    const e = decodeSte(words);
+    if (e.Config === STE_CFG_S1_TRANS) {
       // Stage 1 only: the CD (a PA) and the leaves of its TTB0 table (4 KiB granule).
-      const cd = (mem.readU32(addr + 4) & 0xffff) * TWO_32 + ((w0 & 0xffffffc0) >>> 0);
-      if (mem.contains(cd, 64)) {
-        for (let i = 0; i < 16; i++) h.word(mem.readU32(cd + i * 4));
-        const c0 = mem.readU32(cd);
-        const ttb = (mem.readU32(cd + 12) & 0xffffff) * TWO_32 + ((mem.readU32(cd + 8) & 0xfffffff0) >>> 0);
-        const ias = 64 - (c0 & 0x3f);
-        if (((c0 >>> 6) & 3) === 0 && ias > 12 && mem.contains(ttb, 8))
-          tableLeaves(mem, ttb, ias, undefined, h);
+      if (mem.contains(e.S1ContextPtr, 64)) {
+        read16(e.S1ContextPtr);
+        for (const w of words) h.word(w);
+        const cd = decodeCd(words);
+        const ias = 64 - cd.T0SZ;
+        if (cd.TG0 === 0 && ias > 12 && mem.contains(cd.TTB0, 8))
+          tableLeaves(mem, cd.TTB0, ias, undefined, h);
       }
-    } else if (config === 6 || config === 7) {
+    } else if (e.Config === STE_CFG_S2_TRANS || e.Config === STE_CFG_NESTED) {
       // Stage 2 (a nested STE's stage 1 is the guest's, in its own memory): the leaves of S2TTB.
-      const w5 = mem.readU32(addr + 20);
-      const ttb =
-        (mem.readU32(addr + 28) & 0xffffff) * TWO_32 + ((mem.readU32(addr + 24) & 0xfffffff0) >>> 0);
-      const ias = 64 - (w5 & 0x3f);
-      if (((w5 >>> 14) & 3) === 0 && ias > 12 && mem.contains(ttb, 8))
-        tableLeaves(mem, ttb, ias, (w5 >>> 6) & 3, h);
+      const ias = 64 - e.S2T0SZ;
+      if (e.S2TG === 0 && ias > 12 && mem.contains(e.S2TTB, 8)) tableLeaves(mem, e.S2TTB, ias, e.S2SL0, h);
     }
   };
   if (!twoLevel) {
@@ -192,10 +201,9 @@ function streamTable(host: Host): string | null {
     h.word(i);
     h.word(lo);
     h.word(hi);
-    const span = lo & 0x1f;
-    if (span === 0) continue;
-    const l2 = (hi & 0xffffff) * TWO_32 + ((lo & 0xffffffc0) >>> 0);
-    for (let j = 0; j < 2 ** Math.min(span - 1, split); j++) ste(l2 + j * 64, i * 2 ** split + j);
+    const l1d = decodeL1Std(lo, hi);
+    if (l1d.Span === 0) continue;
+    for (let j = 0; j < 2 ** Math.min(l1d.Span - 1, split); j++) ste(l1d.L2Ptr + j * 64, i * 2 ** split + j);
   }
   return h.value;
 }
