@@ -1,8 +1,10 @@
 /**
  * The device side through the typed API: open the edu through its group, map a buffer, program the
  * edu's DMA engine through a BAR0 mmap, and find the bytes (issue 10). Also what vfio-pci reports
- * (the recorded device_open line: flags PCI, 9 regions, 5 IRQs, BAR0 1 MiB read/write/mmap), that
- * bus mastering gates DMA, and that a group with an open device cannot leave its container (EBUSY).
+ * (the recorded device_open answers, test/kernel-answers/6.1-smmuv3/i1-dma-v2.jsonl seq 2, 4, 6: EINVAL
+ * outside a container and without an IOMMU type, then flags PCI, 9 regions, 5 IRQs, BAR0 1 MiB
+ * read/write/mmap), that bus mastering gates DMA, and that a group with an open device cannot leave
+ * its container (EBUSY, vfio-type1.md §3.6 step 2).
  */
 
 import { describe, expect, it } from 'vitest';

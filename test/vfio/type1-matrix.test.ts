@@ -1,9 +1,10 @@
 /**
- * The kernel VFIO selftests' matrix (vfio_dma_mapping_test): type {1, 3, 6} × backing {4 KiB,
- * 2 MiB, 1 GiB} × kernel, on intel-iommu. Map succeeds and lands in the IOMMU at the leaf level the
- * backing allows (PTE, 2 MiB, 1 GiB, as the selftest checks through Intel's debugfs); unmap returns
- * exactly the size mapped; afterwards the translation is gone and nothing stays pinned or charged.
- * Type 6 on intel is EINVAL on 6.1/6.12 and ENODEV on 6.18 (kernel-answers README).
+ * The kernel VFIO selftests' matrix (vfio_dma_mapping_test, vfio-type1.md §7): type {1, 3, 6} ×
+ * backing {4 KiB, 2 MiB, 1 GiB} × kernel, on intel-iommu. Map succeeds and lands in the IOMMU at the
+ * leaf level the backing allows (PTE, 2 MiB, 1 GiB, as the selftest checks through Intel's debugfs);
+ * unmap returns exactly the size mapped; afterwards the translation is gone and nothing stays pinned
+ * or charged (§4, Release; §5, unmap order). Type 6 on intel is EINVAL on 6.1/6.12 and ENODEV on 6.18
+ * (test/kernel-answers/README.md, the nesting bullet).
  */
 
 import { describe, expect, it } from 'vitest';

@@ -1,7 +1,9 @@
 /**
  * A vfio_dma made of several physically contiguous runs (huge folios faulted out of order) is
  * unmapped run by run: each run's pages are unpinned exactly, whatever the domain's leaves look like
- * (virtio-iommu mappings are any multiple of 4 KiB, page-table leaves are aligned blocks).
+ * (virtio-iommu mappings are any multiple of 4 KiB, page-table leaves are aligned blocks). Source:
+ * vfio-type1.md §4 (a run is cut where physical contiguity breaks; each is charged once per pin) and §5
+ * (unmap order: contiguous runs unmapped, synced, then unpinned; then locked_vm uncharged).
  */
 
 import { describe, expect, it } from 'vitest';
