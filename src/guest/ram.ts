@@ -5,7 +5,7 @@
  */
 
 import type { Process } from '../host/process.ts';
-import type { PgtableMemory, TableAllocator } from '../pgtable/index.ts';
+import { type PgtableMemory, TableHeap } from '../pgtable/index.ts';
 
 export class GuestRam implements PgtableMemory {
   private readonly word = new Uint8Array(4);
@@ -55,26 +55,14 @@ export class GuestRam implements PgtableMemory {
   }
 }
 
-/** A bump allocator of naturally aligned, zeroed blocks in guest RAM (what a guest's page allocator gives its IOMMU driver). */
-export class GuestAllocator implements TableAllocator {
-  private next: number;
-
-  constructor(
-    readonly ram: GuestRam,
-    base: number,
-    readonly end: number,
-  ) {
-    this.next = base;
+/**
+ * Naturally aligned, zeroed blocks of guest RAM (what a guest's page allocator gives its IOMMU driver):
+ * pgtable's TableHeap, except that freed blocks are never handed out again.
+ */
+export class GuestAllocator extends TableHeap {
+  constructor(ram: GuestRam, base: number, end: number) {
+    super(ram, base, end - base, (addr, bytes) => ram.fill(addr, bytes, 0));
   }
 
-  allocTable(bytes: number): number {
-    const size = 2 ** Math.ceil(Math.log2(Math.max(bytes, 8)));
-    const at = Math.ceil(this.next / size) * size;
-    if (at + size > this.end) return -1;
-    this.next = at + size;
-    this.ram.fill(at, size, 0);
-    return at;
-  }
-
-  freeTable(_addr: number, _bytes: number): void {}
+  override freeTable(_addr: number, _bytes: number): void {}
 }

@@ -20,9 +20,14 @@ import {
   CR0_SMMUEN,
   type DecodedEvent,
   decodeEvent,
+  EVENTQ_OVFLG,
   encodeCd,
   encodeCommand,
   encodeSte,
+  queueEmpty,
+  queueIndex,
+  queueNext,
+  queuePos,
   REG,
   S1DSS_SSID0,
   S1FMT_LINEAR,
@@ -73,6 +78,11 @@ export class GuestSmmuDriver {
     return ipa;
   }
 
+  /** Writes a structure's words into guest RAM, word 0 (with V) last. */
+  private writeWords(at: number, w: Uint32Array): void {
+    for (let i = w.length - 1; i >= 0; i--) this.ram.writeU32(at + i * 4, w[i]);
+  }
+
   private write64(off: number, v: number): void {
     this.mmio.writeReg32(off, v % 2 ** 32);
     this.mmio.writeReg32(off + 4, Math.floor(v / 2 ** 32));
@@ -100,22 +110,17 @@ export class GuestSmmuDriver {
 
   /** Puts commands and a CMD_SYNC on the command queue and rings the doorbell (CMDQ_PROD). */
   commands(cmds: [number, CommandFields][], sync = true): void {
-    const wrap = (2 << CMDQ_LOG2) - 1;
-    let prod = this.mmio.readReg32(REG.CMDQ_PROD) & wrap;
+    let prod = queuePos(this.mmio.readReg32(REG.CMDQ_PROD), CMDQ_LOG2);
     for (const [op, f] of sync ? [...cmds, [CMD_SYNC, {}] as [number, CommandFields]] : cmds) {
-      const w = encodeCommand(op, f);
-      const slot = this.cmdq + (prod & ((1 << CMDQ_LOG2) - 1)) * 16;
-      for (let i = 0; i < 4; i++) this.ram.writeU32(slot + i * 4, w[i]);
-      prod = (prod + 1) & wrap;
+      this.writeWords(this.cmdq + queueIndex(prod, CMDQ_LOG2) * 16, encodeCommand(op, f));
+      prod = queueNext(prod, CMDQ_LOG2);
     }
     this.mmio.writeReg32(REG.CMDQ_PROD, prod);
   }
 
   /** Writes the STE of a virtual StreamID and invalidates it (CFGI_STE + SYNC). */
   writeSte(vsid: number, fields: Partial<SteFields>): void {
-    const w = encodeSte(fields);
-    const at = this.strtab + vsid * 64;
-    for (let i = w.length - 1; i >= 0; i--) this.ram.writeU32(at + i * 4, w[i]);
+    this.writeWords(this.strtab + vsid * 64, encodeSte(fields));
     this.commands([[CMD_CFGI_STE, { sid: vsid, leaf: 1 }]]);
   }
 
@@ -131,24 +136,26 @@ export class GuestSmmuDriver {
     );
     if (pgtbl === null) throw new Error('guest: cannot allocate stage-1 tables');
     const cd = this.must(this.alloc.allocTable(64));
-    const w = encodeCd({
-      T0SZ: pgtbl.tcr.tsz,
-      TG0: pgtbl.tcr.tg,
-      IR0: pgtbl.tcr.irgn,
-      OR0: pgtbl.tcr.orgn,
-      SH0: pgtbl.tcr.sh,
-      EPD1: 1,
-      V: 1,
-      IPS: pgtbl.tcr.ps,
-      AA64: 1,
-      R: 1,
-      A: 1,
-      ASET: 1,
-      ASID: asid,
-      TTB0: pgtbl.pgd,
-      MAIR0: pgtbl.mair,
-    });
-    for (let i = w.length - 1; i >= 0; i--) this.ram.writeU32(cd + i * 4, w[i]);
+    this.writeWords(
+      cd,
+      encodeCd({
+        T0SZ: pgtbl.tcr.tsz,
+        TG0: pgtbl.tcr.tg,
+        IR0: pgtbl.tcr.irgn,
+        OR0: pgtbl.tcr.orgn,
+        SH0: pgtbl.tcr.sh,
+        EPD1: 1,
+        V: 1,
+        IPS: pgtbl.tcr.ps,
+        AA64: 1,
+        R: 1,
+        A: 1,
+        ASET: 1,
+        ASID: asid,
+        TTB0: pgtbl.pgd,
+        MAIR0: pgtbl.mair,
+      }),
+    );
     const s: GuestStream = { vsid, asid, pgtbl, cd };
     this.streams.set(vsid, s);
     this.writeSte(vsid, {
@@ -201,18 +208,18 @@ export class GuestSmmuDriver {
 
   /** Reads the event records between CONS and PROD and moves CONS past them. */
   events(): DecodedEvent[] {
-    const mask = (2 << EVTQ_LOG2) - 1;
     let cons = this.mmio.readReg32(REG.EVENTQ_CONS);
     const prod = this.mmio.readReg32(REG.EVENTQ_PROD);
     const out: DecodedEvent[] = [];
-    while ((cons & mask) !== (prod & mask)) {
-      const slot = this.evtq + (cons & ((1 << EVTQ_LOG2) - 1)) * 32;
+    while (!queueEmpty(prod, cons, EVTQ_LOG2)) {
+      const slot = this.evtq + queueIndex(cons, EVTQ_LOG2) * 32;
       const w = new Uint32Array(8);
       for (let i = 0; i < 8; i++) w[i] = this.ram.readU32(slot + i * 4);
       out.push(decodeEvent(w));
-      cons = (cons & 0x8000_0000) | (((cons & mask) + 1) & mask);
+      cons = queueNext(cons, EVTQ_LOG2);
     }
-    this.mmio.writeReg32(REG.EVENTQ_CONS, ((cons & mask) | (prod & 0x8000_0000)) >>> 0);
+    // Overflow acknowledged by copying PROD.OVFLG into CONS.OVACKFLG.
+    this.mmio.writeReg32(REG.EVENTQ_CONS, (cons | (prod & EVENTQ_OVFLG)) >>> 0);
     return out;
   }
 }
