@@ -75,7 +75,7 @@ function buildCaps(s: Type1State): InfoCap[] {
     caps.push({
       id: VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
       version: 1,
-      ranges: s.iovaList.map((r) => ({ ...r })),
+      ranges: s.iovaList,
     });
   return caps;
 }

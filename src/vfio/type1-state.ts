@@ -45,6 +45,8 @@ export interface VfioDomain {
 }
 
 const TWO_64 = 2 ** 64;
+/** PAGE_MASK as a u64: the page-size bitmap of a container with no domain (vfio-type1.md §5). */
+export const PAGE_MASK_U64 = 0xffff_ffff_ffff_f000n;
 
 export class Type1State {
   readonly v2: boolean;
@@ -53,7 +55,7 @@ export class Type1State {
   domains: VfioDomain[] = [];
   readonly dmas = new RangeTree<VfioDma>();
   dmaAvail: number;
-  private bitmap = 0xffff_ffff_ffff_f000n;
+  private bitmap = PAGE_MASK_U64;
   /** Cached from the bitmap: the smallest page size and its log2 (read on every MAP and UNMAP). */
   private minPgsize = 4096;
   private minPgsizeLg2 = 12;

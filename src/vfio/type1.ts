@@ -44,7 +44,7 @@ import { vfioIommuGetInfo } from './type1-info.ts';
 import { vfioIommuMapDma } from './type1-map.ts';
 import { vfioIommuCacheInvalidate, vfioIommuGetFaults, vfioIommuSetPasidTable } from './type1-nest.ts';
 import { pinMapDma, removeAllDmas } from './type1-pin.ts';
-import { Type1State, type VfioDma, type VfioDomain } from './type1-state.ts';
+import { PAGE_MASK_U64, Type1State, type VfioDma, type VfioDomain } from './type1-state.ts';
 import { vfioIommuUnmapDma } from './type1-unmap.ts';
 
 /**
@@ -263,11 +263,10 @@ export class Type1Iommu {
   /** vfio_update_pgsize_bitmap: AND over domains; sizes below PAGE_SIZE become PAGE_SIZE. */
   private updatePgsizeBitmap(): void {
     const s = this.s;
-    const PAGE_MASK = 0xffff_ffff_ffff_f000n;
     let bitmap = 0xffff_ffff_ffff_ffffn;
     for (const d of s.domains) bitmap &= d.domain.pgsizeBitmap;
-    if (s.domains.length === 0) bitmap = PAGE_MASK;
-    else if (bitmap & ~PAGE_MASK) bitmap = (bitmap & PAGE_MASK) | 0x1000n;
+    if (s.domains.length === 0) bitmap = PAGE_MASK_U64;
+    else if (bitmap & ~PAGE_MASK_U64) bitmap = (bitmap & PAGE_MASK_U64) | 0x1000n;
     s.pgsizeBitmap = bitmap;
   }
 
