@@ -166,6 +166,32 @@ export interface FaultRecord {
   evt: [bigint, bigint, bigint, bigint];
 }
 
+/**
+ * The GET_FAULTS reply: the header (argsz, flags 0, count, pending, lost) and `room` record slots,
+ * the first records.length of them filled (the rest zero).
+ */
+export function encodeFaultRecords(
+  argsz: number,
+  room: number,
+  records: readonly FaultRecord[],
+  pending: number,
+  lost: number,
+): Uint8Array {
+  const b = new Uint8Array(GET_FAULTS_HEADER_SIZE + room * FAULT_RECORD_SIZE);
+  const v = view(b);
+  v.setUint32(0, argsz, true);
+  v.setUint32(8, records.length, true);
+  v.setUint32(12, pending, true);
+  v.setUint32(16, lost, true);
+  records.forEach((r, i) => {
+    const o = GET_FAULTS_HEADER_SIZE + i * FAULT_RECORD_SIZE;
+    v.setUint32(o, r.sid, true);
+    v.setUint32(o + 4, r.ssid, true);
+    for (let k = 0; k < 4; k++) v.setBigUint64(o + 8 + 8 * k, r.evt[k], true);
+  });
+  return b;
+}
+
 export function decodeFaultRecords(b: Uint8Array): {
   count: number;
   pending: number;

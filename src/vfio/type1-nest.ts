@@ -15,7 +15,9 @@ import {
   CACHE_INVALIDATE_SIZE,
   decodeCacheInvalidate,
   decodeSetPasidTable,
+  encodeFaultRecords,
   FAULT_RECORD_SIZE,
+  type FaultRecord,
   GET_FAULTS_HEADER_SIZE,
   IOMMU_CACHE_INV_TYPE_DEV_IOTLB,
   IOMMU_CACHE_INV_TYPE_IOTLB,
@@ -146,27 +148,15 @@ export function vfioIommuGetFaults(s: Type1State, arg: UserArg): number {
   if (argsz < GET_FAULTS_HEADER_SIZE + room * FAULT_RECORD_SIZE) return -EINVAL;
   const r = nestingDomains(s);
   if (r < 0) return r;
-  const out = new Uint8Array(GET_FAULTS_HEADER_SIZE + room * FAULT_RECORD_SIZE);
-  const o = new DataView(out.buffer);
-  let count = 0;
+  const records: FaultRecord[] = [];
   let pending = 0;
   let lost = 0;
   for (const d of s.domains) {
-    const t = d.domain.driver.takeFaults?.(d.domain, room - count);
+    const t = d.domain.driver.takeFaults?.(d.domain, room - records.length);
     if (t === undefined) continue;
-    for (const rec of t.records) {
-      const at = GET_FAULTS_HEADER_SIZE + count * FAULT_RECORD_SIZE;
-      o.setUint32(at, rec.sid, true);
-      o.setUint32(at + 4, rec.ssid, true);
-      for (let k = 0; k < 4; k++) o.setBigUint64(at + 8 + 8 * k, rec.words[k], true);
-      count++;
-    }
+    for (const rec of t.records) records.push({ sid: rec.sid, ssid: rec.ssid, evt: rec.words });
     pending += t.pending;
     lost += t.lost;
   }
-  o.setUint32(0, argsz, true);
-  o.setUint32(8, count, true);
-  o.setUint32(12, pending, true);
-  o.setUint32(16, lost, true);
-  return arg.copyTo(out) < 0 ? -EFAULT : 0;
+  return arg.copyTo(encodeFaultRecords(argsz, room, records, pending, lost)) < 0 ? -EFAULT : 0;
 }
