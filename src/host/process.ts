@@ -176,7 +176,7 @@ export class Process implements Current {
   /** exit(2): every fd is closed, then the address space goes away. */
   exit(): void {
     if (this.exited) return;
-    for (const fd of [...this.fds.keys()].sort((a, b) => a - b)) this.close(fd);
+    for (const fd of this.openFds) this.close(fd);
     this.mm.exit();
     this.exited = true;
   }
