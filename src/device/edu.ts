@@ -16,8 +16,14 @@ import { PCI_CAP_ID_MSI, PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_INTERRUPT_PIN, Pci
 export const EDU_ID = 0x010000ed;
 export const EDU_DMA_START = 0x40000;
 export const EDU_DMA_SIZE = 0x1000;
-const DMA_RUN = 1;
-const DMA_DIR_TO_RAM = 2;
+/** BAR0 offsets of the DMA registers (docs/specs/edu.rst), 64-bit. */
+export const EDU_DMA_SRC = 0x80;
+export const EDU_DMA_DST = 0x88;
+export const EDU_DMA_COUNT = 0x90;
+export const EDU_DMA_CMD = 0x98;
+/** DMA command bits: run, direction edu -> RAM, interrupt when done. */
+export const EDU_DMA_RUN = 1;
+export const EDU_DMA_TO_RAM = 2;
 const DMA_IRQ = 4;
 const STATUS_COMPUTING = 1;
 const STATUS_IRQFACT = 0x80;
@@ -74,8 +80,7 @@ export class EduDevice extends PciFunction {
   }
 
   private mmioRead(off: number, len: number): number {
-    if (off < 0x80 && len !== 4) return 0xffff_ffff;
-    if (off >= 0x80 && len !== 4 && len !== 8) return 0xffff_ffff;
+    if (!accessOk(off, len)) return 0xffff_ffff;
     switch (off) {
       case 0x00:
         return EDU_ID;
@@ -87,13 +92,13 @@ export class EduDevice extends PciFunction {
         return this.status;
       case 0x24:
         return this.irqStatus;
-      case 0x80:
+      case EDU_DMA_SRC:
         return this.dmaSrc;
-      case 0x88:
+      case EDU_DMA_DST:
         return this.dmaDst;
-      case 0x90:
+      case EDU_DMA_COUNT:
         return this.dmaCount;
-      case 0x98:
+      case EDU_DMA_CMD:
         return this.dmaCmd;
       default:
         return 0xffff_ffff;
@@ -101,8 +106,7 @@ export class EduDevice extends PciFunction {
   }
 
   private mmioWrite(off: number, len: number, value: number): void {
-    if (off < 0x80 && len !== 4) return;
-    if (off >= 0x80 && len !== 4 && len !== 8) return;
+    if (!accessOk(off, len)) return;
     switch (off) {
       case 0x04:
         this.liveness = value >>> 0;
@@ -121,18 +125,18 @@ export class EduDevice extends PciFunction {
       case 0x64:
         this.irqStatus &= ~value >>> 0;
         break;
-      case 0x80:
-        if (!(this.dmaCmd & DMA_RUN)) this.dmaSrc = value;
+      case EDU_DMA_SRC:
+        if (!(this.dmaCmd & EDU_DMA_RUN)) this.dmaSrc = value;
         break;
-      case 0x88:
-        if (!(this.dmaCmd & DMA_RUN)) this.dmaDst = value;
+      case EDU_DMA_DST:
+        if (!(this.dmaCmd & EDU_DMA_RUN)) this.dmaDst = value;
         break;
-      case 0x90:
-        if (!(this.dmaCmd & DMA_RUN)) this.dmaCount = value;
+      case EDU_DMA_COUNT:
+        if (!(this.dmaCmd & EDU_DMA_RUN)) this.dmaCount = value;
         break;
-      case 0x98:
+      case EDU_DMA_CMD:
         // A write without RUN is ignored; with RUN it replaces the whole command (dma_rw).
-        if (!(value & DMA_RUN) || this.dmaCmd & DMA_RUN) break;
+        if (!(value & EDU_DMA_RUN) || this.dmaCmd & EDU_DMA_RUN) break;
         this.dmaCmd = value >>> 0;
         this.runDma();
         break;
@@ -141,20 +145,20 @@ export class EduDevice extends PciFunction {
 
   /** The DMA engine (edu_dma_timer): runs to completion; the IOMMU's verdict is not looked at. */
   private runDma(): void {
-    const toRam = (this.dmaCmd & DMA_DIR_TO_RAM) !== 0;
+    const toRam = (this.dmaCmd & EDU_DMA_TO_RAM) !== 0;
     const bufAddr = toRam ? this.dmaSrc : this.dmaDst;
     const cnt = this.dmaCount;
     // QEMU's edu_check_range aborts the whole emulator on a buffer range outside [0x40000, 0x41000);
     // the model refuses the command instead and finishes it without touching anything.
     if (bufAddr < EDU_DMA_START || bufAddr + cnt > EDU_DMA_START + EDU_DMA_SIZE || cnt > EDU_DMA_SIZE) {
-      this.dmaCmd &= ~DMA_RUN;
+      this.dmaCmd &= ~EDU_DMA_RUN;
       return;
     }
     const off = bufAddr - EDU_DMA_START;
     const ram = (toRam ? this.dmaDst : this.dmaSrc) & this.dmaMask;
     const r = pciDma(this.dev, this.busMaster, ram, this.buffer, off, cnt, toRam);
     this.lastDma = { ...r, dir: toRam ? 1 : 0, addr: ram, len: cnt };
-    this.dmaCmd &= ~DMA_RUN;
+    this.dmaCmd &= ~EDU_DMA_RUN;
     if (this.dmaCmd & DMA_IRQ) this.raise(DMA_IRQ_BIT);
   }
 
@@ -162,6 +166,11 @@ export class EduDevice extends PciFunction {
     this.irqStatus |= bits;
     this.onInterrupt?.(this.irqStatus);
   }
+}
+
+/** edu_mmio_read/write take 4-byte accesses, and 8-byte ones from the DMA registers (0x80) up. */
+function accessOk(off: number, len: number): boolean {
+  return len === 4 || (len === 8 && off >= EDU_DMA_SRC);
 }
 
 function factorial(n: number): number {
