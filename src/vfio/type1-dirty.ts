@@ -23,7 +23,12 @@ import { lowestBit } from './type1-u64.ts';
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 /** DIRTY_BITMAP_PAGES_MAX: a mapping tracked for dirty pages may have at most INT_MAX pages. */
-export const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffff;
+const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffff;
+
+/** vfio_dma_bitmap_alloc's check (at MAP while tracking, and at START): too many pages is EINVAL. */
+export function dmaBitmapTooLarge(s: Type1State, size: number): boolean {
+  return size / s.pgsize > DIRTY_BITMAP_PAGES_MAX;
+}
 
 /** DIRTY_BITMAP_BYTES: bytes for `npages` bits, rounded up to 64-bit words. */
 function bitmapBytes(npages: bigint): bigint {
@@ -83,7 +88,7 @@ export function vfioIommuDirtyPages(s: Type1State, current: Current, arg: UserAr
   if (flags & (flags - 1)) return -EINVAL; // exactly one operation
   if (flags & VFIO_IOMMU_DIRTY_PAGES_FLAG_START) {
     if (!s.dirtyPageTracking) {
-      for (const dma of s.dmas) if (dma.size / s.pgsize > DIRTY_BITMAP_PAGES_MAX) return -EINVAL;
+      for (const dma of s.dmas) if (dmaBitmapTooLarge(s, dma.size)) return -EINVAL;
       for (const dma of s.dmas) dma.dirtyBitmap = true;
       s.dirtyPageTracking = true;
     }

@@ -19,7 +19,7 @@ import {
   VFIO_DMA_MAP_FLAG_VADDR,
   VFIO_DMA_MAP_FLAG_WRITE,
 } from '../uapi/vfio.ts';
-import { DIRTY_BITMAP_PAGES_MAX } from './type1-dirty.ts';
+import { dmaBitmapTooLarge } from './type1-dirty.ts';
 import { pinMapDma, removeDma } from './type1-pin.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
 import { alignedTo, endWraps, toNumber } from './type1-u64.ts';
@@ -98,7 +98,7 @@ function doMap(s: Type1State, current: Current, m: DmaMapHalves): number {
   const r = pinMapDma(s, dma, len, current);
   if (r < 0) return r;
   if (s.dirtyPageTracking) {
-    if (len / s.pgsize > DIRTY_BITMAP_PAGES_MAX) {
+    if (dmaBitmapTooLarge(s, len)) {
       removeDma(s, dma);
       return -EINVAL;
     }
