@@ -75,7 +75,7 @@ export class HostConfigError extends Error {
 }
 
 /** PCI requester ID of a "0000:BB:DD.F" name. */
-export function pciRid(name: string): number {
+function pciRid(name: string): number {
   const m = /^[0-9a-f]{4}:([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$/i.exec(name);
   if (m === null) throw new HostConfigError('device', `'${name}' is not a PCI name like 0000:00:01.0`);
   return (Number.parseInt(m[1], 16) << 8) | (Number.parseInt(m[2], 16) << 3) | Number(m[3]);

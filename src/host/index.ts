@@ -1,5 +1,5 @@
 export { stateDigest } from './digest.ts';
-export { Host, HostConfigError, type HostIommuKind, type HostOptions, pciRid } from './host.ts';
+export { Host, HostConfigError, type HostIommuKind, type HostOptions } from './host.ts';
 export { Process, type ProcessOptions, type ProcStatus } from './process.ts';
 export {
   type MapDmaRequest,
