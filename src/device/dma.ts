@@ -20,10 +20,7 @@ export interface DmaResult {
 
 /** Largest access unassigned memory takes at `addr` (memory_access_size with a 4-byte maximum). */
 function pieceSize(addr: number, left: number): number {
-  let max = 4;
-  const align = addr & -addr & 0xffff_ffff;
-  if (addr % 4 !== 0 && align !== 0 && align < max) max = align;
-  let l = Math.min(left, max);
+  let l = Math.min(left, addr % 4 === 0 ? 4 : addr & -addr & 3);
   while (l & (l - 1)) l &= l - 1; // round down to a power of two
   return l;
 }

@@ -150,7 +150,7 @@ export class EduDevice extends PciFunction {
     const cnt = this.dmaCount;
     // QEMU's edu_check_range aborts the whole emulator on a buffer range outside [0x40000, 0x41000);
     // the model refuses the command instead and finishes it without touching anything.
-    if (bufAddr < EDU_DMA_START || bufAddr + cnt > EDU_DMA_START + EDU_DMA_SIZE || cnt > EDU_DMA_SIZE) {
+    if (bufAddr < EDU_DMA_START || bufAddr + cnt > EDU_DMA_START + EDU_DMA_SIZE) {
       this.dmaCmd &= ~EDU_DMA_RUN;
       return;
     }
