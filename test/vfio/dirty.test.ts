@@ -1,10 +1,11 @@
 /**
  * VFIO_IOMMU_DIRTY_PAGES GET_BITMAP at the top of the address space. Its "a mapping bisected at either
- * end → EINVAL" check looks the mappings up with vfio_find_dma (vfio-type1.md §7 step 6), and before
- * 6.18 that search cannot see a mapping that ends at 2^64: its end wraps to 0 (the x5-overflow
- * recording of 6.12 on virtio-iommu; fixed in 6.18, test/kernel-answers/README.md). So on 6.12 a range
- * that stops inside such a mapping passes the check, and the whole mapping's bits are copied (the
- * kernel's update_user_bitmap copies a mapping's bitmap whole); 6.18 sees the mapping and refuses.
+ * end → EINVAL" check looks the mappings up with vfio_find_dma (vfio-type1.md §3.10 step 6), and before
+ * 6.18 that search cannot see a mapping that ends at 2^64: its end wraps to 0 (UNMAP shows it in
+ * test/oracle/answers/6.12-virtio/x5-overflow.jsonl; 6.18-intel/x5-overflow.jsonl has it fixed). So on
+ * 6.12 a range that stops inside such a mapping passes the check, and the whole mapping's bits are
+ * copied (update_user_bitmap copies a mapping's bitmap whole); 6.18 sees the mapping and refuses.
+ * Reasoned from those rules: no recording has GET_BITMAP at the top.
  */
 
 import { describe, expect, it } from 'vitest';
@@ -67,7 +68,7 @@ describe('GET_BITMAP and a mapping that ends at 2^64 (virtio-iommu: its aperture
         data: bitmap,
       });
       expect(p.ioctl(c.fd, VFIO_IOMMU_DIRTY_PAGES, req)).toBe(want);
-      // Every page of an IOMMU-mapped range is dirty (no pinned-page scope, vfio-type1.md §7).
+      // Every page of an IOMMU-mapped range is dirty (no pinned-page scope, vfio-type1.md §3.10).
       expect(p.readMemory(bitmap, 8)).toEqual(new Uint8Array([want === 0 ? 0x0f : 0, 0, 0, 0, 0, 0, 0, 0]));
     });
   }
