@@ -2,7 +2,7 @@
  * VFIO_IOMMU_DIRTY_PAGES GET_BITMAP at the top of the address space. Its "a mapping bisected at either
  * end → EINVAL" check looks the mappings up with vfio_find_dma (vfio-type1.md §3.10 step 6), and before
  * 6.18 that search cannot see a mapping that ends at 2^64: its end wraps to 0 (UNMAP shows it in
- * test/oracle/answers/6.12-virtio/x5-overflow.jsonl; 6.18-intel/x5-overflow.jsonl has it fixed). So on
+ * test/oracle/answers/6.12-virtio/x5-overflow.jsonl; from 6.18 the last page is handled, §3.8). So on
  * 6.12 a range that stops inside such a mapping passes the check, and the whole mapping's bits are
  * copied (update_user_bitmap copies a mapping's bitmap whole); 6.18 sees the mapping and refuses.
  * Reasoned from those rules: no recording has GET_BITMAP at the top.
