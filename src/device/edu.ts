@@ -33,15 +33,15 @@ const DMA_IRQ_BIT = 0x100;
 export class EduDevice extends PciFunction {
   readonly buffer = new Uint8Array(EDU_DMA_SIZE);
   /** Devices' DMA address mask: 28 bits by default (the edu's dma_mask property). */
-  dmaMask = 2 ** 28 - 1;
+  readonly dmaMask = 2 ** 28 - 1;
   private liveness = 0;
   private fact = 0;
   private status = 0;
-  irqStatus = 0;
-  dmaSrc = 0;
-  dmaDst = 0;
-  dmaCount = 0;
-  dmaCmd = 0;
+  private irqStatus = 0;
+  private dmaSrc = 0;
+  private dmaDst = 0;
+  private dmaCount = 0;
+  private dmaCmd = 0;
   /** What the last DMA did (for tests and the CLI): null before any. */
   lastDma: (DmaResult & { dir: 0 | 1; addr: number; len: number }) | null = null;
 
