@@ -7,7 +7,6 @@
 
 import { IoPgtable } from '../pgtable/index.ts';
 import {
-  CMD_CFGI_CD,
   CMD_CFGI_STE,
   CMD_CFGI_STE_RANGE,
   CMD_SYNC,
@@ -109,9 +108,9 @@ export class GuestSmmuDriver {
   }
 
   /** Puts commands and a CMD_SYNC on the command queue and rings the doorbell (CMDQ_PROD). */
-  commands(cmds: [number, CommandFields][], sync = true): void {
+  commands(cmds: [number, CommandFields][]): void {
     let prod = queuePos(this.mmio.readReg32(REG.CMDQ_PROD), CMDQ_LOG2);
-    for (const [op, f] of sync ? [...cmds, [CMD_SYNC, {}] as [number, CommandFields]] : cmds) {
+    for (const [op, f] of [...cmds, [CMD_SYNC, {}] as [number, CommandFields]]) {
       this.writeWords(this.cmdq + queueIndex(prod, CMDQ_LOG2) * 16, encodeCommand(op, f));
       prod = queueNext(prod, CMDQ_LOG2);
     }
@@ -200,10 +199,6 @@ export class GuestSmmuDriver {
 
   invalidateAsid(vsid: number): void {
     this.commands([[CMD_TLBI_NH_ASID, { asid: this.stream(vsid).asid }]]);
-  }
-
-  invalidateCd(vsid: number): void {
-    this.commands([[CMD_CFGI_CD, { sid: vsid, ssid: 0, leaf: 1 }]]);
   }
 
   /** Reads the event records between CONS and PROD and moves CONS past them. */
