@@ -51,7 +51,7 @@ class IntelDomain extends IommuDomain {
     const lg2 = fls(pgsize);
     // Before 6.18 a write-only mapping came out readable: the edu read a flags=2 mapping on 6.1 and
     // 6.12 but not on 6.18 (oracle i1-dma-v2 seq 22-24 on intel: a=1 on 6.1/6.12, a=0 on 6.18).
-    if (this.driver.profile.version !== '6.18' && prot & IOMMU_WRITE) prot |= IOMMU_READ;
+    if (this.driver.profile.writeOnlyReadable && prot & IOMMU_WRITE) prot |= IOMMU_READ;
     for (let i = 0; i < count; i++) {
       if (this.pt.mapOne(iova + i * pgsize, pa + i * pgsize, lg2, prot) < 0) {
         if (i > 0) this.unmap(iova, i * pgsize);

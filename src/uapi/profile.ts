@@ -44,6 +44,13 @@ export interface KernelProfile {
   pagingDomainFinalisedAtAlloc: boolean;
   /** vfio claims DMA ownership of the group at SET_CONTAINER (5.19+). */
   dmaOwnership: boolean;
+  /**
+   * Domains enforce cache coherency (iommu_domain enforce_cache_coherency) and every mapping carries
+   * IOMMU_CACHE (5.19+); before, a domain's prot held IOMMU_CACHE only where the IOMMU was coherent.
+   */
+  coherencyEnforced: boolean;
+  /** An intel-iommu mapping asked write-only comes out readable (before 6.18: oracle i1-dma-v2 seq 22-24). */
+  writeOnlyReadable: boolean;
   /** RLIMIT_MEMLOCK a new process gets: 64 KiB until 5.15, 8 MiB from 5.16. */
   defaultMemlock: bigint;
   /**
@@ -81,6 +88,8 @@ const base: KernelProfile = {
   nesting: 'enable-nesting',
   pagingDomainFinalisedAtAlloc: true,
   dmaOwnership: true,
+  coherencyEnforced: true,
+  writeOnlyReadable: true,
   defaultMemlock: 8n << 20n,
   longtermPinsZeroPage: false,
   endOfSpaceBug: true,
@@ -105,6 +114,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     nesting: 'set-attr',
     pagingDomainFinalisedAtAlloc: false,
     dmaOwnership: false,
+    coherencyEnforced: false,
     defaultMemlock: 64n << 10n,
     longtermPinsZeroPage: true,
     cdevIommufd: false,
@@ -126,6 +136,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     overflowErrno: EOVERFLOW,
     overflowFirst: true,
     endOfSpaceBug: false,
+    writeOnlyReadable: false,
     nesting: 'removed',
   },
 };

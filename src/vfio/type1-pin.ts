@@ -70,7 +70,7 @@ function pinPagesRemote(s: Type1State, dma: VfioDma, vaddr: number, npages: numb
 function iommuMap(s: Type1State, iova: number, pa: number, size: number, prot: number): number {
   for (let i = 0; i < s.domains.length; i++) {
     const d = s.domains[i];
-    const extra = s.profile.version === '3.19' ? d.prot : IOMMU_CACHE;
+    const extra = s.profile.coherencyEnforced ? IOMMU_CACHE : d.prot;
     const r = d.domain.map(iova, pa, size, prot | extra);
     if (r < 0) {
       for (let j = 0; j < i; j++) s.domains[j].domain.unmap(iova, size);

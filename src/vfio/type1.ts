@@ -114,7 +114,7 @@ export class Type1Iommu {
 
   allDomainsCoherent(): boolean {
     const s = this.s;
-    if (s.profile.version === '3.19') return s.domains.every((d) => d.prot & IOMMU_CACHE);
+    if (!s.profile.coherencyEnforced) return s.domains.every((d) => d.prot & IOMMU_CACHE);
     return s.domains.every((d) => d.enforceCacheCoherency);
   }
 
