@@ -8,20 +8,15 @@ import {
   DMA_MAP_SIZE,
   DMA_UNMAP_SIZE,
   decodeDmaUnmap,
-  decodeGroupStatus,
   decodeIommuInfo,
   encodeDmaMap,
   encodeDmaUnmap,
-  encodeGroupStatus,
-  GROUP_STATUS_SIZE,
   IOMMU_INFO_SIZE,
   type IommuInfo,
   VFIO_CHECK_EXTENSION,
   VFIO_DMA_MAP_FLAG_READ,
   VFIO_DMA_MAP_FLAG_WRITE,
-  VFIO_GET_API_VERSION,
   VFIO_GROUP_GET_DEVICE_FD,
-  VFIO_GROUP_GET_STATUS,
   VFIO_GROUP_SET_CONTAINER,
   VFIO_GROUP_UNSET_CONTAINER,
   VFIO_IOMMU_GET_INFO,
@@ -55,10 +50,6 @@ export class VfioContainerHandle {
     readonly proc: Process,
     readonly fd: number,
   ) {}
-
-  apiVersion(): number {
-    return this.proc.ioctl(this.fd, VFIO_GET_API_VERSION);
-  }
 
   checkExtension(ext: number): number {
     return this.proc.ioctl(this.fd, VFIO_CHECK_EXTENSION, ext);
@@ -116,12 +107,6 @@ export class VfioGroupHandle {
     readonly proc: Process,
     readonly fd: number,
   ) {}
-
-  status(argsz = GROUP_STATUS_SIZE): { ret: number; flags: number } {
-    const bytes = encodeGroupStatus({ argsz, flags: 0 });
-    const ret = this.proc.ioctl(this.fd, VFIO_GROUP_GET_STATUS, bytes);
-    return { ret, flags: decodeGroupStatus(bytes).flags };
-  }
 
   /** SET_CONTAINER with a container handle or a raw fd number. */
   setContainer(container: VfioContainerHandle | number): number {
