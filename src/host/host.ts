@@ -93,7 +93,7 @@ export class Host {
   /** The edu device model behind each device, by PCI name. */
   readonly edus = new Map<string, EduDevice>();
   private readonly vfioPci = new Map<Device, VfioPciDevice>();
-  readonly moduleParams = new Map<string, ModuleParam>();
+  private readonly moduleParams = new Map<string, ModuleParam>();
   /** The SMMUv3 hardware, on an smmuv3 host. */
   readonly smmu: Smmu | null = null;
   /** iommufd, on a host built with it (options.iommufd). */
@@ -258,8 +258,6 @@ export class Host {
     key: { [K in keyof T]: T[K] extends boolean | number ? K : never }[keyof T],
   ): void {
     this.moduleParams.set(`${module}.${name}`, {
-      module,
-      name,
       kind,
       get: () => obj[key] as boolean | number,
       set: (v) => {

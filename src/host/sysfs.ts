@@ -8,8 +8,6 @@ import type { Current, KernelFile } from '../mm/file.ts';
 import { EACCES, EINVAL } from '../uapi/errno.ts';
 
 export interface ModuleParam {
-  readonly module: string;
-  readonly name: string;
   readonly kind: 'bool' | 'uint';
   get(): boolean | number;
   set(value: boolean | number): void;
