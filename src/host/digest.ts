@@ -12,6 +12,7 @@
  */
 
 import type { IommuDomain } from '../iommu/domain.ts';
+import type { PhysMem } from '../mm/physmem.ts';
 import { decodeAddress } from '../pgtable/descriptors.ts';
 import {
   GRANULE_4K,
@@ -27,12 +28,6 @@ import { decodeL1Std, decodeSte, STE_CFG_NESTED, STE_CFG_S1_TRANS, STE_CFG_S2_TR
 import type { VfioContainer } from '../vfio/container.ts';
 import type { Host } from './host.ts';
 import type { Process } from './process.ts';
-
-interface Mem {
-  readU32(pa: number): number;
-  readBytes?(pa: number, dst: Uint8Array, off: number, len: number): void;
-  contains(pa: number, len?: number): boolean;
-}
 
 const TWO_32 = 4294967296;
 
@@ -61,16 +56,22 @@ class Hash {
 /** One 4 KiB table read in one go, per level of the walk (the digest runs on every step of a fuzz run). */
 const TABLE_BUFS = Array.from({ length: 6 }, () => new Uint32Array(1024));
 
-function readTable(mem: Mem, table: number, level: number, entries: number): Uint32Array {
+function readTable(mem: PhysMem, table: number, level: number, entries: number): Uint32Array {
   const words = TABLE_BUFS[level];
   const bytes = new Uint8Array(words.buffer, 0, Math.min(entries, 512) * 8);
-  if (mem.readBytes !== undefined) mem.readBytes(table, bytes, 0, bytes.byteLength);
-  else for (let i = 0; i < bytes.byteLength / 4; i++) words[i] = mem.readU32(table + i * 4);
+  mem.readBytes(table, bytes, 0, bytes.byteLength);
   return words;
 }
 
 /** Every valid leaf of an LPAE table (VMSAv8-64, 4 KiB granule): its input address and descriptor words. */
-function lpaeLeaves(mem: Mem, table: number, level: number, entries: number, base: number, out: Hash): void {
+function lpaeLeaves(
+  mem: PhysMem,
+  table: number,
+  level: number,
+  entries: number,
+  base: number,
+  out: Hash,
+): void {
   const span = POW2[levelShift(GRANULE_4K, level)];
   // A start table of concatenated pages is read a page (512 entries) at a time.
   for (let first = 0; first < entries; first += 512) {
@@ -96,7 +97,7 @@ function lpaeLeaves(mem: Mem, table: number, level: number, entries: number, bas
 }
 
 /** Every present leaf of a VT-d second-level table (R|W set; PS marks a super page). */
-function vtdLeaves(mem: Mem, table: number, level: number, base: number, out: Hash): void {
+function vtdLeaves(mem: PhysMem, table: number, level: number, base: number, out: Hash): void {
   const span = 2 ** (12 + 9 * (level - 1));
   const w = readTable(mem, table, level, 512);
   for (let i = 0; i < 512; i++) {
@@ -116,7 +117,7 @@ function vtdLeaves(mem: Mem, table: number, level: number, base: number, out: Ha
 }
 
 /** The leaves of a 4 KiB-granule table for `ias` input bits, from SL0 (stage 2) or the size (stage 1). */
-function tableLeaves(mem: Mem, table: number, ias: number, sl0: number | undefined, out: Hash): void {
+function tableLeaves(mem: PhysMem, table: number, ias: number, sl0: number | undefined, out: Hash): void {
   const level = sl0 !== undefined ? s2StartLevel(GRANULE_4K, sl0) : startLevelForInput(GRANULE_4K, ias);
   const entries = 2 ** Math.min(13, Math.max(0, startTableBits(GRANULE_4K, level, ias)));
   lpaeLeaves(mem, table, level, entries, 0, out);
