@@ -147,7 +147,7 @@ export class Host {
         );
     }
     if (options.iommufd) {
-      if (!profile.cdevIommufd || version !== '6.18')
+      if (version !== '6.18')
         throw new HostConfigError('iommufd', `iommufd is modelled for kernel 6.18 only, not ${version}`);
       if (this.iommuKind === 'intel')
         throw new HostConfigError('iommufd', 'iommufd on intel-iommu is not modelled (smmuv3 or virtio)');
