@@ -194,8 +194,8 @@ export class Host {
         `params.${key}`,
         `unknown module parameter '${key}' (known: ${[...this.moduleParams.keys()].join(', ')})`,
       );
-    const v = parseParam(p.kind, value);
-    if (v === undefined)
+    const v = parseParam(p.kind, value, this.profile.boolParam);
+    if (typeof v === 'number' && v < 0)
       throw new HostConfigError(`params.${key}`, `'${value}' is not a valid ${p.kind} for ${key}`);
     p.set(v);
   }
@@ -227,7 +227,7 @@ export class Host {
     const sp = /^\/sys\/module\/([^/]+)\/parameters\/([^/]+)$/.exec(path);
     if (sp !== null) {
       const p = this.moduleParams.get(`${sp[1]}.${sp[2]}`);
-      return p === undefined ? -ENOENT : new SysfsParamFile(p);
+      return p === undefined ? -ENOENT : new SysfsParamFile(p, this.profile.boolParam);
     }
     return -ENOENT;
   }

@@ -5,7 +5,8 @@
  */
 
 import type { Current, KernelFile } from '../mm/file.ts';
-import { EACCES, EINVAL } from '../uapi/errno.ts';
+import { EACCES, EINVAL, ERANGE } from '../uapi/errno.ts';
+import type { KernelProfile } from '../uapi/profile.ts';
 
 export interface ModuleParam {
   readonly kind: 'bool' | 'uint';
@@ -13,17 +14,75 @@ export interface ModuleParam {
   set(value: boolean | number): void;
 }
 
-/** Parses a value as the kernel would for this kind; undefined when it would be EINVAL. */
-export function parseParam(kind: 'bool' | 'uint', text: string): boolean | number | undefined {
-  const t = text.trim();
-  if (kind === 'bool') {
-    if (/^(1|y|Y|on)$/.test(t)) return true;
-    if (/^(0|n|N|off)$/.test(t)) return false;
-    return undefined;
+/**
+ * A parameter's value parsed as the kernel's param_set_bool / param_set_uint do (kstrtobool,
+ * kstrtouint base 0): the value, or -EINVAL / -ERANGE. Oracle x86 on 6.1, 6.12, 6.18: "yes", "true",
+ * "on", "Yx" are true; "o", "2", "x" are EINVAL; "010" is 8, "0X1f" 31, "+5" 5; "-1", "12abc", "0x",
+ * "09" EINVAL; 4294967296 ERANGE (test/host/sysfs-params.test.ts).
+ */
+export function parseParam(
+  kind: 'bool' | 'uint',
+  text: string,
+  syntax: KernelProfile['boolParam'],
+): boolean | number {
+  return kind === 'bool' ? parseBool(text, syntax) : parseUint(text);
+}
+
+function parseBool(s: string, syntax: KernelProfile['boolParam']): boolean | number {
+  switch (s[0]) {
+    case 'y':
+    case 'Y':
+    case '1':
+      return true;
+    case 'n':
+    case 'N':
+    case '0':
+      return false;
   }
-  if (!/^(0x[0-9a-fA-F]+|[0-9]+)$/.test(t)) return undefined;
-  const n = Number(t);
-  return n <= 0xffff_ffff ? n : undefined;
+  if (syntax === 'yn') return -EINVAL;
+  switch (s[0]) {
+    case 't':
+    case 'T':
+      return true;
+    case 'f':
+    case 'F':
+      return false;
+    case 'o':
+    case 'O':
+      return s[1] === 'n' || s[1] === 'N' ? true : s[1] === 'f' || s[1] === 'F' ? false : -EINVAL;
+    case 'e':
+    case 'E':
+      return syntax === 'endis' ? true : -EINVAL;
+    case 'd':
+    case 'D':
+      return syntax === 'endis' ? false : -EINVAL;
+  }
+  return -EINVAL;
+}
+
+/** kstrtouint(s, 0): an optional '+', 0x/0X hex, 0 octal, else decimal, one optional trailing newline. */
+function parseUint(s: string): number {
+  let i = s[0] === '+' ? 1 : 0;
+  let base = 10;
+  if (s[i] === '0') {
+    const x = s[i + 1];
+    if ((x === 'x' || x === 'X') && /[0-9a-fA-F]/.test(s[i + 2] ?? '')) {
+      base = 16;
+      i += 2;
+    } else base = 8;
+  }
+  let v = 0n;
+  const from = i;
+  for (; i < s.length; i++) {
+    const d = Number.parseInt(s[i], 16);
+    if (Number.isNaN(d) || d >= base) break;
+    v = v * BigInt(base) + BigInt(d);
+    if (v > 0xffff_ffff_ffff_ffffn) return -ERANGE;
+  }
+  if (i === from) return -EINVAL;
+  if (s[i] === '\n') i++;
+  if (i !== s.length) return -EINVAL;
+  return v > 0xffff_ffffn ? -ERANGE : Number(v);
 }
 
 function formatParam(p: ModuleParam): string {
@@ -34,7 +93,10 @@ function formatParam(p: ModuleParam): string {
 export class SysfsParamFile implements KernelFile {
   readonly kind = 'sysfs';
 
-  constructor(readonly param: ModuleParam) {}
+  constructor(
+    readonly param: ModuleParam,
+    private readonly boolSyntax: KernelProfile['boolParam'],
+  ) {}
 
   read(_current: Current, dst: Uint8Array, offset: number): number {
     const text = new TextEncoder().encode(`${formatParam(this.param)}\n`);
@@ -45,8 +107,10 @@ export class SysfsParamFile implements KernelFile {
 
   write(current: Current, src: Uint8Array, _offset: number): number {
     if (current.task.euid !== 0) return -EACCES;
-    const v = parseParam(this.param.kind, new TextDecoder().decode(src));
-    if (v === undefined) return -EINVAL;
+    // sysfs hands an empty write to no store method (oracle: it returns 0 and changes nothing).
+    if (src.byteLength === 0) return 0;
+    const v = parseParam(this.param.kind, new TextDecoder().decode(src), this.boolSyntax);
+    if (typeof v === 'number' && v < 0) return v;
     this.param.set(v);
     return src.byteLength;
   }

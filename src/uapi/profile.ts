@@ -69,6 +69,12 @@ export interface KernelProfile {
   cdevIommufd: boolean;
   /** The no-IOMMU driver and its parameter vfio.enable_unsafe_noiommu_mode (4.5, seed-era.md §2.1). */
   noiommu: boolean;
+  /**
+   * What a bool module parameter reads (kstrtobool, its first characters): 3.19's strtobool y/Y/1,
+   * n/N/0; 'onoff' adds on/off and t/T/f/F (6.1, 6.12: oracle x86 params); 'endis' adds e/E, d/D
+   * ("enable"/"disable": 6.18).
+   */
+  boolParam: 'yn' | 'onoff' | 'endis';
 }
 
 const base: KernelProfile = {
@@ -95,6 +101,7 @@ const base: KernelProfile = {
   endOfSpaceBug: true,
   cdevIommufd: true,
   noiommu: true,
+  boolParam: 'onoff',
 };
 
 export const PROFILES: Record<KernelVersion, KernelProfile> = {
@@ -119,6 +126,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     longtermPinsZeroPage: true,
     cdevIommufd: false,
     noiommu: false,
+    boolParam: 'yn',
   },
   '6.1': {
     ...base,
@@ -137,6 +145,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     overflowFirst: true,
     endOfSpaceBug: false,
     writeOnlyReadable: false,
+    boolParam: 'endis',
     nesting: 'removed',
   },
 };

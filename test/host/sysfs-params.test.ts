@@ -1,0 +1,128 @@
+/**
+ * Module parameters written and read through /sys/module/vfio_iommu_type1/parameters, as root. The
+ * expectations are what real kernels answered (oracle x86: q35 + intel-iommu, Debian 6.1.0-56-amd64,
+ * 6.12.95+deb12-amd64 and 6.18.15+deb13-amd64, 2026-11-25; the probe's write_file/read_file built
+ * into the x86 probe). Each row: the value written, then ret/errno and the value read back after it.
+ *   bool allow_unsafe_interrupts: yes/true/on/Yx -> Y; no/false/off/0 -> N; o, 2, x -> EINVAL;
+ *     enable/disable -> EINVAL on 6.1 and 6.12, Y/N on 6.18; an empty write -> 0, nothing changes.
+ *   uint dma_entry_limit (65535): 010 -> 8, 0x10 -> 16, +5 -> 5, 0X1f -> 31, 4294967295 kept,
+ *     -1 / 12abc / 0x / 09 -> EINVAL, 4294967296 -> ERANGE, an empty write -> 0, 0 kept.
+ * 3.19 (not in the oracle) parses bools with strtobool: y/Y/1 and n/N/0 only.
+ */
+
+import { describe, expect, it } from 'vitest';
+import { Host } from '../../src/host/host.ts';
+import { EINVAL, ERANGE } from '../../src/uapi/errno.ts';
+import type { KernelVersion } from '../../src/uapi/profile.ts';
+
+const DIR = '/sys/module/vfio_iommu_type1/parameters';
+
+function rig(kernel: KernelVersion) {
+  const p = new Host({ kernel }).spawn();
+  const write = (name: string, value: string): number => {
+    const fd = p.open(`${DIR}/${name}`);
+    if (fd < 0) return fd;
+    const r = p.pwrite(fd, new TextEncoder().encode(value), 0);
+    p.close(fd);
+    return Math.min(r, 0);
+  };
+  const read = (name: string): string => {
+    const fd = p.open(`${DIR}/${name}`);
+    const b = new Uint8Array(64);
+    const r = p.pread(fd, b, 0);
+    p.close(fd);
+    return new TextDecoder().decode(b.subarray(0, Math.max(r, 0))).trim();
+  };
+  return { write, read };
+}
+
+describe('bool module parameters parse as kstrtobool (oracle x86 6.1, 6.12, 6.18)', () => {
+  const rows: [string, number, string][] = [
+    ['yes', 0, 'Y'],
+    ['no', 0, 'N'],
+    ['true', 0, 'Y'],
+    ['false', 0, 'N'],
+    ['on', 0, 'Y'],
+    ['off', 0, 'N'],
+    ['o', -EINVAL, 'N'],
+    ['2', -EINVAL, 'N'],
+    ['x', -EINVAL, 'N'],
+    ['Yx', 0, 'Y'],
+    ['0', 0, 'N'],
+    ['', 0, 'N'],
+  ];
+  for (const kernel of ['6.1', '6.12', '6.18'] as KernelVersion[]) {
+    it(`${kernel}: each value written, then read back`, () => {
+      const { write, read } = rig(kernel);
+      expect(read('allow_unsafe_interrupts')).toBe('N');
+      for (const [value, ret, after] of rows) {
+        expect([value, write('allow_unsafe_interrupts', value)]).toEqual([value, ret]);
+        expect([value, read('allow_unsafe_interrupts')]).toEqual([value, after]);
+      }
+    });
+  }
+
+  it('"enable" and "disable": EINVAL on 6.1 and 6.12, Y and N on 6.18', () => {
+    for (const [kernel, on, off] of [
+      ['6.1', -EINVAL, -EINVAL],
+      ['6.12', -EINVAL, -EINVAL],
+      ['6.18', 0, 0],
+    ] as [KernelVersion, number, number][]) {
+      const { write, read } = rig(kernel);
+      expect([kernel, write('allow_unsafe_interrupts', 'enable'), read('allow_unsafe_interrupts')]).toEqual([
+        kernel,
+        on,
+        on === 0 ? 'Y' : 'N',
+      ]);
+      expect([kernel, write('allow_unsafe_interrupts', 'disable'), read('allow_unsafe_interrupts')]).toEqual([
+        kernel,
+        off,
+        'N',
+      ]);
+    }
+  });
+
+  it('3.19: strtobool reads y/Y/1 and n/N/0 only', () => {
+    const { write, read } = rig('3.19');
+    expect(write('allow_unsafe_interrupts', 'yes')).toBe(0);
+    expect(read('allow_unsafe_interrupts')).toBe('Y');
+    expect(write('allow_unsafe_interrupts', 'off')).toBe(-EINVAL);
+    expect(write('allow_unsafe_interrupts', 'true')).toBe(-EINVAL);
+    expect(read('allow_unsafe_interrupts')).toBe('Y');
+  });
+});
+
+describe('uint module parameters parse as kstrtouint base 0 (oracle x86 6.1, 6.12, 6.18)', () => {
+  const rows: [string, number, string][] = [
+    ['010', 0, '8'],
+    ['0x10', 0, '16'],
+    ['+5', 0, '5'],
+    ['-1', -EINVAL, '5'],
+    ['4294967295', 0, '4294967295'],
+    ['4294967296', -ERANGE, '4294967295'],
+    ['12abc', -EINVAL, '4294967295'],
+    ['0x', -EINVAL, '4294967295'],
+    ['09', -EINVAL, '4294967295'],
+    ['0X1f', 0, '31'],
+    ['', 0, '31'],
+    ['0', 0, '0'],
+  ];
+  for (const kernel of ['6.1', '6.12', '6.18'] as KernelVersion[]) {
+    it(`${kernel}: dma_entry_limit, each value written, then read back`, () => {
+      const { write, read } = rig(kernel);
+      expect(read('dma_entry_limit')).toBe('65535');
+      for (const [value, ret, after] of rows) {
+        expect([value, write('dma_entry_limit', value)]).toEqual([value, ret]);
+        expect([value, read('dma_entry_limit')]).toEqual([value, after]);
+      }
+    });
+  }
+
+  it('one trailing newline is taken (echo 7 > file), anything else after the digits is EINVAL', () => {
+    const { write, read } = rig('6.12');
+    expect(write('dma_entry_limit', '7\n')).toBe(0);
+    expect(read('dma_entry_limit')).toBe('7');
+    expect(write('dma_entry_limit', '7\n\n')).toBe(-EINVAL);
+    expect(write('dma_entry_limit', ' 7')).toBe(-EINVAL);
+  });
+});
