@@ -71,6 +71,12 @@ export interface KernelFacts {
   endOfSpaceBug: boolean;
   /** The no-IOMMU driver and its parameter exist (4.5, SE §2.1). */
   noiommu: boolean;
+  /**
+   * Words a bool module parameter takes, by first characters (O: oracle x86 params, quoted in
+   * test/host/sysfs-params.test.ts): y/n/1/0 in 3.19's strtobool (its source; not recorded); on/off
+   * and true/false on 6.1 and 6.12; enable/disable too on 6.18.
+   */
+  boolWords: RegExp;
 }
 
 /** Each kernel as the one before it plus what changed (§8 change log). */
@@ -93,6 +99,7 @@ const F_6_1: KernelFacts = {
   zeroPage: true,
   endOfSpaceBug: true,
   noiommu: true,
+  boolWords: /^([yYnN01tTfF]|[oO][nNfF])/,
 };
 const F_6_12: KernelFacts = {
   ...F_6_1,
@@ -115,10 +122,18 @@ export const KERNEL_FACTS: Record<KernelVersion, KernelFacts> = {
     fdFirst: false,
     defaultMemlock: 64n << 10n,
     noiommu: false,
+    boolWords: /^[yYnN01]/,
   },
   '6.1': F_6_1,
   '6.12': F_6_12,
-  '6.18': { ...F_6_12, wrapErrno: EOVERFLOW, overflowFirst: true, nesting: false, endOfSpaceBug: false },
+  '6.18': {
+    ...F_6_12,
+    wrapErrno: EOVERFLOW,
+    overflowFirst: true,
+    nesting: false,
+    endOfSpaceBug: false,
+    boolWords: /^([yYnN01tTfFeEdD]|[oO][nNfF])/,
+  },
 };
 
 export const TWO_64 = 1n << 64n;
