@@ -7,8 +7,7 @@
  * after a PTE change, wrong-ASID TLBI_NH_VA changes nothing, CFGI_CD alone does not flush).
  */
 import { describe, expect, it } from 'vitest';
-import { PhysMem } from '../../src/mm/physmem.ts';
-import { ACCESS_READ, IoPgtable, TableHeap } from '../../src/pgtable/index.ts';
+import { ACCESS_READ, IoPgtable } from '../../src/pgtable/index.ts';
 import {
   CERROR_ABT,
   CERROR_ILL,
@@ -42,19 +41,16 @@ import {
   GERROR_CMDQ_ERR,
   GERROR_MSI_CMDQ_ABT_ERR,
   REG,
-  Smmu,
-  type SmmuIrq,
 } from '../../src/smmu/index.ts';
 import {
   CMDQ,
   GUEST_IPA,
   GUEST_PA,
-  HOST_HEAP,
   linuxCd,
   nestedSetup,
+  plainSetup,
   RW,
   s2SteFields,
-  TestDriver,
   writeCd,
 } from './driver.ts';
 
@@ -261,11 +257,7 @@ describe('prefetch', () => {
 
 describe('EL2 StreamWorld (full preset: SMMU_IDR0.Hyp)', () => {
   it('EL2 entries are reached by TLBI_EL2_*, not by TLBI_NH_*', () => {
-    const mem = new PhysMem();
-    const smmu = new Smmu(mem, { preset: 'full' });
-    const drv = new TestDriver(smmu);
-    drv.init();
-    const heap = new TableHeap(mem, HOST_HEAP, 0x1000000, (a, n) => mem.fill(a, n, 0));
+    const { mem, smmu, drv, heap } = plainSetup({ preset: 'full' });
     const s1 = IoPgtable.create(mem, { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 48 }, heap)!;
     s1.map(VA, 0x5000_0000, 0x1000, RW);
     writeCd(mem, 0x400000, linuxCd(s1.pgd, 0, { IPS: 5, EPD1: 0, T1SZ: 16, TG1: 2 }));
@@ -290,14 +282,7 @@ describe('EL2 StreamWorld (full preset: SMMU_IDR0.Hyp)', () => {
 });
 
 describe('command errors', () => {
-  function queue(preset: string) {
-    const mem = new PhysMem();
-    const irqs: SmmuIrq[] = [];
-    const smmu = new Smmu(mem, { preset, interrupt: (l) => irqs.push(l) });
-    const drv = new TestDriver(smmu);
-    drv.init();
-    return { mem, smmu, drv, irqs };
-  }
+  const queue = (preset: string) => plainSetup({ preset });
 
   const illegal: [string, string, Uint32Array][] = [
     ['reserved opcode 0x00', 'qemu-virt', encodeCommand(0x00)],
@@ -360,11 +345,7 @@ describe('command errors', () => {
 
 describe('CMD_SYNC completion signals', () => {
   it('CS = IRQ writes MSIData to MSIAddr when the SMMU has MSIs, and raises the cmdq-sync line', () => {
-    const mem = new PhysMem();
-    const irqs: SmmuIrq[] = [];
-    const smmu = new Smmu(mem, { preset: 'full', interrupt: (l) => irqs.push(l) });
-    const drv = new TestDriver(smmu);
-    drv.init();
+    const { mem, drv, irqs } = plainSetup({ preset: 'full' });
     drv.sync({ cs: CS_IRQ, msiAddr: 0x900004, msiData: 0x12345678 });
     expect(mem.readU32(0x900004)).toBe(0x12345678);
     expect(irqs).toEqual(['cmdq-sync']);
@@ -373,11 +354,7 @@ describe('CMD_SYNC completion signals', () => {
   });
 
   it('without MSIs (qemu-virt) only the wired line signals', () => {
-    const mem = new PhysMem();
-    const irqs: SmmuIrq[] = [];
-    const smmu = new Smmu(mem, { interrupt: (l) => irqs.push(l) });
-    const drv = new TestDriver(smmu);
-    drv.init();
+    const { mem, drv, irqs } = plainSetup();
     drv.sync({ cs: CS_IRQ, msiAddr: 0x900004, msiData: 0x12345678 });
     expect(mem.readU32(0x900004)).toBe(0);
     expect(irqs).toEqual(['cmdq-sync']);

@@ -8,7 +8,6 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PhysMem } from '../../src/mm/physmem.ts';
 import {
   IOMMU_CACHE,
   IOMMU_NOEXEC,
@@ -17,44 +16,37 @@ import {
   IoPgtable,
   TableHeap,
 } from '../../src/pgtable/index.ts';
-import { Smmu, type SmmuOptions } from '../../src/smmu/index.ts';
-import { GuestMem, HOST_HEAP, linuxCd, RW, s2SteFields, TestDriver, writeCd } from './driver.ts';
-
-const GIPA = 0x4000_0000;
-const GPA = 0x8000_1000;
+import type { SmmuOptions } from '../../src/smmu/index.ts';
+import { GUEST_IPA, GUEST_PA, GuestMem, linuxCd, plainSetup, RW, s2SteFields, writeCd } from './driver.ts';
 
 /** Builds the same set of streams in a fresh memory. */
 function world(opts: SmmuOptions) {
-  const mem = new PhysMem();
-  const smmu = new Smmu(mem, { preset: 'full', ...opts });
-  const drv = new TestDriver(smmu, { evtqLog2: 12 });
-  drv.init();
-  const heap = new TableHeap(mem, HOST_HEAP, 0x1000000, (a, n) => mem.fill(a, n, 0));
+  const { mem, smmu, drv, heap } = plainSetup({ preset: 'full', evtqLog2: 12, ...opts });
   // Stage 2 of a VM (VMID 1): guest RAM with 4K pages, plus a 2M block and a read-only page.
   const s2 = IoPgtable.create(mem, { stage: 2, pgsizeBitmap: 0x40201000, ias: 44, oas: 48 }, heap)!;
-  s2.map(GIPA, GPA, 0x40_0000, RW);
+  s2.map(GUEST_IPA, GUEST_PA, 0x40_0000, RW);
   s2.map(0x2000_0000, 0x1_0000_0000, 0x20_0000, RW);
   s2.map(0x3000_0000, 0x9000_0000, 0x1000, IOMMU_READ | IOMMU_CACHE);
   const guest = new GuestMem(mem, s2);
   const s1 = IoPgtable.create(
     guest,
     { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 44 },
-    new TableHeap(guest, GIPA + 0x100000, 0x100000),
+    new TableHeap(guest, GUEST_IPA + 0x100000, 0x100000),
   )!;
-  s1.map(0x10000, GIPA + 0x200000, 0x4000, RW);
-  s1.map(0x20000, GIPA + 0x204000, 0x1000, IOMMU_READ | IOMMU_CACHE);
-  s1.map(0x21000, GIPA + 0x205000, 0x1000, RW | IOMMU_PRIV | IOMMU_NOEXEC);
+  s1.map(0x10000, GUEST_IPA + 0x200000, 0x4000, RW);
+  s1.map(0x20000, GUEST_IPA + 0x204000, 0x1000, IOMMU_READ | IOMMU_CACHE);
+  s1.map(0x21000, GUEST_IPA + 0x205000, 0x1000, RW | IOMMU_PRIV | IOMMU_NOEXEC);
   s1.map(0x4000_0000, 0x2000_0000, 0x20_0000, RW);
   s1.map(0x30000, 0x3000_0000, 0x1000, RW);
   s1.map(0x31000, 0x3800_0000, 0x1000, RW);
-  writeCd(guest, GIPA + 0x10000, linuxCd(s1.pgd, 1, { IPS: 5 }));
-  writeCd(guest, GIPA + 0x10040, linuxCd(s1.pgd, 2, { IPS: 5, R: 0 }));
-  drv.writeSte(8, { V: 1, Config: 7, S1ContextPtr: GIPA + 0x10000, ...s2SteFields(s2, 1) });
+  writeCd(guest, GUEST_IPA + 0x10000, linuxCd(s1.pgd, 1, { IPS: 5 }));
+  writeCd(guest, GUEST_IPA + 0x10040, linuxCd(s1.pgd, 2, { IPS: 5, R: 0 }));
+  drv.writeSte(8, { V: 1, Config: 7, S1ContextPtr: GUEST_IPA + 0x10000, ...s2SteFields(s2, 1) });
   drv.writeSte(9, { V: 1, Config: 6, ...s2SteFields(s2, 1) });
   drv.writeSte(10, {
     V: 1,
     Config: 7,
-    S1ContextPtr: GIPA + 0x10000,
+    S1ContextPtr: GUEST_IPA + 0x10000,
     S1CDMax: 1,
     S1DSS: 1,
     ...s2SteFields(s2, 1),
@@ -85,7 +77,7 @@ const ADDRS = [
   0x4000_0000,
   0x401f_fff0,
   0x4020_0000,
-  GIPA + 0x200000,
+  GUEST_IPA + 0x200000,
   0x2000_1000,
   0x3000_0000,
   2 ** 44,

@@ -30,6 +30,7 @@ import {
   encodeSte,
   REG,
   Smmu,
+  type SmmuIrq,
   type SmmuOptions,
   type SteFields,
 } from '../../src/smmu/index.ts';
@@ -208,6 +209,20 @@ export class GuestMem implements PgtableMemory {
   }
 }
 
+/**
+ * A bare SMMU (default preset qemu-virt) after `init()`, with a zeroing heap for host tables at
+ * HOST_HEAP; `irqs` logs every interrupt line signalled (unless `opts.interrupt` replaces the logger).
+ */
+export function plainSetup(opts: SmmuOptions & { evtqLog2?: number } = {}) {
+  const mem = new PhysMem();
+  const irqs: SmmuIrq[] = [];
+  const smmu = new Smmu(mem, { preset: 'qemu-virt', interrupt: (l) => irqs.push(l), ...opts });
+  const drv = new TestDriver(smmu, { evtqLog2: opts.evtqLog2 });
+  drv.init();
+  const heap = new TableHeap(mem, HOST_HEAP, 0x1000000, (a, n) => mem.fill(a, n, 0));
+  return { mem, smmu, drv, heap, irqs };
+}
+
 export const RW = IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
 /** Guest RAM: IPA 0x4000_0000 -> PA 0x8000_1000 (offset by 4 KiB so stage 2 uses 4K pages: 4 levels). */
 export const GUEST_IPA = 0x4000_0000;
@@ -235,11 +250,7 @@ export interface NestedSetup {
 export function nestedSetup(
   opts: SmmuOptions & { sid?: number; vmid?: number; asid?: number } = {},
 ): NestedSetup {
-  const mem = new PhysMem();
-  const smmu = new Smmu(mem, { preset: 'qemu-virt', ...opts });
-  const drv = new TestDriver(smmu);
-  drv.init();
-  const heap = new TableHeap(mem, HOST_HEAP, 0x1000000, (a, n) => mem.fill(a, n, 0));
+  const { mem, smmu, drv, heap } = plainSetup(opts);
   const s2 = IoPgtable.create(mem, { stage: 2, pgsizeBitmap: 0x40201000, ias: 44, oas: 44 }, heap);
   if (s2 === null) throw new Error('test bug');
   if (s2.map(GUEST_IPA, GUEST_PA, GUEST_SIZE, RW) !== 0) throw new Error('test bug');

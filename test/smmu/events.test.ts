@@ -8,7 +8,6 @@
  * F_CFG_CONFLICT 0x21, E_PAGE_REQUEST 0x24.
  */
 import { describe, expect, it } from 'vitest';
-import { PhysMem } from '../../src/mm/physmem.ts';
 import {
   ACCESS_READ,
   ACCESS_WRITE,
@@ -28,36 +27,14 @@ import {
   GERROR_EVENTQ_ABT_ERR,
   IRQ_CTRL_EVENTQ_IRQEN,
   REG,
-  Smmu,
-  type SmmuIrq,
 } from '../../src/smmu/index.ts';
-import {
-  EVTQ,
-  GUEST_IPA,
-  HOST_HEAP,
-  linuxCd,
-  nestedSetup,
-  RW,
-  s2SteFields,
-  TestDriver,
-  writeCd,
-} from './driver.ts';
+import { EVTQ, GUEST_IPA, linuxCd, nestedSetup, plainSetup, RW, s2SteFields, writeCd } from './driver.ts';
 
 const Z = '0x0000000000000000';
 const hex = (w: Uint32Array) => decodeEvent(w).words;
 
-function plain(preset = 'qemu-virt', driverOpts: { evtqLog2?: number } = {}) {
-  const mem = new PhysMem();
-  const irqs: SmmuIrq[] = [];
-  const smmu = new Smmu(mem, { preset, interrupt: (l) => irqs.push(l) });
-  const drv = new TestDriver(smmu, driverOpts);
-  drv.init();
-  const heap = new TableHeap(mem, HOST_HEAP, 0x1000000, (a, n) => mem.fill(a, n, 0));
-  return { mem, smmu, drv, heap, irqs };
-}
-
 /** A Linux-like stage-1 domain on StreamID `sid` (Config 5, CD with R = A = 1). */
-function s1Domain(p: ReturnType<typeof plain>, sid: number, cd: Parameters<typeof linuxCd>[2] = {}) {
+function s1Domain(p: ReturnType<typeof plainSetup>, sid: number, cd: Parameters<typeof linuxCd>[2] = {}) {
   const s1 = IoPgtable.create(p.mem, { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 44 }, p.heap)!;
   writeCd(p.mem, 0x400000 + sid * 64, linuxCd(s1.pgd, 1, cd));
   p.drv.writeSte(sid, { V: 1, Config: 5, S1ContextPtr: 0x400000 + sid * 64 });
@@ -66,7 +43,7 @@ function s1Domain(p: ReturnType<typeof plain>, sid: number, cd: Parameters<typeo
 
 describe('records recorded by real kernels (kernel-answers/)', () => {
   it('6.1 type-1 stage-1 domain on StreamID 8: write to a read-only page, write to an unmapped IOVA', () => {
-    const p = plain();
+    const p = plainSetup();
     const s1 = s1Domain(p, 8);
     s1.map(0x100000, 0x7000_0000, 0x1000, IOMMU_READ | IOMMU_CACHE);
     expect(p.smmu.translate(8, -1, 0x100000, ACCESS_WRITE)).toBe(-1);
@@ -163,8 +140,9 @@ describe('stage-2 faults carry S2 = 1, the IPA, and the CLASS of what stage 2 tr
     n.s1.map(0x1000000, GUEST_IPA + 0x200000, 0x1000, RW);
     // Remap the guest page holding the level-0 table as Device memory in stage 2 (MMIO).
     const pgdPage = n.s1.pgd;
+    const pgdPa = n.guest.pa(pgdPage);
     n.s2.unmap(pgdPage, 0x1000);
-    n.s2.map(pgdPage, GUEST_PA(pgdPage), 0x1000, IOMMU_READ | IOMMU_WRITE | IOMMU_MMIO);
+    n.s2.map(pgdPage, pgdPa, 0x1000, IOMMU_READ | IOMMU_WRITE | IOMMU_MMIO);
     expect(n.smmu.translate(n.sid, -1, 0x1000000, ACCESS_READ)).toBe(-1);
     const [e] = n.drv.events();
     expect([e.name, e.s2, e.cls, e.ttRead, e.ipa]).toEqual(['F_PERMISSION', 1, 'TT', 1, pgdPage]);
@@ -187,7 +165,7 @@ describe('stage-2 faults carry S2 = 1, the IPA, and the CLASS of what stage 2 tr
 
 describe('every other event type, all 32 bytes', () => {
   it('C_BAD_STREAMID (with SSV and SubstreamID), C_BAD_STE, C_BAD_SUBSTREAMID, C_BAD_CD', () => {
-    const p = plain();
+    const p = plainSetup();
     p.drv.writeSte(6, { V: 0, Config: 4 });
     s1Domain(p, 7, { V: 0 });
     p.drv.writeSte(10, { V: 1, Config: 4 });
@@ -204,14 +182,14 @@ describe('every other event type, all 32 bytes', () => {
   });
 
   it('F_STREAM_DISABLED (substreams on, no SubstreamID, S1DSS terminate)', () => {
-    const p = plain('full');
+    const p = plainSetup({ preset: 'full' });
     p.drv.writeSte(9, { V: 1, Config: 5, S1ContextPtr: 0x600000, S1CDMax: 2, S1DSS: 0 });
     p.smmu.translate(9, -1, 0x1000, ACCESS_READ);
     expect(p.drv.rawEvents().map(hex)).toEqual([['0x0000000900000006', Z, Z, Z]]);
   });
 
   it('F_STE_FETCH and F_CD_FETCH carry the fetch address [55:3]', () => {
-    const p = plain();
+    const p = plainSetup();
     // Beyond the 64 GiB of RAM but inside the 44-bit OAS.
     const nowhere = 0x20_0000_0000;
     p.drv.writeSte(11, { V: 1, Config: 5, S1ContextPtr: nowhere + 0x40 });
@@ -227,7 +205,7 @@ describe('every other event type, all 32 bytes', () => {
   });
 
   it('F_WALK_EABT: a stage-1 table outside RAM (S2 = 0, CLASS TT) and a stage-2 table outside RAM (S2 = 1)', () => {
-    const p = plain();
+    const p = plainSetup();
     const nowhere = 0x20_0000_0000;
     writeCd(p.mem, 0x400000, linuxCd(nowhere, 1));
     p.drv.writeSte(12, { V: 1, Config: 5, S1ContextPtr: 0x400000 });
@@ -245,7 +223,7 @@ describe('every other event type, all 32 bytes', () => {
 
 describe('recording', () => {
   it('stage-1 faults need CD.R, stage-2 faults STE.S2R; configuration errors are always recorded', () => {
-    const p = plain();
+    const p = plainSetup();
     s1Domain(p, 8, { R: 0 });
     expect(p.smmu.translate(8, -1, 0x300000, ACCESS_WRITE)).toBe(-1);
     expect(p.smmu.result.event).toBe(0x10);
@@ -258,7 +236,7 @@ describe('recording', () => {
   });
 
   it('a full queue drops records and toggles EVENTQ_PROD.OVFLG once until acknowledged', () => {
-    const p = plain('qemu-virt', { evtqLog2: 1 });
+    const p = plainSetup({ evtqLog2: 1 });
     s1Domain(p, 8);
     const fault = (va: number) => p.smmu.translate(8, -1, va, ACCESS_READ);
     fault(0x1000);
@@ -280,7 +258,7 @@ describe('recording', () => {
   });
 
   it('with EVENTQEN = 0 records are discarded without overflow', () => {
-    const p = plain();
+    const p = plainSetup();
     s1Domain(p, 8);
     p.drv.write(REG.CR0, CR0_CMDQEN | CR0_SMMUEN);
     for (let i = 0; i < 100; i++) p.smmu.translate(8, -1, 0x1000 * i, ACCESS_READ);
@@ -289,7 +267,7 @@ describe('recording', () => {
   });
 
   it('a queue outside RAM raises GERROR.EVENTQ_ABT_ERR and stops delivery until acknowledged', () => {
-    const p = plain();
+    const p = plainSetup();
     s1Domain(p, 8);
     p.drv.write(REG.CR0, CR0_CMDQEN | CR0_SMMUEN);
     p.drv.write64(REG.EVENTQ_BASE, 0x20_0000_0000 + 6);
@@ -309,7 +287,7 @@ describe('recording', () => {
   });
 
   it('the eventq interrupt (wired line, and the MSI when SMMU_IDR0.MSI)', () => {
-    const p = plain('full');
+    const p = plainSetup({ preset: 'full' });
     s1Domain(p, 8, { IPS: 5 });
     p.smmu.translate(8, -1, 0x1000, ACCESS_READ);
     expect(p.irqs).toEqual([]);
@@ -322,7 +300,3 @@ describe('recording', () => {
     expect(p.mem.readU32(0x900000)).toBe(0xcafe);
   });
 });
-
-function GUEST_PA(ipa: number): number {
-  return ipa - GUEST_IPA + 0x8000_1000;
-}

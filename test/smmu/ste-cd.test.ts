@@ -4,7 +4,6 @@
  * C_BAD_CD from a transaction.
  */
 import { describe, expect, it } from 'vitest';
-import { PhysMem } from '../../src/mm/physmem.ts';
 import { ACCESS_READ } from '../../src/pgtable/index.ts';
 import {
   CD_FIELDS,
@@ -18,13 +17,12 @@ import {
   encodeSte,
   hexWords64,
   SMMU_PRESETS,
-  Smmu,
   type SmmuIdRegisters,
   STE_FIELDS,
   type SteFields,
   steIllegal,
 } from '../../src/smmu/index.ts';
-import { linuxCd, TestDriver, writeCd } from './driver.ts';
+import { linuxCd, plainSetup, writeCd } from './driver.ts';
 
 describe('field-by-field formats', () => {
   it('every STE field round-trips through its bits, addresses included', () => {
@@ -82,13 +80,7 @@ const S2_OK: Partial<SteFields> = {
   S2TTB: 0x1000000,
 };
 
-function device(preset: string, id: Partial<SmmuIdRegisters> = {}) {
-  const mem = new PhysMem();
-  const smmu = new Smmu(mem, { preset, id });
-  const drv = new TestDriver(smmu);
-  drv.init();
-  return { mem, smmu, drv };
-}
+const device = (preset: string, id: Partial<SmmuIdRegisters> = {}) => plainSetup({ preset, id });
 
 describe('ILLEGAL STEs raise C_BAD_STE (IHI 0070 §5.2.2)', () => {
   const fullNoCd2l = { idr0: SMMU_PRESETS.full.idr0 & ~(1 << 19) };

@@ -4,15 +4,7 @@
  * tables; DMA moving real bytes.
  */
 import { describe, expect, it } from 'vitest';
-import { PhysMem } from '../../src/mm/physmem.ts';
-import {
-  ACCESS_READ,
-  ACCESS_WRITE,
-  IOMMU_READ,
-  IoPgtable,
-  levelShift,
-  TableHeap,
-} from '../../src/pgtable/index.ts';
+import { ACCESS_READ, ACCESS_WRITE, IOMMU_READ, IoPgtable, levelShift } from '../../src/pgtable/index.ts';
 import {
   CMD_SYNC,
   CMD_TLBI_NH_VA,
@@ -26,19 +18,17 @@ import {
   GBPA_ABORT,
   GBPA_UPDATE,
   REG,
-  Smmu,
   SmmuTrace,
 } from '../../src/smmu/index.ts';
 import {
   GUEST_IPA,
   GUEST_PA,
-  HOST_HEAP,
   linuxCd,
   nestedSetup,
+  plainSetup,
   RW,
   STRTAB,
   s2SteFields,
-  TestDriver,
   writeCd,
 } from './driver.ts';
 
@@ -147,17 +137,8 @@ describe('nested translation: the 2-D walk', () => {
 });
 
 describe('stream configurations', () => {
-  function plain(preset = 'qemu-virt') {
-    const mem = new PhysMem();
-    const smmu = new Smmu(mem, { preset });
-    const drv = new TestDriver(smmu);
-    drv.init();
-    const heap = new TableHeap(mem, HOST_HEAP, 0x1000000, (a, n) => mem.fill(a, n, 0));
-    return { mem, smmu, drv, heap };
-  }
-
   it('Config 0 aborts silently; Config 4 bypasses, faulting (stage 1, F_ADDR_SIZE) above the OAS', () => {
-    const { smmu, drv } = plain();
+    const { smmu, drv } = plainSetup();
     drv.writeSte(1, { V: 1, Config: 0 });
     drv.writeSte(2, { V: 1, Config: 4 });
     expect(smmu.translate(1, -1, 0x1000, ACCESS_READ)).toBe(-1);
@@ -170,7 +151,7 @@ describe('stream configurations', () => {
   });
 
   it('stage 1 only (Config 5), tables in PA space', () => {
-    const { mem, smmu, drv, heap } = plain();
+    const { mem, smmu, drv, heap } = plainSetup();
     const s1 = IoPgtable.create(mem, { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 44 }, heap)!;
     s1.map(0x10000, 0x7000_0000, 0x2000, RW);
     writeCd(mem, 0x400000, linuxCd(s1.pgd, 5));
@@ -184,7 +165,7 @@ describe('stream configurations', () => {
   });
 
   it('stage 2 only (Config 6): stage 1 bypassed, input checked against the IAS first', () => {
-    const { mem, smmu, drv, heap } = plain();
+    const { mem, smmu, drv, heap } = plainSetup();
     const s2 = IoPgtable.create(mem, { stage: 2, pgsizeBitmap: 0x40201000, ias: 40, oas: 44 }, heap)!;
     s2.map(0x4000_0000, 0x2_0000_0000, 0x200000, RW);
     drv.writeSte(4, { V: 1, Config: 6, ...s2SteFields(s2, 3) });
@@ -202,7 +183,7 @@ describe('stream configurations', () => {
   });
 
   it('SMMUEN = 0 bypasses (or aborts with GBPA.ABORT) without events', () => {
-    const { smmu, drv } = plain();
+    const { smmu, drv } = plainSetup();
     drv.write(REG.CR0, 0);
     expect(smmu.translate(77, -1, 0x5000, ACCESS_READ)).toBe(0x5000);
     drv.write(REG.GBPA, GBPA_ABORT); // no Update bit: ignored
@@ -215,10 +196,10 @@ describe('stream configurations', () => {
   });
 
   it('a StreamID beyond the table is C_BAD_STREAMID, recorded only with CR2.RECINVSID', () => {
-    const { smmu, drv } = plain();
+    const { smmu, drv } = plainSetup();
     expect(smmu.translate(256, -1, 0, ACCESS_READ)).toBe(-1);
     expect(drv.events().map((e) => e.type)).toEqual([EVT_C_BAD_STREAMID]);
-    const quiet = plain();
+    const quiet = plainSetup();
     quiet.drv.init({ recordInvalidSid: false });
     quiet.smmu.translate(256, -1, 0, ACCESS_READ);
     expect(quiet.smmu.result.event).toBe(EVT_C_BAD_STREAMID);
@@ -226,7 +207,7 @@ describe('stream configurations', () => {
   });
 
   it('a two-level stream table: L1STD Span, split 6, bad spans are C_BAD_STREAMID', () => {
-    const { mem, smmu, drv } = plain();
+    const { mem, smmu, drv } = plainSetup();
     drv.write(REG.CR0, 0);
     // FMT = 2-level, SPLIT = 6, LOG2SIZE = 16.
     drv.write(REG.STRTAB_BASE_CFG, (1 << 16) | (6 << 6) | 16);
@@ -255,11 +236,7 @@ describe('stream configurations', () => {
 
 describe('substreams and CD tables (full preset: SSIDSIZE 20, CD2L)', () => {
   function withCds(s1Fmt: number, s1CdMax: number, s1dss: number) {
-    const mem = new PhysMem();
-    const smmu = new Smmu(mem, { preset: 'full' });
-    const drv = new TestDriver(smmu);
-    drv.init();
-    const heap = new TableHeap(mem, HOST_HEAP, 0x1000000, (a, n) => mem.fill(a, n, 0));
+    const { mem, smmu, drv, heap } = plainSetup({ preset: 'full' });
     const tables = [0, 1, 2, 3].map((asid) => {
       const s1 = IoPgtable.create(mem, { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 48 }, heap)!;
       s1.map(0x1000, 0x1000_0000 * (asid + 1), 0x1000, RW);
