@@ -46,8 +46,8 @@ describe('vfio-nest probe', () => {
       .map((l) => JSON.parse(l));
     expect(lines.map((l) => [l.seq, l.scenario, l.op, l.ret, l.errno])).toEqual([
       [0, '01-ok.txt', 'open_container', 0, null],
-      [1, '01-ok.txt', 'check_extension', 0, null], // 6.18: type 6 is gone
-      [2, '01-ok.txt', 'set_iommu', -1, 'EINVAL'], // no group in the container
+      [1, '01-ok.txt', 'check_extension', 0, null], // 6.18: type 6 is gone (vfio-type1.md §6)
+      [2, '01-ok.txt', 'set_iommu', -1, 'EINVAL'], // no group in the container (vfio-type1.md §3.3)
     ]);
   });
 

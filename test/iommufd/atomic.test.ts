@@ -6,7 +6,8 @@
  *
  * Two failures change state on purpose, as the kernel's do: IOAS_UNMAP that meets a mapping sticking
  * out of its range after unmapping the ones before it (iopt_unmap_iova_range), and HWPT_INVALIDATE,
- * which has issued the commands of any full batch before the refused one (arm_vsmmu_cache_invalidate).
+ * which has issued the commands of any full batch before the refused one (arm_vsmmu_cache_invalidate;
+ * nested-iommu.md §7.4, recorded in 6.18-iommufd/x10-iommufd-invalidate seq 25-26).
  */
 
 import fc from 'fast-check';
@@ -100,6 +101,9 @@ function iommufdDigest(proc: Process, fd: number): string {
   return JSON.stringify(out);
 }
 
+/** Refused calls whose digest was compared: the property is not vacuous. */
+let refusedChecked = 0;
+
 function run(ops: Op[]): void {
   const host = new Host({
     kernel: '6.18',
@@ -173,11 +177,13 @@ function run(ops: Op[]): void {
         break;
       }
     }
-    if (ret < 0 && !partial)
+    if (ret < 0 && !partial) {
+      refusedChecked++;
       expect(
         digest(),
         `${JSON.stringify(op, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))} -> ${ret}`,
       ).toBe(before);
+    }
   }
   proc.exit();
   expect(proc.mm.pinnedPages).toBe(0);
@@ -206,5 +212,6 @@ describe('iommufd: a failed call changes nothing', () => {
       fc.property(setup, fc.array(opArb, { maxLength: 30 }), (pre, ops) => run([...pre, ...ops])),
       { numRuns: 300 },
     );
+    expect(refusedChecked).toBeGreaterThan(300);
   });
 });

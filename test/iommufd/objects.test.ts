@@ -53,6 +53,7 @@ describe('the host option', () => {
     expect(() => new Host({ kernel: '6.18', iommu: 'intel', iommufd: true })).toThrow(HostConfigError);
   });
 
+  // kernel-answers/README.md and nested-iommu.md §11: Debian's kernels have iommufd off.
   it('default off: a plain 6.18 SMMUv3 host (Debian, IOMMUFD=n) has no /dev/iommu, no cdev, no test switch', () => {
     const proc = new Host({ kernel: '6.18', iommu: 'smmuv3' }).spawn();
     expect(proc.open('/dev/iommu')).toBe(-ENOENT);
@@ -90,6 +91,7 @@ describe('ioctl dispatch on /dev/iommu (main.c iommufd_fops_ioctl)', () => {
   });
 
   it('the VFIO container ioctls iommufd answers itself (vfio_compat.c)', () => {
+    // vfio-type1.md §7: the selftests' iommufd_compat mode needs API version 0 and CHECK_EXTENSION(3) > 0.
     expect(proc.ioctl(ifd.fd, VFIO_GET_API_VERSION)).toBe(0);
     expect(proc.ioctl(ifd.fd, VFIO_CHECK_EXTENSION, 3)).toBe(1);
     expect(proc.ioctl(ifd.fd, VFIO_CHECK_EXTENSION, 6)).toBe(0); // reference §7.0: "iommufd's VFIO-compat returns 0"
@@ -205,6 +207,8 @@ describe('the vIOMMU', () => {
     return { ...s, viommu: viommu.id };
   }
 
+  // nested-iommu.md §7.4: batches of up to 63 with a sync, entry_num = how many completed, CFGI_STE is
+  // EIO; recorded partial answers: x10-iommufd-invalidate seq 25-26 (out_entry_num 1 and 3, EIO).
   it('invalidations go in batches of 63 and a CMD_SYNC; the 70th refused: 69 handled, 6 never issued', () => {
     const { host, ifd, viommu } = nested();
     const nh = encodeCommand(0x10, {});
@@ -214,7 +218,7 @@ describe('the vIOMMU', () => {
     expect(smmu.commandsConsumed - before).toBe(63 + 1 + 7 + 1);
     before = smmu.commandsConsumed;
     const cmds = new Array(69).fill(nh);
-    cmds.push(encodeCommand(0x03, { sid: 0x42, leaf: 1 })); // CFGI_STE: EIO
+    cmds.push(encodeCommand(0x03, { sid: 0x42, leaf: 1 })); // CFGI_STE: EIO (x10 seq 19)
     expect(ifd.invalidate(viommu, cmds)).toEqual({ ret: -EIO, done: 69 });
     // arm_vsmmu_cache_invalidate issues a batch when it is full: the first 63 and a sync only.
     expect(smmu.commandsConsumed - before).toBe(64);
@@ -225,7 +229,7 @@ describe('the vIOMMU', () => {
     const q = ifd.veventqAlloc({ viommuId: viommu, depth: 4 });
     expect(q.ret).toBe(0);
     expect(proc.pread(q.fd, new Uint8Array(64), 0)).toBe(-ESPIPE);
-    expect(readVeventq(proc, q.fd)).toEqual({ ret: 0, events: [] });
+    expect(readVeventq(proc, q.fd)).toEqual({ ret: 0, events: [] }); // x11 seq 21: nothing queued, 0
     expect(ifd.destroy(q.id)).toBe(-EBUSY);
     expect(proc.close(q.fd)).toBe(0);
     expect(ifd.destroy(q.id)).toBe(0);

@@ -48,15 +48,10 @@ describe('x11-iommufd-events: where nested stage-2 faults on stage-1 structures 
 
   it('CD.TTB0 at an unmapped IPA: both S2=1 CLASS=TT to the host; QEMU records RnW=1 for the write', () => {
     // Recorded log: event 0x10, 0x0000000800000010 0x0000018800000000 0x0000000002000000 0x0000008000000000
-    const q = qemu.smmuEvents!.find(
-      (e) => e.words[2] === '0x0000000002000000' && e.words[1].endsWith('18800000000'),
-    );
-    expect(q?.words).toEqual([
-      '0x0000000800000010',
-      '0x0000018800000000',
-      '0x0000000002000000',
-      '0x0000008000000000',
-    ]);
+    expect(qemu.smmuEvents).toContainEqual({
+      type: '0x10',
+      words: ['0x0000000800000010', '0x0000018800000000', '0x0000000002000000', '0x0000008000000000'],
+    });
     expect(arch.smmuEvents).toContainEqual({
       type: '0x10',
       words: ['0x0000000800000010', '0x0000018000000000', '0x0000000002000000', '0x0000008000000000'],

@@ -89,7 +89,11 @@ describe('field offsets', () => {
   });
 
   it('vfio_device_bind_iommufd: iommufd is signed (fd -1), token_uuid_ptr at 16, argsz defaults to 24', () => {
-    const b = vfioDeviceBindIommufd.encode({ iommufd: -1 });
+    const b = vfioDeviceBindIommufd.encode({ iommufd: -1, token_uuid_ptr: 0x1122_3344_5566_7788n });
+    const v = new DataView(b.buffer);
+    expect(v.getUint32(0, true)).toBe(24);
+    expect(v.getInt32(8, true)).toBe(-1);
+    expect(v.getBigUint64(16, true)).toBe(0x1122_3344_5566_7788n);
     expect(vfioDeviceBindIommufd.decode(b)).toMatchObject({ argsz: 24, iommufd: -1 });
   });
 

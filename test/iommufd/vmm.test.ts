@@ -77,6 +77,8 @@ describe('type 6 + the binding extension and iommufd, on the same guest', () => 
     const a = type6();
     const b = iommufd();
     const heap = (v: VmmBase) => v.ram.read(IPA + (12 << 20), 0x4_0000);
+    // Not two empty heaps: the guest wrote its tables there.
+    expect(heap(a.vmm).some((x) => x !== 0)).toBe(true);
     expect(heap(b.vmm)).toEqual(heap(a.vmm));
     expect(b.guest.streams.get(b.vmm.vsid)!.cd).toBe(a.guest.streams.get(a.vmm.vsid)!.cd);
   });
@@ -165,6 +167,8 @@ describe('the iommufd VMM', () => {
     expect([...vmm.ram.read(IPA + 0x30_0000, 4)]).not.toEqual([0, 0, 0, 0]);
   });
 
+  // nested-iommu.md §7.3 (a guest STE change is a new nested HWPT; vSTE Config 4 -> the S2 STE, Config 6)
+  // and §11 (recorded: a bypass vSTE gives S2 only).
   it('a new vSTE is a new nested HWPT: bypass gives stage 2 only, and the old HWPT is destroyed', () => {
     const { vmm, guest } = iommufd();
     const first = vmm.nestedId!;

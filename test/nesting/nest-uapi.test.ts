@@ -57,6 +57,7 @@ function setPasid(
 }
 
 describe('the stage-1 binding extension', () => {
+  // vfio-type1.md §3.2 (an unknown extension is 0) and §1 (with type1 set, an unknown number is ENOTTY).
   it('is invisible without the extension: CHECK_EXTENSION 0, every ioctl ENOTTY (as a real kernel)', () => {
     const { p, c } = container({});
     expect(c.checkExtension(VFIO_NEST_BIND_EXTENSION)).toBe(0);

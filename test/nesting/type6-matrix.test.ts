@@ -56,7 +56,7 @@ describe('type 6 on every kernel x host', () => {
       expect(c.checkExtension(6)).toBe(check);
       expect(c.setIommu(6)).toBe(set);
       if (set < 0) {
-        // The container stays usable: type 3 works afterwards (R: SET_IOMMU(3) after the failure).
+        // The container stays usable: type 3 works afterwards (vfio-type1.md §6, R: SET_IOMMU(3) after the failure).
         expect(c.setIommu(3)).toBe(0);
         return;
       }
@@ -67,7 +67,7 @@ describe('type 6 on every kernel x host', () => {
         const end = ranges && 'ranges' in ranges ? ranges.ranges.at(-1)!.end : 0n;
         expect(end).toBe(stage === 'S2' ? 2n ** 44n - 1n : 2n ** 48n - 1n);
       }
-      // A nesting container is a v2 container: bisecting a mapping is EINVAL.
+      // A nesting container is a v2 container: bisecting a mapping is EINVAL (vfio-type1.md §6).
       const buf = p.mmap(0x2000);
       expect(c.mapDma({ vaddr: buf, iova: 0x100000, size: 0x2000 })).toBe(0);
       expect(c.unmapDma({ iova: 0x100000, size: 0x1000 }).ret).toBe(-EINVAL);

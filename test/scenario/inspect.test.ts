@@ -37,7 +37,22 @@ describe('ScenarioRunner.inspect', () => {
     const names = [...runner.inspect().processes.keys()];
     const used = new Set(sc.steps.filter((s) => s.spec.kind === 'probe').map((s) => s.process));
     expect(new Set(names)).toEqual(used);
+    // The title's second half: the type-1 container set up early in the file still answers type 3.
+    expect(runner.host.vfio.groups.get(runner.host.groups[0].id)!.container?.iommu?.type).toBe(3);
     runner.finish();
+    // 05-memlock runs everything as main; a declared process shows up only once it ran a step.
+    const two = loadScenario(
+      'processes:\n  user: { uid: 1000 }\n  idle: { uid: 1001 }\nsteps:\n  - op: open_container\n  - op: open_container\n    process: user\n',
+      'two.yaml',
+    );
+    const r2 = new ScenarioRunner(two);
+    r2.runStep(two.steps[0]);
+    expect([...r2.inspect().processes.keys()]).toEqual(['main']);
+    r2.runStep(two.steps[1]);
+    const procs = r2.inspect().processes;
+    expect([...procs.keys()].sort()).toEqual(['main', 'user']);
+    expect(procs.get('user')!.task.uid).toBe(1000);
+    r2.finish();
   });
 
   it('a v2 container answers type 3 while the group is in it; none once the last group left', () => {
