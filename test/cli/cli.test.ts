@@ -7,26 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.ts';
-
-function capture() {
-  const chunks: string[] = [];
-  return {
-    write(s: string): void {
-      chunks.push(s);
-    },
-    get text(): string {
-      return chunks.join('');
-    },
-  };
-}
-
-async function run(...argv: string[]) {
-  const out = capture();
-  const err = capture();
-  const code = await main(argv, out, err);
-  return { code, out: out.text, err: err.text };
-}
+import { capture, runCli as run } from './run.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'vfio-nest-cli-'));
 function file(name: string, text: string): string {

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { main } from '../../src/cli/main.ts';
+import { runCli } from './run.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const PROBES = join(import.meta.dirname, 'broken-probes');
@@ -21,17 +21,8 @@ const INVOCATIONS = parse(readFileSync(join(import.meta.dirname, 'invocations.ya
   stdout?: string;
 }[];
 
-/** The CLI in this process; paths in the corpus are relative to the repository root, vitest's cwd. */
-async function run(args: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(
-    args,
-    { write: (s: string) => void out.push(s) },
-    { write: (s: string) => void err.push(s) },
-  );
-  return { code, out: out.join(''), err: err.join('') };
-}
+// Paths in the corpus are relative to the repository root, vitest's cwd.
+const run = (args: string[]) => runCli(...args);
 
 describe('the bad-input corpus', () => {
   it('runs from the repository root', () => {

@@ -10,25 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { main } from '../../src/cli/main.ts';
 import { loadScenario, ScenarioError, ScenarioRunner } from '../../src/scenario/index.ts';
+import { runCli as run } from '../cli/run.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const EXAMPLES = readdirSync(join(ROOT, 'examples')).filter((f) => /\.(ya?ml|json)$/.test(f));
 const BROKEN = join(import.meta.dirname, 'broken');
 const MESSAGES = parse(readFileSync(join(BROKEN, 'messages.yaml'), 'utf8')) as Record<string, string>;
-
-function capture() {
-  const chunks: string[] = [];
-  return { write: (s: string) => void chunks.push(s), text: () => chunks.join('') };
-}
-
-async function run(...argv: string[]) {
-  const out = capture();
-  const err = capture();
-  const code = await main(argv, out, err);
-  return { code, out: out.text(), err: err.text() };
-}
 
 describe('examples/', () => {
   it('has at least 10 scenarios, the demo among them', () => {
@@ -153,5 +141,13 @@ describe('vfio-nest run', () => {
     );
     const r = await run('run', p);
     expect(r.code).toBe(0);
+    // Its steps run and their expectations are checked: a wrong one fails.
+    const bad = file(
+      'bad.json',
+      '{"steps": [{"op": "open_container"}, {"op": "get_api_version", "expect": {"ret": 1}}]}',
+    );
+    const b = await run('run', bad);
+    expect(b.code).toBe(1);
+    expect(b.out).toContain(`${bad}:1: ret: expected 1, got 0`);
   });
 });
