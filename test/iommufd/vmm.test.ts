@@ -148,6 +148,7 @@ describe('the iommufd VMM', () => {
     expect(() => new IommufdVmm(host)).toThrow(new VmmError('IOMMU_VIOMMU_ALLOC', 95));
   });
 
+  // nested-iommu.md §11 (recorded: stale entry, wrong ASID changes nothing) and §7.4 (TLBI_NH_VA forwarded).
   it('a stale stage-1 translation stays until the guest TLBI_NH_VA, passed raw to IOMMU_HWPT_INVALIDATE', () => {
     const { vmm, guest } = iommufd();
     vmm.eduDma(SRC_VA, 4, 0);

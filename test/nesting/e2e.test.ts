@@ -48,6 +48,7 @@ describe('type 6 + the guest stage 1, end to end', () => {
       expect(vmm.ram.read(DST_IPA, 0x10000)).toEqual(pattern);
     });
 
+  // nested-iommu.md §2.3 (Config 0b111) and §3.1 (S1ContextPtr is an IPA).
   it('the host STE is nested (Config 7) with the guest CD table IPA and the host stage 2', () => {
     const { host, guest, vmm, sid } = boot();
     const w = host.smmu!.walkTrace(sid, -1, SRC_VA, ACCESS_READ);
@@ -149,6 +150,7 @@ describe('invalidation and unmap', () => {
     expect([...vmm.ram.read(IPA + 0x30_0000, 4)]).not.toEqual([0, 0, 0, 0]);
   });
 
+  // vfio-type1.md §5 (unmap order: IOMMU unmap, sync, unpin, uncharge locked_vm).
   it('UNMAP_DMA of guest RAM removes stage 2 before unpinning: DMA then faults at stage 2; locked_vm returns', () => {
     const { vmm, drv } = boot();
     const locked = vmm.proc.mm.lockedVm;
