@@ -106,6 +106,7 @@ describe('MmStruct', () => {
     expect(phys.allocated).toBe(0);
   });
 
+  // Unmapped vaddr -> EFAULT: vfio-type1.md §4 (the write pin of read-only memory has no source there).
   it('a write pin of read-only memory is EFAULT; unmapped memory is EFAULT', () => {
     const mm = new MmStruct(new PhysMem());
     const ro = mm.mmap(0x1000, { prot: PROT_READ });
@@ -114,6 +115,8 @@ describe('MmStruct', () => {
     expect(mm.pinRun(0x1000, 1, false)).toBe(-EFAULT);
   });
 
+  // vfio-type1.md §4 (shared zero page not charged); recorded: oracle/answers/6.1-*/x2-zero-page.jsonl
+  // seq 9, a read-only map of untouched memory, leaves VmLck 0 (6.12 charges 16 kB).
   it('with the zero-page rule, a read pin of untouched memory pins nothing (6.1: not charged)', () => {
     const phys = new PhysMem();
     const mm = new MmStruct(phys, true);
@@ -124,6 +127,7 @@ describe('MmStruct', () => {
     expect(mm.pinnedPages).toBe(0);
   });
 
+  // vfio-type1.md §4: ENOMEM past the limit; CAP_IPC_LOCK bypasses it but the pages are still counted.
   it('charges locked_vm against RLIMIT_MEMLOCK unless CAP_IPC_LOCK (mm/util.c)', () => {
     const mm = new MmStruct(new PhysMem());
     expect(mm.accountLockedVm(16, true, false, 0x10000n)).toBe(0);
@@ -143,6 +147,7 @@ describe('Task', () => {
     expect(root.setrlimitMemlock(0x20000n, 0x20000n)).toBe(0);
   });
 
+  // Recorded: oracle/answers/6.1-smmuv3/x2-zero-page.jsonl seq 1 (root) and seq 8 (drop_priv to uid 1000).
   it('root has every capability (CapEff 000001ffffffffff); leaving uid 0 drops them all', () => {
     const t = new Task();
     expect(t.capEff).toBe(CAP_FULL_SET);

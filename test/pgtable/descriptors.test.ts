@@ -1,3 +1,7 @@
+/**
+ * Descriptor encodings: the bits, AP[2:1] / S2AP, MemAttr 0xf / 0x5 / 0x1 and XN of reference §1.4,
+ * where blocks exist (§1.1), and the leaves a 6.18 kernel wrote (kernel-answers/6.18-iommufd).
+ */
 import { describe, expect, it } from 'vitest';
 import {
   decodeAddress,
@@ -107,6 +111,7 @@ describe('encode/decode round trips for every granule, stage and level', () => {
     expect(decodeDescriptor(0x40001f45, 0, 1, 3, GRANULE_4K).kind).toBe('reserved');
   });
 
+  // Reference §1.4 (marked UNVERIFIED there).
   it('a 52-bit output address rides in bits [15:12] with the 64KB granule (FEAT_LPA)', () => {
     const addr = 0xa_1234_5678_0000;
     const e = encodeAddress(addr, GRANULE_64K);

@@ -109,7 +109,7 @@ describe('stage-2 start level and concatenation (reference §1.3)', () => {
 });
 
 describe('sizes and encodings', () => {
-  it('page-size bitmaps are Linux arm_lpae_restrict_pgsizes values', () => {
+  it('page-size bitmaps are Linux arm_lpae_restrict_pgsizes values (reference §1.1)', () => {
     expect(pgsizeBitmap(GRANULE_4K)).toBe(0x40201000);
     expect(pgsizeBitmap(GRANULE_16K)).toBe(0x4000 + 0x2000000);
     expect(pgsizeBitmap(GRANULE_64K)).toBe(0x10000 + 0x20000000);

@@ -98,6 +98,7 @@ describe('faults and their levels', () => {
     expect([run(mem, s1, VA, 0).fault, run(mem, s1, VA, 0).level]).toEqual([FAULT_TRANSLATION, 0]);
   });
 
+  // Reference §1.5 calls this architectural rule UNVERIFIED (QEMU checks only leaf outputs).
   it('a table address beyond the output size is an address size fault at the table level', () => {
     const mem = s1Chain(0xf47);
     put(mem, L1 + 8, L2 | 3, 0x10); // next table at 2^36 + L2
@@ -105,6 +106,7 @@ describe('faults and their levels', () => {
     expect([out.fault, out.level]).toEqual([FAULT_ADDR_SIZE, 1]);
   });
 
+  // AF (with CD.AFFD) before permission: reference §1.4.
   it('leaf checks in Arm ARM order: address size before access flag before permission', () => {
     // OA 2^40 with AF = 0 and read-only, written to, in a 40-bit regime.
     const leaf = (0x0 | 0x3 | 0x80 | 0x40) >>> 0; // AF clear, AP[2:1] = 11
@@ -130,7 +132,7 @@ describe('stage-1 permissions (Arm ARM AArch64.S1DirectBasePermissions)', () => 
     expect(perms(0xc0)).toBe(S1_PR | S1_UR | S1_PX | S1_UX);
   });
 
-  it('PXN, UXN and their table bits; APTable removes write and unprivileged access', () => {
+  it('PXN, UXN and their table bits; APTable removes write and unprivileged access (reference §1.4)', () => {
     expect(perms(0xc0, 1 << 21)).toBe(S1_PR | S1_UR | S1_UX);
     expect(perms(0xc0, 1 << 22)).toBe(S1_PR | S1_UR | S1_PX);
     expect(perms(0xc0, 0, [1 << 27, 0, 0])).toBe(S1_PR | S1_UR | S1_UX);
@@ -172,7 +174,7 @@ describe('stage 2', () => {
     oaBits: 44,
   };
 
-  it('indexes two concatenated level-1 tables with IPA bit 39 and checks the S2T0SZ range', () => {
+  it('indexes two concatenated level-1 tables with IPA bit 39 and checks the S2T0SZ range (reference §1.3)', () => {
     const mem = new PhysMem();
     // IPA 0x80_4000_0000: bit 39 selects the second table (0x21000), index 1 there.
     put(mem, 0x21000 + 8, 0xc000_0000 | 0x441 | (0xf << 2)); // 1G block at 3G, S2AP read only
@@ -183,7 +185,7 @@ describe('stage 2', () => {
     expect(run(mem, s2, 2 ** 40, ACCESS_READ).fault).toBe(FAULT_TRANSLATION);
   });
 
-  it('S2AP and XN, with and without FEAT_XNX', () => {
+  it('S2AP and XN, with and without FEAT_XNX (reference §1.4)', () => {
     const mem = new PhysMem();
     const perms = (lo: number, hi: number, xnx: boolean) => {
       put(mem, 0x20000, lo | 0x401, hi);
@@ -201,7 +203,7 @@ describe('stage 2', () => {
 });
 
 describe('other granules', () => {
-  it('16K: 32M block at L2', () => {
+  it('16K: 32M block at L2 (reference §1.1)', () => {
     const mem = new PhysMem();
     // 16K, 47-bit input: start L1 (2048 entries, bits 46:36).
     put(mem, 0x40000, 0x44000 | 3);
@@ -218,6 +220,7 @@ describe('other granules', () => {
     expect([out.fault, out.oa, out.sizeLg2]).toEqual([FAULT_NONE, 0x1_0000_0005, 25]);
   });
 
+  // Reference §1.1 (4 TB blocks only with 52-bit LPA) and §1.4 (OA[51:48] in [15:12], marked UNVERIFIED).
   it('64K: a level-1 block exists only with a 52-bit PA, which also carries OA[51:48] in bits [15:12]', () => {
     const mem = new PhysMem();
     put(mem, 0x40000, 0x0000_0001 | (0x9 << 12) | 0x400, 0x400); // 4TB block at 0x9_0400_0000_0000

@@ -101,7 +101,7 @@ describe('TLB invalidation reach on a combined (nested) entry', () => {
     // Configuration invalidation does not reach the TLB (reference §11: CFGI_CD alone does not flush).
     ['CFGI_CD', (n) => ({ op: CMD_CFGI_CD, sid: n.sid, ssid: 0 }), PA_A],
     ['CFGI_STE', (n) => ({ op: CMD_CFGI_STE, sid: n.sid, leaf: 1 }), PA_A],
-    // Range invalidation (RIL): TG 4KB, NUM 3, SCALE 1 -> 8 pages from VA - 0x4000 cover VA.
+    // Range invalidation (RIL, reference §5.2): TG 4KB, NUM 3, SCALE 1 -> 8 pages from VA - 0x4000 cover VA.
     [
       'range TLBI_NH_VA covering the VA',
       (n) => ({ op: CMD_TLBI_NH_VA, vmid: n.vmid, asid: n.asid, addr: VA - 0x4000, tg: 1, num: 3, scale: 1 }),
@@ -156,6 +156,7 @@ describe('global entries (nG = 0) match every ASID of the VMID (IHI 0070 §4.4.2
   });
 });
 
+// Reference §5.3: TLBI_S2_IPA reaches stage-2-only entries; NH_ALL stage 1 only; S12_VMALL both.
 describe('stage-2-only entries and TLBI_S2_IPA', () => {
   function s2Only() {
     const n = nestedSetup();
@@ -188,7 +189,7 @@ describe('stage-2-only entries and TLBI_S2_IPA', () => {
     });
   }
 
-  it('after a stage-2 change a nested stream needs TLBI_NH_ALL as well (what Linux does for a nest parent)', () => {
+  it('after a stage-2 change a nested stream needs TLBI_NH_ALL as well (what Linux does for a nest parent, reference §5.3)', () => {
     const n = nestedSetup();
     n.s1.map(VA, IPA_A, 0x1000, RW);
     expect(n.smmu.translate(n.sid, -1, VA, ACCESS_READ)).toBe(PA_A);
@@ -203,6 +204,7 @@ describe('stage-2-only entries and TLBI_S2_IPA', () => {
   });
 });
 
+// Reference §5.1 (CFGI_STE_RANGE covers 2^(Range+1) StreamIDs; Range 31 = CFGI_ALL) and §5.3.
 describe('configuration cache invalidation', () => {
   it('a changed STE is used only after CFGI_STE (or a range covering it, or CFGI_ALL) and a CMD_SYNC', () => {
     for (const cfgi of [
@@ -255,6 +257,7 @@ describe('prefetch', () => {
   });
 });
 
+// IHI 0070 §4.4.2.8-9 (TLBI_EL2_*; CR2.E2H selects the EL2 entries), as src/smmu/device.ts cites it.
 describe('EL2 StreamWorld (full preset: SMMU_IDR0.Hyp)', () => {
   it('EL2 entries are reached by TLBI_EL2_*, not by TLBI_NH_*', () => {
     const { mem, smmu, drv, heap } = plainSetup({ preset: 'full' });
@@ -281,6 +284,9 @@ describe('EL2 StreamWorld (full preset: SMMU_IDR0.Hyp)', () => {
   });
 });
 
+// CMDQ_CONS.ERR, GERROR.CMDQ_ERR and the stop until GERRORN: reference §5.1 and IHI 0070 §7.1. Which
+// commands are ILLEGAL: IHI 0070 §4.1.3 and each command's description; 0x07 (not architected,
+// QEMU's CFGI_ALL) reference §5.1; the range TLBI encodings reference §5.2 (IHI 0070 §4.4.1.1).
 describe('command errors', () => {
   const queue = (preset: string) => plainSetup({ preset });
 
@@ -330,7 +336,7 @@ describe('command errors', () => {
     });
   }
 
-  it('a command queue outside RAM is CERROR_ABT', () => {
+  it('a command queue outside RAM is CERROR_ABT (reference §5.1: ERR 2 = read abort)', () => {
     const { drv } = queue('qemu-virt');
     drv.write(REG.CR0, CR0_EVENTQEN | CR0_SMMUEN);
     drv.write64(REG.CMDQ_BASE, 0x20_0000_0000 + 8);
@@ -343,6 +349,7 @@ describe('command errors', () => {
   });
 });
 
+// CMD_SYNC CS = 1 (IRQ), MSIData, MSIAddr: reference §5.1; completion then signal: IHI 0070 §4.7.3.
 describe('CMD_SYNC completion signals', () => {
   it('CS = IRQ writes MSIData to MSIAddr when the SMMU has MSIs, and raises the cmdq-sync line', () => {
     const { mem, drv, irqs } = plainSetup({ preset: 'full' });

@@ -98,6 +98,7 @@ describe('records recorded by real kernels (kernel-answers/)', () => {
   });
 });
 
+// Reference §3.5 (which fault, S2 bit, CLASS and IPA for each failure), §3.6 (S2PTW), §4.1 (layout).
 describe('stage-2 faults carry S2 = 1, the IPA, and the CLASS of what stage 2 translated', () => {
   it('CLASS CD: the CD at an IPA stage 2 does not map (a write is still RnW = 0)', () => {
     const n = nestedSetup();
@@ -163,6 +164,7 @@ describe('stage-2 faults carry S2 = 1, the IPA, and the CLASS of what stage 2 tr
   });
 });
 
+// Type codes and their fields: reference §4.1-4.2 (IHI 0070 §7.3); fetch addresses §2.1 / §3.5.
 describe('every other event type, all 32 bytes', () => {
   it('C_BAD_STREAMID (with SSV and SubstreamID), C_BAD_STE, C_BAD_SUBSTREAMID, C_BAD_CD', () => {
     const p = plainSetup();
@@ -222,7 +224,7 @@ describe('every other event type, all 32 bytes', () => {
 });
 
 describe('recording', () => {
-  it('stage-1 faults need CD.R, stage-2 faults STE.S2R; configuration errors are always recorded', () => {
+  it('stage-1 faults need CD.R, stage-2 faults STE.S2R; configuration errors are always recorded (reference §4.3)', () => {
     const p = plainSetup();
     s1Domain(p, 8, { R: 0 });
     expect(p.smmu.translate(8, -1, 0x300000, ACCESS_WRITE)).toBe(-1);
@@ -235,6 +237,7 @@ describe('recording', () => {
     expect(p.drv.events().map((e) => e.name)).toEqual(['C_BAD_STE']);
   });
 
+  // The architected overflow flag (reference §4.3 names it; QEMU raises GERROR instead); IHI 0070 §7.4.
   it('a full queue drops records and toggles EVENTQ_PROD.OVFLG once until acknowledged', () => {
     const p = plainSetup({ evtqLog2: 1 });
     s1Domain(p, 8);
@@ -257,7 +260,7 @@ describe('recording', () => {
     expect(p.smmu.eventq.discarded).toBe(3);
   });
 
-  it('with EVENTQEN = 0 records are discarded without overflow', () => {
+  it('with EVENTQEN = 0 records are discarded without overflow (reference §4.3)', () => {
     const p = plainSetup();
     s1Domain(p, 8);
     p.drv.write(REG.CR0, CR0_CMDQEN | CR0_SMMUEN);

@@ -60,7 +60,7 @@ describe('Tlb', () => {
     expect(tlb.context(WORLD_NS_EL1, TLB_S1, 1, 5)).toBe(a);
   });
 
-  it("'flush-all' empties the TLB when an insert finds it full (QEMU-like)", () => {
+  it("'flush-all' empties the TLB when an insert finds it full (QEMU-like, reference §6.3)", () => {
     const tlb = new Tlb(4, 'flush-all');
     const c = tlb.context(WORLD_NS_EL1, TLB_S1, 0, 0);
     for (let i = 0; i < 5; i++) tlb.insert(c, i * 0x1000, 0, i * 0x1000, 12, 3, 12, 1);

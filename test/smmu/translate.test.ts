@@ -106,7 +106,7 @@ describe('nested translation: the 2-D walk', () => {
     expect(n.drv.events()).toEqual([]);
   });
 
-  it('permissions of the two stages combine: both must allow', () => {
+  it('permissions of the two stages combine: both must allow (reference §3.4)', () => {
     const n = nestedSetup();
     // Stage 1 read-write onto an IPA that stage 2 maps read-only.
     const roIpa = 0x2000_0000;
@@ -121,7 +121,7 @@ describe('nested translation: the 2-D walk', () => {
     expect(n.smmu.translate(n.sid, -1, VA + 0x1000, ACCESS_READ)).toBe(DATA_PA);
   });
 
-  it('a combined entry covers the smaller leaf: a 2M stage-1 block over 4K stage-2 pages', () => {
+  it('a combined entry covers the smaller leaf: a 2M stage-1 block over 4K stage-2 pages (reference §3.4)', () => {
     const n = nestedSetup();
     n.s1.map(0x4000_0000, GUEST_IPA + 0x200000, 0x200000, RW);
     expect(n.smmu.translate(n.sid, -1, 0x4000_0000 + 0x5123, ACCESS_READ)).toBe(DATA_PA + 0x5123);
@@ -137,6 +137,7 @@ describe('nested translation: the 2-D walk', () => {
 });
 
 describe('stream configurations', () => {
+  // STE.Config: reference §2.3; bypass above the IAS: §1.5 (IHI 0070 §3.4).
   it('Config 0 aborts silently; Config 4 bypasses, faulting (stage 1, F_ADDR_SIZE) above the OAS', () => {
     const { smmu, drv } = plainSetup();
     drv.writeSte(1, { V: 1, Config: 0 });
@@ -164,6 +165,7 @@ describe('stream configurations', () => {
     expect(smmu.result.event).toBe(EVT_F_TRANSLATION);
   });
 
+  // Start level and concatenation: reference §1.3; the IAS check when stage 1 is bypassed: §1.5.
   it('stage 2 only (Config 6): stage 1 bypassed, input checked against the IAS first', () => {
     const { mem, smmu, drv, heap } = plainSetup();
     const s2 = IoPgtable.create(mem, { stage: 2, pgsizeBitmap: 0x40201000, ias: 40, oas: 44 }, heap)!;
@@ -195,6 +197,7 @@ describe('stream configurations', () => {
     expect(drv.events()).toEqual([]);
   });
 
+  // C_BAD_STREAMID for SID >= 2^LOG2SIZE: reference §2.1 (the CR2.RECINVSID gate has no source there).
   it('a StreamID beyond the table is C_BAD_STREAMID, recorded only with CR2.RECINVSID', () => {
     const { smmu, drv } = plainSetup();
     expect(smmu.translate(256, -1, 0, ACCESS_READ)).toBe(-1);
@@ -206,6 +209,7 @@ describe('stream configurations', () => {
     expect(quiet.drv.events()).toEqual([]);
   });
 
+  // Reference §2.1: L1 index SID >> SPLIT, Span [4:0] (2^(Span-1) STEs), Span 0 invalid.
   it('a two-level stream table: L1STD Span, split 6, bad spans are C_BAD_STREAMID', () => {
     const { mem, smmu, drv } = plainSetup();
     drv.write(REG.CR0, 0);
@@ -236,6 +240,7 @@ describe('stream configurations', () => {
   });
 });
 
+// Reference §2.5: CD[SSID], C_BAD_SUBSTREAMID at SSID >= 2^S1CDMax, S1DSS, L1CD V / L2Ptr.
 describe('substreams and CD tables (full preset: SSIDSIZE 20, CD2L)', () => {
   function withCds(s1Fmt: number, s1CdMax: number, s1dss: number) {
     const { mem, smmu, drv, heap } = plainSetup({ preset: 'full' });
