@@ -2,6 +2,7 @@
  * The register file: preset ID words, enables and their acknowledgements, guarded registers, GBPA's
  * update protocol, GERROR/GERRORN, IRQ_CTRL and the MSI configuration registers.
  */
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PhysMem } from '../../src/mm/physmem.ts';
 import {
@@ -19,6 +20,7 @@ import {
   SMMU_PRESETS,
   Smmu,
 } from '../../src/smmu/index.ts';
+import { loadRecording } from '../helpers/recordings.ts';
 
 function dev(preset = 'qemu-virt') {
   const smmu = new Smmu(new PhysMem(), { preset });
@@ -29,10 +31,18 @@ describe('ID registers', () => {
   it('qemu-virt reads back the words Linux 6.18 got from QEMU 10 (IOMMU_GET_HW_INFO)', () => {
     // kernel-answers/6.18-iommufd/a-nested-happy.jsonl, get_hw_info: idr[0..5], iidr, aidr.
     const { r } = dev();
-    expect([REG.IDR0, REG.IDR1, REG.IDR2, REG.IDR3, REG.IDR4, REG.IDR5].map(r)).toEqual([
-      0x0d44101b, 0x02730010, 0, 0x00001414, 0, 0x00000074,
-    ]);
+    const idr = [REG.IDR0, REG.IDR1, REG.IDR2, REG.IDR3, REG.IDR4, REG.IDR5].map(r);
+    expect(idr).toEqual([0x0d44101b, 0x02730010, 0, 0x00001414, 0, 0x00000074]);
     expect([r(REG.IIDR), r(REG.AIDR)]).toEqual([0, 1]);
+    // The same words, read from the recording.
+    const rec = loadRecording(
+      join(import.meta.dirname, '../kernel-answers'),
+      '6.18-iommufd',
+      'a-nested-happy.jsonl',
+    );
+    const hw = rec.lines.flat().find((l) => l.op === 'get_hw_info')!;
+    expect(idr.map((v) => `0x${v.toString(16).padStart(8, '0')}`)).toEqual(hw.idr);
+    expect([r(REG.IIDR), r(REG.AIDR)].map((v) => `0x${v.toString(16)}`)).toEqual([hw.iidr, hw.aidr]);
   });
 
   it('decodes the features the words claim (IHI 0070 §6.3.1-6.3.6)', () => {

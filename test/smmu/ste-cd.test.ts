@@ -3,6 +3,7 @@
  * validity pseudocode of IHI 0070 §5.2.2 / §5.4.2 names for this SMMU, each seen as C_BAD_STE /
  * C_BAD_CD from a transaction.
  */
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ACCESS_READ } from '../../src/pgtable/index.ts';
 import {
@@ -22,7 +23,15 @@ import {
   type SteFields,
   steIllegal,
 } from '../../src/smmu/index.ts';
+import { loadRecording } from '../helpers/recordings.ts';
 import { linuxCd, plainSetup, writeCd } from './driver.ts';
+
+/** The lines of the 6.18 iommufd nesting recording the words below are quoted from. */
+const happy = loadRecording(
+  join(import.meta.dirname, '../kernel-answers'),
+  '6.18-iommufd',
+  'a-nested-happy.jsonl',
+).lines.flat();
 
 describe('field-by-field formats', () => {
   it('every STE field round-trips through its bits, addresses included', () => {
@@ -48,6 +57,8 @@ describe('field-by-field formats', () => {
 
   it("Linux's stage-1 CD: the exact words a 6.18 kernel wrote (cd_write, 6.18-iommufd)", () => {
     // "cd": ["0x0001e204c0003510", "0x0000000040101000", "0x0000000000000000", "0x00000000f404ff44"]
+    const cdWrite = happy.find((l) => l.op === 'cd_write')!;
+    expect(hexWords64(encodeCd(linuxCd(0x40101000, 1))).slice(0, 4)).toEqual(cdWrite.cd);
     expect(hexWords64(encodeCd(linuxCd(0x40101000, 1)))).toEqual([
       '0x0001e204c0003510',
       '0x0000000040101000',
@@ -63,6 +74,12 @@ describe('field-by-field formats', () => {
   it('the vSTE words of a nested HWPT (hwpt_alloc, 6.18-iommufd): ste0 0x4010000b, ste1 0xd4', () => {
     const w = encodeSte({ V: 1, Config: 5, S1ContextPtr: 0x40100000, S1CIR: 1, S1COR: 1, S1CSH: 3 });
     expect(hexWords64(w).slice(0, 2)).toEqual(['0x000000004010000b', '0x00000000000000d4']);
+    const alloc = happy.find((l) => l.op === 'hwpt_alloc' && l.ste0 === '0x4010000b')!;
+    expect(
+      hexWords64(w)
+        .slice(0, 2)
+        .map((h) => `0x${BigInt(h).toString(16)}`),
+    ).toEqual([alloc.ste0, alloc.ste1]);
     expect(decodeSte(w)).toMatchObject({ V: 1, Config: 5, S1ContextPtr: 0x40100000, S1DSS: 0 });
   });
 });
