@@ -35,14 +35,26 @@ const HEAP_SIZE = 2 ** 28;
 const PGSIZES = [0x1000 | 0x200000 | 0x40000000, 0x4000 | 0x2000000, 0x10000 | 0x20000000];
 const ADDRESS_SIZES = [32, 36, 40, 42, 44, 48];
 
-function setup(stage: 1 | 2, pgsize: number, ias: number, oas: number, flushes?: number[]) {
+function setup(
+  stage: 1 | 2,
+  pgsize: number,
+  ias: number,
+  oas: number,
+  flushes?: number[],
+  opts: { heapSize?: number; splitOnPartialUnmap?: boolean } = {},
+) {
   const mem = new PhysMem();
-  const heap = new TableHeap(mem, HEAP_BASE, HEAP_SIZE, (a, n) => mem.fill(a, n, 0));
+  const heap = new TableHeap(mem, HEAP_BASE, opts.heapSize ?? HEAP_SIZE, (a, n) => mem.fill(a, n, 0));
   const tlb = flushes && {
     flushWalk: (_iova: number, _size: number, granule: number) => flushes.push(granule),
     addPage: (_iova: number, granule: number) => flushes.push(granule),
   };
-  const pt = IoPgtable.create(mem, { stage, pgsizeBitmap: pgsize, ias, oas, tlb }, heap);
+  const split = opts.splitOnPartialUnmap;
+  const pt = IoPgtable.create(
+    mem,
+    { stage, pgsizeBitmap: pgsize, ias, oas, tlb, splitOnPartialUnmap: split },
+    heap,
+  );
   if (pt === null) throw new Error('model bug: valid config refused');
   const hw = new WalkResult();
   const regime = pt.regime();
@@ -155,16 +167,8 @@ describe('iommu_map / iommu_unmap page-size choice', () => {
   });
 
   it('a map that runs out of table memory unmaps what it mapped and returns ENOMEM', () => {
-    const mem = new PhysMem();
     // Room for the start table and exactly two more tables.
-    const heap = new TableHeap(mem, HEAP_BASE, 3 * 0x1000, (a, n) => mem.fill(a, n, 0));
-    const pt = IoPgtable.create(
-      mem,
-      { stage: 1, pgsizeBitmap: pgsizeBitmap(GRANULE_4K), ias: 48, oas: 48 },
-      heap,
-    );
-    expect(pt).not.toBeNull();
-    if (pt === null) return;
+    const { pt } = setup(1, pgsizeBitmap(GRANULE_4K), 48, 48, undefined, { heapSize: 3 * 0x1000 });
     // A 4 KiB page at 0 needs L1, L2 and L3 tables: the third allocation fails.
     expect(pt.map(0, 0, 0x1000, IOMMU_READ)).toBe(-ENOMEM);
     expect(pt.iovaToPhys(0)).toBe(0);
@@ -188,11 +192,7 @@ describe('iommu_map / iommu_unmap page-size choice', () => {
   });
 
   it('Linux 6.13+ (no split on partial unmap) unmaps nothing', () => {
-    const mem = new PhysMem();
-    const heap = new TableHeap(mem, HEAP_BASE, HEAP_SIZE, (a, n) => mem.fill(a, n, 0));
-    const cfg = { stage: 1 as const, pgsizeBitmap: 0x40201000, ias: 48, oas: 48, splitOnPartialUnmap: false };
-    const pt = IoPgtable.create(mem, cfg, heap);
-    if (pt === null) throw new Error('model bug');
+    const { pt } = setup(1, 0x40201000, 48, 48, undefined, { splitOnPartialUnmap: false });
     expect(pt.map(0x200000, 0x200000, 0x200000, IOMMU_READ)).toBe(0);
     expect(pt.unmap(0x200000, 0x1000)).toBe(0);
     expect(pt.iovaToPhys(0x200000)).toBe(0x200000);

@@ -6,9 +6,12 @@
 
 import { describe, expect, it } from 'vitest';
 import {
+  ACCESS_INSTR,
   ACCESS_PRIV,
   ACCESS_READ,
   ACCESS_WRITE,
+  IOMMU_CACHE,
+  IOMMU_READ,
   WalkResult,
   walkNestedFast,
 } from '../../src/pgtable/index.ts';
@@ -20,7 +23,7 @@ function setup() {
   const w = nestedSetup({ preset: 'qemu-virt' });
   w.s1.map(VA, GUEST_IPA + 0x200000, 0x8000, RW);
   // A read-only page, a 2 MiB stage-1 block, and a stage-1 page whose IPA stage 2 does not map.
-  w.s1.map(VA + 0x10000, GUEST_IPA + 0x208000, 0x1000, 1 | 4);
+  w.s1.map(VA + 0x10000, GUEST_IPA + 0x208000, 0x1000, IOMMU_READ | IOMMU_CACHE);
   w.s1.map(0x4000_0000, GUEST_IPA + 0x200000, 0x20_0000, RW);
   w.s1.map(VA + 0x20000, 0x7000_0000, 0x1000, RW);
   w.smmu.setCaching({ tlb: false });
@@ -53,7 +56,8 @@ describe('walkNestedFast', () => {
     VA + 0x20000,
     2 ** 48,
   ])
-    for (const access of [ACCESS_READ, ACCESS_WRITE, ACCESS_READ | ACCESS_PRIV, 2]) cases.push([ia, access]);
+    for (const access of [ACCESS_READ, ACCESS_WRITE, ACCESS_READ | ACCESS_PRIV, ACCESS_INSTR])
+      cases.push([ia, access]);
 
   it.each(cases)('ia %s access %s agrees with the general walk', (ia, access) => {
     const s1 = new WalkResult();

@@ -223,6 +223,21 @@ export function plainSetup(opts: SmmuOptions & { evtqLog2?: number } = {}) {
   return { mem, smmu, drv, heap, irqs };
 }
 
+/**
+ * A Linux-like stage-1 domain on StreamID `sid` of a plainSetup: 48-bit 4K tables in PA space, its CD
+ * (linuxCd, ASID 1 unless `cd` says otherwise) at 0x400000 + sid * 64, STE Config 5.
+ */
+export function s1Domain(
+  p: { mem: PhysMem; heap: TableHeap; drv: TestDriver },
+  sid: number,
+  cd: Partial<CdFields> = {},
+): IoPgtable {
+  const s1 = IoPgtable.create(p.mem, { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 44 }, p.heap)!;
+  writeCd(p.mem, 0x400000 + sid * 64, linuxCd(s1.pgd, 1, cd));
+  p.drv.writeSte(sid, { V: 1, Config: 5, S1ContextPtr: 0x400000 + sid * 64 });
+  return s1;
+}
+
 export const RW = IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
 /** Guest RAM: IPA 0x4000_0000 -> PA 0x8000_1000 (offset by 4 KiB so stage 2 uses 4K pages: 4 levels). */
 export const GUEST_IPA = 0x4000_0000;

@@ -30,18 +30,20 @@ import {
   REG,
 } from '../../src/smmu/index.ts';
 import { eventsFromLog, loadRecording } from '../helpers/recordings.ts';
-import { EVTQ, GUEST_IPA, linuxCd, nestedSetup, plainSetup, RW, s2SteFields, writeCd } from './driver.ts';
+import {
+  EVTQ,
+  GUEST_IPA,
+  linuxCd,
+  nestedSetup,
+  plainSetup,
+  RW,
+  s1Domain,
+  s2SteFields,
+  writeCd,
+} from './driver.ts';
 
 const Z = '0x0000000000000000';
 const hex = (w: Uint32Array) => decodeEvent(w).words;
-
-/** A Linux-like stage-1 domain on StreamID `sid` (Config 5, CD with R = A = 1). */
-function s1Domain(p: ReturnType<typeof plainSetup>, sid: number, cd: Parameters<typeof linuxCd>[2] = {}) {
-  const s1 = IoPgtable.create(p.mem, { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 44 }, p.heap)!;
-  writeCd(p.mem, 0x400000 + sid * 64, linuxCd(s1.pgd, 1, cd));
-  p.drv.writeSte(sid, { V: 1, Config: 5, S1ContextPtr: 0x400000 + sid * 64 });
-  return s1;
-}
 
 /** Every event record a recording holds, in order: vEVENTQ records first, then the host log's. */
 function recorded(config: string, file: string): string[][] {

@@ -28,6 +28,7 @@ import {
   plainSetup,
   RW,
   STRTAB,
+  s1Domain,
   s2SteFields,
   writeCd,
 } from './driver.ts';
@@ -152,11 +153,10 @@ describe('stream configurations', () => {
   });
 
   it('stage 1 only (Config 5), tables in PA space', () => {
-    const { mem, smmu, drv, heap } = plainSetup();
-    const s1 = IoPgtable.create(mem, { stage: 1, pgsizeBitmap: 0x40201000, ias: 48, oas: 44 }, heap)!;
+    const p = plainSetup();
+    const { smmu } = p;
+    const s1 = s1Domain(p, 3, { ASID: 5 });
     s1.map(0x10000, 0x7000_0000, 0x2000, RW);
-    writeCd(mem, 0x400000, linuxCd(s1.pgd, 5));
-    drv.writeSte(3, { V: 1, Config: 5, S1ContextPtr: 0x400000 });
     expect(smmu.translate(3, -1, 0x11004, ACCESS_WRITE)).toBe(0x7000_1004);
     const t = new SmmuTrace();
     smmu.translate(3, -1, 0x11ff8, ACCESS_READ, t);
