@@ -50,6 +50,7 @@ import {
   nestedSetup,
   plainSetup,
   RW,
+  s1Read,
   s2SteFields,
   writeCd,
 } from './driver.ts';
@@ -129,7 +130,7 @@ describe('global entries (nG = 0) match every ASID of the VMID (IHI 0070 §4.4.2
     const n = nestedSetup();
     n.s1.map(VA, IPA_A, 0x1000, RW);
     // Clear nG in the leaf Linux wrote (it always sets nG for stage 1).
-    const leaf = n.smmu.walkTrace(n.sid, -1, VA).trace.walkReads.filter((r) => r.kind === 's1')[3];
+    const leaf = s1Read(n.smmu, n.sid, VA, 3);
     n.guest.writeU32(leaf.addr, leaf.words[0] & ~0x800);
     expect(n.smmu.translate(n.sid, -1, VA, ACCESS_READ)).toBe(PA_A);
     n.s1.unmap(VA, 0x1000);

@@ -238,6 +238,11 @@ export function s1Domain(
   return s1;
 }
 
+/** The stage-1 descriptor read at `level` of a cold walk of `va` (4-level stage 1 from L0): to edit it in place. */
+export function s1Read(smmu: Smmu, sid: number, va: number, level: number) {
+  return smmu.walkTrace(sid, -1, va).trace.walkReads.filter((r) => r.kind === 's1')[level];
+}
+
 export const RW = IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
 /** Guest RAM: IPA 0x4000_0000 -> PA 0x8000_1000 (offset by 4 KiB so stage 2 uses 4K pages: 4 levels). */
 export const GUEST_IPA = 0x4000_0000;

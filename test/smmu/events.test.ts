@@ -38,6 +38,7 @@ import {
   plainSetup,
   RW,
   s1Domain,
+  s1Read,
   s2SteFields,
   writeCd,
 } from './driver.ts';
@@ -92,7 +93,7 @@ describe('records recorded by real kernels (kernel-answers/)', () => {
     s1.map(0x1300000, 0x80_0001_3000, 0x1000, RW);
     s1.map(0x1400000, 0x1000_0001_3000, 0x1000, RW);
     // Clear AF in the 0x1200000 leaf (the probe's af=0): find it from a trace.
-    const leaf = n.smmu.walkTrace(0x42, -1, 0x1200000).trace.walkReads.filter((r) => r.kind === 's1')[3];
+    const leaf = s1Read(n.smmu, 0x42, 0x1200000, 3);
     n.guest.writeU32(leaf.addr, leaf.words[0] & ~0x400);
 
     expect(n.smmu.translate(0x42, -1, 0x10000, ACCESS_WRITE)).toBe(-1);
@@ -140,7 +141,7 @@ describe('stage-2 faults carry S2 = 1, the IPA, and the CLASS of what stage 2 tr
     // reports S2 = 0 here; reference §11 calls that a deviation).
     const n2 = nestedSetup();
     n2.s1.map(0x1000000, GUEST_IPA + 0x200000, 0x1000, RW);
-    const l1 = n2.smmu.walkTrace(n2.sid, -1, 0x1000000).trace.walkReads.filter((r) => r.kind === 's1')[1];
+    const l1 = s1Read(n2.smmu, n2.sid, 0x1000000, 1);
     n2.guest.writeU32(l1.addr, 0x3000_0003);
     n2.smmu.translate(n2.sid, -1, 0x1000000, ACCESS_WRITE);
     const [e] = n2.drv.events();
