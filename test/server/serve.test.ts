@@ -8,7 +8,6 @@ import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.ts';
 import {
   CB_VMA,
   decodeFrame,
@@ -26,27 +25,9 @@ import {
 } from '../../src/server/protocol.ts';
 import { startServer } from '../../src/server/server.ts';
 import { encodeDmaMap, VFIO_GET_API_VERSION, VFIO_IOMMU_MAP_DMA } from '../../src/uapi/vfio.ts';
+import { runCli as run } from '../cli/run.ts';
 import { FakeClient } from './fake-client.ts';
 import { startServe, tempDir } from './native.ts';
-
-function capture() {
-  let text = '';
-  return {
-    write(s: string): void {
-      text += s;
-    },
-    get text(): string {
-      return text;
-    },
-  };
-}
-
-async function run(...argv: string[]) {
-  const out = capture();
-  const err = capture();
-  const code = await main(argv, out, err);
-  return { code, out: out.text, err: err.text };
-}
 
 /** A protocol client over a real socket; its memory and fds are a FakeClient's. */
 class SocketClient {
