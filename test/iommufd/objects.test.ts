@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { Host, HostConfigError } from '../../src/host/host.ts';
 import type { ArmSmmuV3 } from '../../src/iommu/arm-smmu-v3.ts';
 import { CAP_FULL_SET, CAP_IPC_LOCK } from '../../src/mm/task.ts';
-import { decodeSte, encodeCommand } from '../../src/smmu/index.ts';
+import { encodeCommand } from '../../src/smmu/index.ts';
 import {
   E2BIG,
   EBUSY,
@@ -27,6 +27,7 @@ import { IO, IOW } from '../../src/uapi/ioctl.ts';
 import { IOMMU_IOAS_ALLOC, IOMMU_OPTION, iommuIoasAlloc, iommuOption } from '../../src/uapi/iommufd.ts';
 import { VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_SET_IOMMU } from '../../src/uapi/vfio.ts';
 import { IommufdHandle, readVeventq, VfioCdevHandle } from '../../src/vmm/iommufd-api.ts';
+import { physicalSte } from '../helpers/host-smmu.ts';
 
 const PARAMS = { 'arm_smmu_v3.nest_ignore_coherency': '1' };
 
@@ -39,12 +40,6 @@ function setup(options: { spawn?: Parameters<Host['spawn']>[0] } = {}) {
   expect(ret).toBe(0);
   const buf = proc.mmap(4 << 20);
   return { host, proc, ifd, cdev, devId, buf, drv: host.iommu as ArmSmmuV3 };
-}
-
-function steOf(host: Host) {
-  const drv = host.iommu as ArmSmmuV3;
-  const at = drv.steAddress(host.devices[0].rid);
-  return decodeSte(Array.from({ length: 16 }, (_, i) => host.phys.readU32(at + 4 * i)));
 }
 
 describe('the host option', () => {
@@ -178,10 +173,10 @@ describe('attachments', () => {
     const a = cdev.attach(ioas);
     expect(a.ret).toBe(0);
     expect(a.ptId).toBe(ioas + 1);
-    expect(steOf(host).Config).toBe(5);
+    expect(physicalSte(host).Config).toBe(5);
     expect(ifd.destroy(a.ptId)).toBe(-EBUSY);
     expect(cdev.detach()).toBe(0);
-    expect(steOf(host).Config).toBe(0);
+    expect(physicalSte(host).Config).toBe(0);
     expect(ifd.destroy(a.ptId)).toBe(-ENOENT);
   });
 
@@ -191,7 +186,7 @@ describe('attachments', () => {
     expect(cdev.attach(ioas).ret).toBe(0);
     expect(proc.open(`/dev/vfio/${host.groups[0].id}`)).toBe(-EBUSY);
     expect(cdev.close()).toBe(0);
-    expect(steOf(host).Config).toBe(0);
+    expect(physicalSte(host).Config).toBe(0);
     expect(proc.open(`/dev/vfio/${host.groups[0].id}`)).toBeGreaterThan(0);
   });
 });

@@ -12,10 +12,11 @@ import { Host } from '../../src/host/host.ts';
 import type { ArmSmmuV3 } from '../../src/iommu/arm-smmu-v3.ts';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE } from '../../src/iommu/types.ts';
 import { ACCESS_READ } from '../../src/pgtable/index.ts';
-import { decodeSte, REG } from '../../src/smmu/index.ts';
+import { REG } from '../../src/smmu/index.ts';
 import { IommufdVmm } from '../../src/vmm/iommufd-vmm.ts';
 import { Vmm, VmmError } from '../../src/vmm/vmm.ts';
 import type { VmmBase } from '../../src/vmm/vmm-base.ts';
+import { physicalSte } from '../helpers/host-smmu.ts';
 
 const IPA = 0x4000_0000;
 const RW = IOMMU_READ | IOMMU_WRITE | IOMMU_CACHE;
@@ -64,12 +65,6 @@ function nestedDma(vmm: VmmBase): Uint8Array[] {
     vmm.ram.read(DST_IPA + 0x1800, 0x800),
     vmm.ram.read(DST_IPA + 0x1000, 0x800),
   ];
-}
-
-function physicalSte(host: Host): ReturnType<typeof decodeSte> {
-  const drv = host.iommu as ArmSmmuV3;
-  const at = drv.steAddress(host.devices[0].rid);
-  return decodeSte(Array.from({ length: 16 }, (_, i) => host.phys.readU32(at + 4 * i)));
 }
 
 describe('type 6 + the binding extension and iommufd, on the same guest', () => {
