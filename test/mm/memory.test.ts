@@ -138,8 +138,9 @@ describe('MmStruct', () => {
 });
 
 describe('Task', () => {
-  // Recorded (e-memlock seq 17, 18): cur above max is EINVAL, lowering cur succeeds; vfio-type1.md §4. The
-  // EPERM for raising max without CAP_SYS_RESOURCE, and root raising it, have no recording.
+  // Recorded (e-memlock seq 17, 18): cur above max is EINVAL, lowering cur succeeds; vfio-type1.md §4.
+  // oracle/answers/*-intel/x15-memlock-limits.jsonl: root raises max (seq 2), uid 1000 raising it is
+  // EPERM (seq 7), lowering cur is allowed (seq 10).
   it('setrlimit: cur above max is EINVAL; raising max needs CAP_SYS_RESOURCE (recorded e-memlock seq 17)', () => {
     const user = new Task({ uid: 1000 }, { cur: 0x10000n, max: 0x10000n });
     expect(user.setrlimitMemlock(0x20000n, 0x10000n)).toBe(-EINVAL);
