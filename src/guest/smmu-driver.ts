@@ -32,6 +32,7 @@ import {
   S1FMT_LINEAR,
   STE_CFG_S1_TRANS,
   type SteFields,
+  writeReg64,
 } from '../smmu/index.ts';
 import { GuestAllocator, type GuestRam } from './ram.ts';
 
@@ -82,18 +83,13 @@ export class GuestSmmuDriver {
     for (let i = w.length - 1; i >= 0; i--) this.ram.writeU32(at + i * 4, w[i]);
   }
 
-  private write64(off: number, v: number): void {
-    this.mmio.writeReg32(off, v % 2 ** 32);
-    this.mmio.writeReg32(off + 4, Math.floor(v / 2 ** 32));
-  }
-
   /** Reset in the order Linux uses: tables, command queue, invalidate all, event queue, enable. */
   init(): void {
     const m = this.mmio;
     m.writeReg32(REG.CR0, 0);
-    this.write64(REG.STRTAB_BASE, this.strtab);
+    writeReg64(m, REG.STRTAB_BASE, this.strtab);
     m.writeReg32(REG.STRTAB_BASE_CFG, STRTAB_LOG2);
-    this.write64(REG.CMDQ_BASE, this.cmdq + CMDQ_LOG2);
+    writeReg64(m, REG.CMDQ_BASE, this.cmdq + CMDQ_LOG2);
     m.writeReg32(REG.CMDQ_PROD, 0);
     m.writeReg32(REG.CMDQ_CONS, 0);
     m.writeReg32(REG.CR0, CR0_CMDQEN);
@@ -101,7 +97,7 @@ export class GuestSmmuDriver {
       [CMD_CFGI_STE_RANGE, { range: 31 }],
       [CMD_TLBI_NSNH_ALL, {}],
     ]);
-    this.write64(REG.EVENTQ_BASE, this.evtq + EVTQ_LOG2);
+    writeReg64(m, REG.EVENTQ_BASE, this.evtq + EVTQ_LOG2);
     m.writeReg32(REG.EVENTQ_PROD, 0);
     m.writeReg32(REG.EVENTQ_CONS, 0);
     m.writeReg32(REG.CR0, CR0_CMDQEN | CR0_EVENTQEN | CR0_SMMUEN);

@@ -49,6 +49,7 @@ import {
   STE_CFG_S1_TRANS,
   STE_CFG_S2_TRANS,
   type SteFields,
+  writeReg64,
 } from '../smmu/index.ts';
 import { EINVAL, EOPNOTSUPP, EPERM } from '../uapi/errno.ts';
 import {
@@ -213,21 +214,16 @@ export class ArmSmmuV3 implements IommuDriver {
     return pa;
   }
 
-  private write64(off: number, v: number): void {
-    this.smmu.writeReg32(off, v % 2 ** 32);
-    this.smmu.writeReg32(off + 4, Math.floor(v / 2 ** 32));
-  }
-
   /** arm_smmu_device_reset: tables, queues, invalidate everything, enable. */
   private reset(): void {
     const s = this.smmu;
     s.writeReg32(REG.CR0, 0);
     s.writeReg32(REG.CR1, 0xd75); // queues and tables inner-shareable write-back
     s.writeReg32(REG.CR2, CR2_RECINVSID);
-    this.write64(REG.STRTAB_BASE, this.strtabL1);
+    writeReg64(s, REG.STRTAB_BASE, this.strtabL1);
     // 2-level, SPLIT 8, LOG2SIZE = SIDSIZE (16 on QEMU's SMMU).
     s.writeReg32(REG.STRTAB_BASE_CFG, (1 << 16) | (STRTAB_SPLIT << 6) | this.features.sidSize);
-    this.write64(REG.CMDQ_BASE, this.cmdq + CMDQ_LOG2);
+    writeReg64(s, REG.CMDQ_BASE, this.cmdq + CMDQ_LOG2);
     s.writeReg32(REG.CMDQ_PROD, 0);
     s.writeReg32(REG.CMDQ_CONS, 0);
     this.cmdqProd = 0;
@@ -238,7 +234,7 @@ export class ArmSmmuV3 implements IommuDriver {
       // A host kernel at EL1 (QEMU TCG without EL2): TLBI_NSNH_ALL, not TLBI_EL2_ALL.
       [CMD_TLBI_NSNH_ALL, {}],
     ]);
-    this.write64(REG.EVENTQ_BASE, this.evtq + EVTQ_LOG2);
+    writeReg64(s, REG.EVENTQ_BASE, this.evtq + EVTQ_LOG2);
     s.writeReg32(REG.EVENTQ_PROD, 0);
     s.writeReg32(REG.EVENTQ_CONS, 0);
     s.writeReg32(REG.IRQ_CTRL, IRQ_CTRL_EVENTQ_IRQEN | IRQ_CTRL_GERROR_IRQEN);

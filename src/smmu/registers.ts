@@ -10,6 +10,17 @@ import { PA_SIZE_BITS } from '../pgtable/index.ts';
 import type { TlbPolicy } from './tlb.ts';
 
 /** Page 0 (and page 1 at +0x10000 for the event queue indexes). */
+/** A 64-bit register written as two 32-bit halves, low word first (as Linux's lo_hi_writeq). */
+export function writeReg64(
+  regs: { writeReg32(off: number, value: number): void },
+  off: number,
+  v: number,
+): void {
+  const hi = Math.floor(v / 4294967296);
+  regs.writeReg32(off, v - hi * 4294967296);
+  regs.writeReg32(off + 4, hi);
+}
+
 export const REG = {
   IDR0: 0x00,
   IDR1: 0x04,

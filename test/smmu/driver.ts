@@ -33,6 +33,7 @@ import {
   type SmmuIrq,
   type SmmuOptions,
   type SteFields,
+  writeReg64,
 } from '../../src/smmu/index.ts';
 
 export const STRTAB = 0x100000;
@@ -63,8 +64,7 @@ export class TestDriver {
   }
 
   write64(off: number, v: number): void {
-    this.write(off, v % 4294967296);
-    this.write(off + 4, Math.floor(v / 4294967296));
+    writeReg64(this.smmu, off, v);
   }
 
   /** Linux arm_smmu_device_reset order: disable, tables, command queue, invalidate all, event queue, enable. */
@@ -72,16 +72,16 @@ export class TestDriver {
     this.write(REG.CR0, 0);
     this.write(REG.CR1, 0xd75);
     this.write(REG.CR2, (opts.recordInvalidSid ?? true) ? CR2_RECINVSID : 0);
-    this.write64(REG.STRTAB_BASE, STRTAB);
+    writeReg64(this.smmu, REG.STRTAB_BASE, STRTAB);
     this.write(REG.STRTAB_BASE_CFG, opts.strtabCfg ?? this.strtabLog2);
-    this.write64(REG.CMDQ_BASE, CMDQ | this.cmdqLog2);
+    writeReg64(this.smmu, REG.CMDQ_BASE, CMDQ | this.cmdqLog2);
     this.write(REG.CMDQ_PROD, 0);
     this.write(REG.CMDQ_CONS, 0);
     this.write(REG.CR0, CR0_CMDQEN);
     this.cmd(CMD_CFGI_STE_RANGE, { range: 31 });
     this.cmd(CMD_TLBI_NSNH_ALL);
     this.sync();
-    this.write64(REG.EVENTQ_BASE, EVTQ | this.evtqLog2);
+    writeReg64(this.smmu, REG.EVENTQ_BASE, EVTQ | this.evtqLog2);
     this.write(REG.EVENTQ_PROD, 0);
     this.write(REG.EVENTQ_CONS, 0);
     this.write(REG.CR0, CR0_CMDQEN | CR0_EVENTQEN);
