@@ -168,16 +168,9 @@ export class Host {
     const edu = new EduDevice(dev, arm ? 0x2 : 0x103);
     this.edus.set(name, edu);
     this.vfioPci.set(dev, new VfioPciDevice(edu, arm ? 0x1000_0000 : 0xfe00_0000));
-    this.vfio.deviceFileFactory = (device, groupFile) => {
+    this.vfio.deviceFileFactory = (device, _current, release) => {
       const vdev = this.vfioPci.get(device);
-      if (vdev === undefined) return -ENOENT;
-      const g = groupFile.group;
-      g.openDevices++;
-      groupFile.refs++;
-      return new VfioPciDeviceFile(vdev, () => {
-        g.openDevices--;
-        groupFile.release();
-      });
+      return vdev === undefined ? -ENOENT : new VfioPciDeviceFile(vdev, release);
     };
   }
 

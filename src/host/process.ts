@@ -191,13 +191,14 @@ export class Process implements Current {
   }
 
   installFd(file: KernelFile): number {
-    for (let fd = 0; fd < MAX_FDS; fd++) {
-      if (!this.fds.has(fd)) {
-        this.fds.set(fd, file);
-        return fd;
-      }
-    }
-    file.release?.(this);
+    const fd = this.unusedFd();
+    if (fd < 0) file.release?.(this);
+    else this.fds.set(fd, file);
+    return fd;
+  }
+
+  unusedFd(): number {
+    for (let fd = 0; fd < MAX_FDS; fd++) if (!this.fds.has(fd)) return fd;
     return -EMFILE;
   }
 }

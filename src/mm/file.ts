@@ -16,6 +16,8 @@ export interface Current {
   fdget(fd: number): KernelFile | undefined;
   /** fd_install into the calling process: the new descriptor, or -EMFILE. */
   installFd(file: KernelFile): number;
+  /** get_unused_fd_flags: the descriptor installFd would give now, or -EMFILE (nothing reserved). */
+  unusedFd(): number;
 }
 
 export interface FileMapping {

@@ -12,11 +12,14 @@ import { VfioContainer } from './container.ts';
 import { VfioGroup, VfioGroupFile } from './group.ts';
 import type { VfioParams } from './params.ts';
 
-/** Opens a device file for a device whose group is in a container with an IOMMU (set by the host). */
+/**
+ * Opens the device file of a device whose group is in a container with an IOMMU (set by the host, which
+ * knows the bus driver); `release` is for the file's last close.
+ */
 export type DeviceFileFactory = (
   device: Device,
-  groupFile: VfioGroupFile,
   current: Current,
+  release: () => void,
 ) => KernelFile | number;
 
 export class VfioCore {
@@ -68,8 +71,9 @@ export class VfioCore {
   }
 
   /**
-   * VFIO_GROUP_GET_DEVICE_FD: the device by name (ENODEV if the group has none by that name);
-   * opening it needs the group in a container whose IOMMU type is set (EINVAL otherwise).
+   * VFIO_GROUP_GET_DEVICE_FD (vfio_group_ioctl_get_device_fd): the device by name (ENODEV), a free
+   * descriptor (EMFILE), then the open, which needs the group in a container whose IOMMU type is set
+   * (EINVAL). An open device holds the group file and counts against UNSET_CONTAINER (EBUSY).
    */
   getDeviceFd(current: Current, groupFile: VfioGroupFile, arg: UserArg): number {
     const name = arg.copyString(4096);
@@ -77,10 +81,17 @@ export class VfioCore {
     const g = groupFile.group;
     const device = g.iommuGroup.devices.find((d) => d.name === name);
     if (device === undefined) return -ENODEV;
+    const fdno = current.unusedFd();
+    if (fdno < 0) return fdno;
     if (g.container === null || g.container.iommu === null) return -EINVAL;
     if (this.deviceFileFactory === null) return -ENODEV;
-    const file = this.deviceFileFactory(device, groupFile, current);
+    const file = this.deviceFileFactory(device, current, () => {
+      g.openDevices--;
+      groupFile.release();
+    });
     if (typeof file === 'number') return file;
+    g.openDevices++;
+    groupFile.refs++;
     return current.installFd(file);
   }
 }
