@@ -54,8 +54,10 @@ export class Process implements Current {
     for (let fd = 0; fd < 3; fd++) this.fds.set(fd, new Tty());
   }
 
-  /** open(2) of a device node or a sysfs file this host models. */
+  /** open(2) of a device node or a sysfs file this host models; the descriptor comes first (EMFILE). */
   open(path: string): number {
+    const fd = this.unusedFd();
+    if (fd < 0) return fd;
     const file = this.host.openPath(path, this);
     if (typeof file === 'number') return file;
     return this.installFd(file);
