@@ -28,7 +28,7 @@ import {
 import type { IommufdCtx } from './ctx.ts';
 import { hwptAttach } from './device.ts';
 import { iommufdDriver } from './driver-ops.ts';
-import { nextFd, respond, respondAndFinalize, type Ucmd } from './main.ts';
+import { respond, respondAndFinalize, type Ucmd } from './main.ts';
 import {
   Fault,
   FaultFile,
@@ -259,7 +259,7 @@ export function iommufdFaultAlloc(u: Ucmd): number {
   if (c.flags !== 0) return -EOPNOTSUPP;
   const fault = u.ctx.alloc(new Fault());
   if (typeof fault === 'number') return fault;
-  const fd = nextFd(u.current);
+  const fd = u.current.unusedFd();
   if (fd < 0) {
     u.ctx.abortAndDestroy(fault);
     return fd;

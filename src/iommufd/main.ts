@@ -128,12 +128,6 @@ export function respondAndFinalize(u: Ucmd, obj: IommufdObject, size: number): n
   return 0;
 }
 
-/** The descriptor get_unused_fd_flags would return (the lowest free one), or -EMFILE. */
-export function nextFd(current: Current): number {
-  for (let fd = 0; fd < 1024; fd++) if (current.fdget(fd) === undefined) return fd;
-  return -EMFILE;
-}
-
 interface IoctlOp {
   ioctlNum: number;
   size: number;

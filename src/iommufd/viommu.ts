@@ -14,7 +14,7 @@ import {
   iommuViommuAlloc,
 } from '../uapi/iommufd.ts';
 import { iommufdDriver } from './driver-ops.ts';
-import { nextFd, respondAndFinalize, type Ucmd } from './main.ts';
+import { respondAndFinalize, type Ucmd } from './main.ts';
 import { type HwptPaging, type IommufdDevice, Vdevice, Veventq, VeventqFile, Viommu } from './objects.ts';
 
 /**
@@ -96,7 +96,7 @@ export function iommufdVeventqAlloc(u: Ucmd): number {
   if (typeof q === 'number') return q;
   viommu.users++;
   viommu.veventqs.push(q);
-  const fd = nextFd(u.current);
+  const fd = u.current.unusedFd();
   if (fd < 0) {
     ctx.abortAndDestroy(q);
     return fd;
