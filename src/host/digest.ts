@@ -126,23 +126,15 @@ function tableLeaves(mem: PhysMem, table: number, ias: number, sl0: number | und
 /** The leaves of one domain's tables as its hardware reads them. */
 function domainLeaves(host: Host, domain: IommuDomain): string {
   const h = new Hash();
-  const d = domain as unknown as {
-    pgtbl?: { pgd: number; startLevel: number; pgdBytes: number } | null;
-    pt?: { root: number; levels: number };
-    id?: number;
-  };
-  if (d.pgtbl) lpaeLeaves(host.phys, d.pgtbl.pgd, d.pgtbl.startLevel, d.pgtbl.pgdBytes / 8, 0, h);
-  else if (d.pt) vtdLeaves(host.phys, d.pt.root, d.pt.levels, 0, h);
-  else if (d.id !== undefined) {
-    // virtio-iommu: the device's mapping table for this domain is what endpoint DMA sees.
-    const dev = (host.iommu as unknown as { device?: { domains: Map<number, { tree: Iterable<unknown> }> } })
-      .device;
-    for (const m of dev?.domains.get(d.id)?.tree ?? []) {
-      const x = m as { iova: number; size: number; pa: number; flags: number };
-      h.num(x.iova);
-      h.num(x.size);
-      h.num(x.pa);
-      h.word(x.flags);
+  const t = domain.hwTables();
+  if (t?.kind === 'lpae') lpaeLeaves(host.phys, t.pgd, t.startLevel, t.entries, 0, h);
+  else if (t?.kind === 'vtd') vtdLeaves(host.phys, t.root, t.levels, 0, h);
+  else if (t?.kind === 'mappings') {
+    for (const m of t.mappings) {
+      h.num(m.iova);
+      h.num(m.size);
+      h.num(m.pa);
+      h.word(m.flags);
     }
   }
   return h.value;

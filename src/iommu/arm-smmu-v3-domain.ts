@@ -19,7 +19,7 @@ import {
 import { CMD_TLBI_NH_ALL, CMD_TLBI_NH_ASID, CMD_TLBI_S12_VMALL } from '../smmu/index.ts';
 import { ENOMEM, ERANGE } from '../uapi/errno.ts';
 import type { ArmSmmuV3 } from './arm-smmu-v3.ts';
-import { IommuDomain, modPow2 } from './domain.ts';
+import { type DomainTables, IommuDomain, modPow2 } from './domain.ts';
 import type { IotlbGather, NestedS1Config, S1FaultRecord } from './types.ts';
 
 export type ArmSmmuStage = 'S1' | 'S2' | 'NESTED';
@@ -140,6 +140,13 @@ export class ArmSmmuDomain extends IommuDomain {
 
   leafSize(iova: number): number {
     return this.lookup(iova) ? POW2[this.probe.sizeLg2] : 0;
+  }
+
+  override hwTables(): DomainTables {
+    const t = this.pgtbl;
+    return t === null
+      ? null
+      : { kind: 'lpae', pgd: t.pgd, startLevel: t.startLevel, entries: t.pgdBytes / 8 };
   }
 
   /** The PA and the rest of its leaf from one walk (vfio's unmap loop asks for both per leaf). */

@@ -32,6 +32,16 @@ export function modPow2(x: number, lg2: number): number {
   return lg2 === 32 ? x >>> 0 : x % POW2[lg2];
 }
 
+/**
+ * What the IOMMU hardware reads for a domain (for state digests and views): an LPAE table from its
+ * pgd, a VT-d second-level table, or virtio-iommu's device-side mapping list; null before it has any.
+ */
+export type DomainTables =
+  | { kind: 'lpae'; pgd: number; startLevel: number; entries: number }
+  | { kind: 'vtd'; root: number; levels: number }
+  | { kind: 'mappings'; mappings: Iterable<{ iova: number; size: number; pa: number; flags: number }> }
+  | null;
+
 export abstract class IommuDomain {
   abstract readonly driver: IommuDriver;
   type: DomainType = 'unmanaged';
@@ -87,6 +97,10 @@ export abstract class IommuDomain {
     const leaf = pa < 0 ? 0 : this.leafSize(iova);
     this.resolvedRemaining = leaf === 0 ? 0 : leaf - modPow2(iova, fls(leaf));
     return pa;
+  }
+  /** The tables the hardware walks for this domain (see DomainTables). */
+  hwTables(): DomainTables {
+    return null;
   }
   /** Flushes the IOTLB for the gathered range (iommu_iotlb_sync). */
   iotlbSync(_gather: IotlbGather): void {}

@@ -11,7 +11,7 @@ import type { PhysMem } from '../mm/physmem.ts';
 import { fls } from '../pgtable/index.ts';
 import { EFAULT, ENOMEM } from '../uapi/errno.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
-import { IommuDomain, modPow2 } from './domain.ts';
+import { type DomainTables, IommuDomain, modPow2 } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
 import type { Device, IommuHw } from './group.ts';
 import { IOMMU_READ, IOMMU_WRITE, type IommuCap, type IotlbGather, type ResvRegion } from './types.ts';
@@ -77,6 +77,10 @@ class IntelDomain extends IommuDomain {
 
   leafSize(iova: number): number {
     return this.pt.lookup(iova) ? this.pt.outSize : 0;
+  }
+
+  override hwTables(): DomainTables {
+    return { kind: 'vtd', root: this.pt.root, levels: this.pt.levels };
   }
 
   protected override resolve(iova: number): number {

@@ -10,7 +10,7 @@
 import type { PhysMem } from '../mm/physmem.ts';
 import { EINVAL } from '../uapi/errno.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
-import { IommuDomain } from './domain.ts';
+import { type DomainTables, IommuDomain } from './domain.ts';
 import type { IommuDriver } from './driver.ts';
 import type { Device, IommuHw } from './group.ts';
 import { X86_MSI_WINDOW } from './intel.ts';
@@ -198,6 +198,12 @@ class VirtioDomain extends IommuDomain {
   leafSize(iova: number): number {
     const m = this.mappings.find(iova);
     return m === undefined ? 0 : m.size;
+  }
+
+  /** The device's mapping table for this domain: what endpoint DMA sees (the driver's may differ). */
+  override hwTables(): DomainTables {
+    const t = this.driver.device.domains.get(this.id);
+    return t === undefined ? null : { kind: 'mappings', mappings: t.tree };
   }
 
   /** A mapping is any multiple of 4 KiB at any 4 KiB boundary: the rest of it is to its own end. */
