@@ -104,6 +104,11 @@ export const PROBE_OPS: Record<string, OpSpec> = {
   attach_pt: { args: { hwpt: n, ioas: n, pt_id: n }, iommufd: true },
   detach_pt: { args: {}, iommufd: true },
   destroy: { args: { hwpt: n, viommu: n, vdevice: n, ioas: n, veventq: n, id: n }, iommufd: true },
+  raw: {
+    args: { req: n, len: n, w0: n, w1: n, w2: n, w3: n, w4: n, w5: n, w6: n, w7: n, bad: n, arg: n },
+    required: ['req'],
+    iommufd: true,
+  },
   invalidate: {
     args: {
       v: n,

@@ -989,6 +989,23 @@ export class ProbeProcess {
     this.end();
   }
 
+  /**
+   * raw req= [w0..w7=] [bad=1 | arg=N]: an ioctl on the iommufd with a 256-byte argument whose first
+   * words are w0..w7 (the rest zero), an unmapped pointer (bad), or a plain value (arg); prints the
+   * first six words after the call (the oracle's own op, for dispatch and compat answers).
+   */
+  op_raw(): void {
+    const b = new Uint8Array(256);
+    const v = new DataView(b.buffer);
+    for (let i = 0; i < 8; i++) if (this.has(`w${i}`)) v.setUint32(i * 4, this.u32(`w${i}`, 0n), true);
+    const req = this.u32('req', 0n);
+    const arg = this.has('bad') ? 8 : this.has('arg') ? Number(this.argu('arg', 0n)) : b;
+    this.begin('raw');
+    this.res(this.proc.ioctl(this.ifd, req, arg));
+    this.rec.out = [0, 1, 2, 3, 4, 5].map((i) => v.getUint32(i * 4, true));
+    this.end();
+  }
+
   op_destroy(): void {
     const id = this.has('id')
       ? this.u32('id', 0n)
