@@ -68,6 +68,9 @@ describe('the host option', () => {
   });
 });
 
+// Oracle x16-iommufd-dispatch (6.18 iommufd): size 8 EINVAL, a non-zero tail E2BIG, EFAULT, numbers
+// outside the table ENOTTY (seq 1-7); API version 0, CHECK_EXTENSION(3) 1 and (6) 0, SET_IOMMU(3) ENODEV
+// and (6) EINVAL (seq 16-21); RLIMIT_MODE EBUSY once an object exists, EPERM without CAP_SYS_RESOURCE.
 describe('ioctl dispatch on /dev/iommu (main.c iommufd_fops_ioctl)', () => {
   const { proc, ifd } = setup();
   it('size below the minimum: EINVAL; a longer struct: zero tail fine, non-zero tail E2BIG', () => {
