@@ -40,6 +40,8 @@ export class Process implements Current {
   readonly task: Task;
   readonly mm: MmStruct;
   private readonly fds = new Map<number, KernelFile>();
+  /** No descriptor below this is free (the kernel's files->next_fd): a full table fills in O(n). */
+  private nextFd = 0;
   private exited = false;
 
   constructor(
@@ -68,6 +70,7 @@ export class Process implements Current {
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
     this.fds.delete(fd);
+    if (fd < this.nextFd) this.nextFd = fd;
     f.release?.(this);
     return 0;
   }
@@ -195,12 +198,15 @@ export class Process implements Current {
   installFd(file: KernelFile): number {
     const fd = this.unusedFd();
     if (fd < 0) file.release?.(this);
-    else this.fds.set(fd, file);
+    else {
+      this.fds.set(fd, file);
+      this.nextFd = fd + 1;
+    }
     return fd;
   }
 
   unusedFd(): number {
-    for (let fd = 0; fd < MAX_FDS; fd++) if (!this.fds.has(fd)) return fd;
+    for (let fd = this.nextFd; fd < MAX_FDS; fd++) if (!this.fds.has(fd)) return fd;
     return -EMFILE;
   }
 }

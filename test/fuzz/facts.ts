@@ -25,11 +25,15 @@ export const EBUSY = 16;
 export const EEXIST = 17;
 export const ENODEV = 19;
 export const EINVAL = 22;
+export const EMFILE = 24;
 export const ENOTTY = 25;
 export const ENOSPC = 28;
 export const ERANGE = 34;
 export const EOVERFLOW = 75;
 export const EBADFD = 77;
+
+/** RLIMIT_NOFILE's default soft limit: the 1025th descriptor is EMFILE (O: oracle fill_fds, 1018 + 6). */
+export const NOFILE = 1024;
 
 export interface KernelFacts {
   /** GET_INFO capability chain (5.4+, §3.7); 3.19 answers 16 bytes, flags 0 (SE §3.4). */

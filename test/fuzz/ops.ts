@@ -38,6 +38,8 @@ export type RawArg =
 export type Op =
   | { k: 'open'; what: 'container' | 'group' | 'group-bad' | 'sysfs' | 'eventfd' | 'iommufd' | 'cdev' }
   | { k: 'close'; fd: FdSel }
+  /** eventfd(2) until the table is full (NOFILE), then one more: EMFILE, and every later open too. */
+  | { k: 'fillFds' }
   | { k: 'api'; fd: FdSel }
   | { k: 'ext'; fd: FdSel; ext: number }
   | { k: 'setIommu'; fd: FdSel; type: number }
@@ -357,6 +359,7 @@ export function opArb(raw = 3): fc.Arbitrary<Op> {
         .map((what) => ({ k: 'open', what }) as Op),
     },
     { weight: 2, arbitrary: fdArb('any').map((fd): Op => ({ k: 'close', fd })) },
+    { weight: 1, arbitrary: fc.constant<Op>({ k: 'fillFds' }) },
     { weight: 1, arbitrary: c.map((fd): Op => ({ k: 'api', fd })) },
     {
       weight: 2,

@@ -22,6 +22,7 @@ import {
   EEXIST,
   EFAULT,
   EINVAL,
+  EMFILE,
   ENODEV,
   ENOENT,
   ENOMEM,
@@ -35,6 +36,7 @@ import {
   hostFacts,
   KERNEL_FACTS,
   type KernelFacts,
+  NOFILE,
   type Range,
   type Stage,
   TWO_64,
@@ -242,8 +244,14 @@ export class Shadow {
       }
   }
 
-  /** open(2) of the paths the fuzzer uses. */
+  /** get_unused_fd_flags: -EMFILE once NOFILE descriptors are open. */
+  private fdFull(p: SProc): boolean {
+    return p.fds.size >= NOFILE;
+  }
+
+  /** open(2) of the paths the fuzzer uses: the descriptor first (O: EMFILE even for a missing path). */
   open(p: SProc, path: string): Prediction {
+    if (this.fdFull(p)) return certain(-EMFILE);
     if (path === '/dev/vfio/vfio') {
       const c: SContainer = {
         id: this.nextContainer++,
@@ -286,6 +294,7 @@ export class Shadow {
   }
 
   eventfd(p: SProc): Prediction {
+    if (this.fdFull(p)) return certain(-EMFILE);
     return certain(this.install(p, { kind: 'eventfd' }));
   }
 
@@ -865,6 +874,9 @@ export class Shadow {
           if (this.cfg.kernel === '3.19' && noIommu) return uncertain('3.19 GET_DEVICE_FD check order');
           return certain(-ENODEV);
         }
+        // 6.x takes the descriptor before the open's container check (O: EMFILE, not EINVAL).
+        if (this.fdFull(p))
+          return this.cfg.kernel === '3.19' ? uncertain('3.19 GET_DEVICE_FD check order') : certain(-EMFILE);
         if (noIommu) return certain(-EINVAL);
         g.devices++;
         return certain(this.install(p, { kind: 'device', g }));

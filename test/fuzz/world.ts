@@ -297,6 +297,27 @@ export class World {
         }
         return r;
       }
+      case 'fillFds': {
+        // Fill the table with eventfds (the model's and the shadow's alike, unchecked one by one), check
+        // what a full table answers (eventfd, open, GET_DEVICE_FD: EMFILE), then close the fillers again,
+        // so later steps do not carry a thousand descriptors.
+        const fillers: number[] = [];
+        for (let fd = p.eventfd(); fd >= 0; fd = p.eventfd()) {
+          if (sh && sp) sh.eventfd(sp);
+          fillers.push(fd);
+        }
+        const out = [
+          this.syscall(sh && sp ? () => sh.eventfd(sp) : null, () => p.eventfd()),
+          this.run({ k: 'open', what: 'container' }),
+          this.run({ k: 'open', what: 'group-bad' }),
+          this.run({ k: 'device', fd: { sel: 'group', i: 0 }, name: 'good' }),
+        ];
+        for (const fd of fillers) {
+          p.close(fd);
+          if (sh && sp) sh.close(sp, fd);
+        }
+        return out.join(',');
+      }
       case 'close': {
         const fd = this.fd(op.fd);
         return this.syscall(sh && sp ? () => sh.close(sp, fd) : null, () => p.close(fd));
