@@ -42,6 +42,12 @@ export interface KernelProfile {
   nesting: 'set-attr' | 'enable-nesting' | 'removed';
   /** Paging domains are allocated for a device and finalised at once (6.11+: iommu_paging_domain_alloc). */
   pagingDomainFinalisedAtAlloc: boolean;
+  /**
+   * GET_DEVICE_FD tests the container before the name and takes the descriptor after the open (3.x-4.x
+   * vfio_group_get_device_fd); 6.x looks the name up first and takes the descriptor before the open
+   * (oracle x14, test/vfio/device.test.ts).
+   */
+  deviceFdContainerFirst: boolean;
   /** vfio claims DMA ownership of the group at SET_CONTAINER (5.19+). */
   dmaOwnership: boolean;
   /**
@@ -94,6 +100,7 @@ const base: KernelProfile = {
   nesting: 'enable-nesting',
   pagingDomainFinalisedAtAlloc: true,
   dmaOwnership: true,
+  deviceFdContainerFirst: false,
   coherencyEnforced: true,
   writeOnlyReadable: true,
   defaultMemlock: 8n << 20n,
@@ -121,6 +128,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     nesting: 'set-attr',
     pagingDomainFinalisedAtAlloc: false,
     dmaOwnership: false,
+    deviceFdContainerFirst: true,
     coherencyEnforced: false,
     defaultMemlock: 64n << 10n,
     longtermPinsZeroPage: true,

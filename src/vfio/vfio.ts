@@ -73,17 +73,23 @@ export class VfioCore {
   /**
    * VFIO_GROUP_GET_DEVICE_FD (vfio_group_ioctl_get_device_fd): the device by name (ENODEV), a free
    * descriptor (EMFILE), then the open, which needs the group in a container whose IOMMU type is set
-   * (EINVAL). An open device holds the group file and counts against UNSET_CONTAINER (EBUSY).
+   * (EINVAL). 3.19 tests the container first and takes the descriptor after the open. An open device
+   * holds the group file and counts against UNSET_CONTAINER (EBUSY).
    */
   getDeviceFd(current: Current, groupFile: VfioGroupFile, arg: UserArg): number {
     const name = arg.copyString(4096);
     if (typeof name === 'number') return name;
     const g = groupFile.group;
+    const noIommu = g.container === null || g.container.iommu === null;
+    const containerFirst = this.profile.deviceFdContainerFirst;
+    if (containerFirst && noIommu) return -EINVAL;
     const device = g.iommuGroup.devices.find((d) => d.name === name);
     if (device === undefined) return -ENODEV;
-    const fdno = current.unusedFd();
-    if (fdno < 0) return fdno;
-    if (g.container === null || g.container.iommu === null) return -EINVAL;
+    if (!containerFirst) {
+      const fdno = current.unusedFd();
+      if (fdno < 0) return fdno;
+      if (noIommu) return -EINVAL;
+    }
     if (this.deviceFileFactory === null) return -ENODEV;
     const file = this.deviceFileFactory(device, current, () => {
       g.openDevices--;
@@ -92,6 +98,7 @@ export class VfioCore {
     if (typeof file === 'number') return file;
     g.openDevices++;
     groupFile.refs++;
+    // installFd releases the file when the table is full: 3.19's EMFILE after the open.
     return current.installFd(file);
   }
 }

@@ -81,6 +81,11 @@ export interface KernelFacts {
    * and true/false on 6.1 and 6.12; enable/disable too on 6.18.
    */
   boolWords: RegExp;
+  /**
+   * GET_DEVICE_FD tests the container first and takes the descriptor after the open (3.19: its
+   * vfio_group_get_device_fd, not recorded); 6.x looks the name up first (O x14-device-edges).
+   */
+  deviceFdContainerFirst: boolean;
 }
 
 /** Each kernel as the one before it plus what changed (§8 change log). */
@@ -104,6 +109,7 @@ const F_6_1: KernelFacts = {
   endOfSpaceBug: true,
   noiommu: true,
   boolWords: /^([yYnN01tTfF]|[oO][nNfF])/,
+  deviceFdContainerFirst: false,
 };
 const F_6_12: KernelFacts = {
   ...F_6_1,
@@ -127,6 +133,7 @@ export const KERNEL_FACTS: Record<KernelVersion, KernelFacts> = {
     defaultMemlock: 64n << 10n,
     noiommu: false,
     boolWords: /^[yYnN01]/,
+    deviceFdContainerFirst: true,
   },
   '6.1': F_6_1,
   '6.12': F_6_12,

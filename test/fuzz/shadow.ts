@@ -865,19 +865,17 @@ export class Shadow {
         this.detach(g);
         return certain(0);
       case REQ.GROUP_GET_DEVICE_FD: {
-        // strndup_user of the name; ENODEV for an unknown name, then EINVAL unless the container has
-        // an IOMMU (vfio_device_assign_container). 3.19 tests the container first (UNVERIFIED).
+        // 6.x (O x14): the name (ENODEV), a descriptor (EMFILE), then the open's container check
+        // (EINVAL). 3.19: the container first, then the name, the open, and the descriptor last
+        // (its vfio_group_get_device_fd; test/vfio/device.test.ts).
         const name = readString(arg);
         if (typeof name === 'number') return certain(name);
         const noIommu = g.container === null || g.container.type === 0;
-        if (name !== this.deviceName) {
-          if (this.cfg.kernel === '3.19' && noIommu) return uncertain('3.19 GET_DEVICE_FD check order');
-          return certain(-ENODEV);
-        }
-        // 6.x takes the descriptor before the open's container check (O: EMFILE, not EINVAL).
-        if (this.fdFull(p))
-          return this.cfg.kernel === '3.19' ? uncertain('3.19 GET_DEVICE_FD check order') : certain(-EMFILE);
-        if (noIommu) return certain(-EINVAL);
+        const order = this.k.deviceFdContainerFirst
+          ? [noIommu && -EINVAL, name !== this.deviceName && -ENODEV, this.fdFull(p) && -EMFILE]
+          : [name !== this.deviceName && -ENODEV, this.fdFull(p) && -EMFILE, noIommu && -EINVAL];
+        const refused = order.find((e) => e !== false);
+        if (refused !== undefined) return certain(refused);
         g.devices++;
         return certain(this.install(p, { kind: 'device', g }));
       }

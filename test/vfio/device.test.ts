@@ -24,9 +24,10 @@ import {
   VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_REGION_INFO,
 } from '../../src/uapi/index.ts';
+import type { KernelVersion } from '../../src/uapi/profile.ts';
 
-function assigned(iommu: 'intel' | 'virtio') {
-  const host = new Host({ iommu, params: { 'vfio_iommu_type1.allow_unsafe_interrupts': '1' } });
+function assigned(iommu: 'intel' | 'virtio', kernel: KernelVersion = '6.12') {
+  const host = new Host({ kernel, iommu, params: { 'vfio_iommu_type1.allow_unsafe_interrupts': '1' } });
   const proc = host.spawn();
   const c = openContainer(proc) as VfioContainerHandle;
   const g = openGroup(proc, 1) as VfioGroupHandle;
@@ -62,6 +63,20 @@ describe('vfio-pci device fd over the edu', () => {
     expect(opened).toBeGreaterThan(1000);
     expect(g.getDeviceFd(name)).toBe(-EMFILE);
     expect(g.getDeviceFd('0000:00:09.0')).toBe(-ENODEV);
+  });
+
+  // 3.19 (not in the oracle): vfio_group_get_device_fd of the 3.x-4.x kernels tests the container
+  // before looking the name up, and takes the descriptor only after the device's open (its source, as
+  // indexed for 4.x: EINVAL, then ENODEV, then open, then get_unused_fd_flags).
+  it('3.19: the container before the name; EMFILE after the open, which is undone', () => {
+    const { proc, c, g, name } = assigned('intel', '3.19');
+    expect(g.getDeviceFd('0000:00:09.0')).toBe(-EINVAL);
+    expect(g.setContainer(c)).toBe(0);
+    expect(c.setIommu(3)).toBe(0);
+    expect(g.getDeviceFd('0000:00:09.0')).toBe(-ENODEV);
+    while (proc.eventfd() >= 0);
+    expect(g.getDeviceFd(name)).toBe(-EMFILE);
+    expect(g.unsetContainer()).toBe(0); // no device left open by the refused call
   });
 
   for (const iommu of ['intel', 'virtio'] as const)
