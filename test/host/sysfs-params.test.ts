@@ -12,7 +12,13 @@
 
 import { describe, expect, it } from 'vitest';
 import { Host } from '../../src/host/host.ts';
-import { EINVAL, ERANGE } from '../../src/uapi/errno.ts';
+import {
+  openContainer,
+  openGroup,
+  type VfioContainerHandle,
+  type VfioGroupHandle,
+} from '../../src/host/vfio-api.ts';
+import { EINVAL, ENOSPC, ERANGE } from '../../src/uapi/errno.ts';
 import type { KernelVersion } from '../../src/uapi/profile.ts';
 
 const DIR = '/sys/module/vfio_iommu_type1/parameters';
@@ -124,5 +130,44 @@ describe('uint module parameters parse as kstrtouint base 0 (oracle x86 6.1, 6.1
     expect(read('dma_entry_limit')).toBe('7');
     expect(write('dma_entry_limit', '7\n\n')).toBe(-EINVAL);
     expect(write('dma_entry_limit', ' 7')).toBe(-EINVAL);
+  });
+});
+
+/**
+ * What a parameter change reaches (oracle x86 intel 6.12, 2026-11-25, write_file through the x86 probe
+ * patch): dma_entry_limit is read when a container's IOMMU is set — a container set up at 65535 maps a
+ * fourth mapping after the limit went to 2 (dma_avail 65531), the next container gets 2 (its third
+ * MAP_DMA is ENOSPC) — and disable_hugepages leaves GET_INFO's iova_pgsizes (0x40201000) alone.
+ */
+describe('a parameter reaches the containers set up after it', () => {
+  it('dma_entry_limit at SET_IOMMU time; disable_hugepages does not change iova_pgsizes', () => {
+    const host = new Host({ kernel: '6.12', iommu: 'intel' });
+    const p = host.spawn();
+    const setUp = () => {
+      const c = openContainer(p) as VfioContainerHandle;
+      const g = openGroup(p, host.groups[0].id) as VfioGroupHandle;
+      expect([g.setContainer(c), c.setIommu(3)]).toEqual([0, 0]);
+      return { c, g };
+    };
+    const avail = (c: VfioContainerHandle) => {
+      const cap = c.getInfo().info?.caps.find((x) => x.id === 3);
+      return cap !== undefined && 'avail' in cap ? cap.avail : undefined;
+    };
+    const buf = p.mmap(0x10000);
+    const a = setUp();
+    host.setParam('vfio_iommu_type1.dma_entry_limit', '2');
+    for (let i = 0; i < 4; i++)
+      expect(a.c.mapDma({ vaddr: buf + i * 0x1000, iova: 0x100000 * (i + 1), size: 0x1000 })).toBe(0);
+    expect(avail(a.c)).toBe(65531);
+    expect([p.close(a.g.fd), p.close(a.c.fd)]).toEqual([0, 0]);
+    const b = setUp();
+    expect(avail(b.c)).toBe(2);
+    expect(b.c.mapDma({ vaddr: buf, iova: 0x100000, size: 0x1000 })).toBe(0);
+    expect(b.c.mapDma({ vaddr: buf + 0x1000, iova: 0x200000, size: 0x1000 })).toBe(0);
+    expect(b.c.mapDma({ vaddr: buf + 0x2000, iova: 0x300000, size: 0x1000 })).toBe(-ENOSPC);
+    expect([p.close(b.g.fd), p.close(b.c.fd)]).toEqual([0, 0]);
+    host.setParam('vfio_iommu_type1.disable_hugepages', '1');
+    const d = setUp();
+    expect(d.c.getInfo().info?.iovaPgsizes).toBe(0x40201000n);
   });
 });
