@@ -545,16 +545,17 @@ export function opArb(raw = 3): fc.Arbitrary<Op> {
   );
 }
 
-/** Prefixes that reach the interesting states, so most runs do not fail early. */
-export const SETUPS: Op[][] = (() => {
-  const c0: FdSel = { sel: 'container', i: 0 };
-  const g0: FdSel = { sel: 'group', i: 0 };
-  const open: Op[] = [
-    { k: 'open', what: 'container' },
-    { k: 'open', what: 'group' },
-    { k: 'setContainer', fd: g0, target: c0 },
-  ];
-  const mapped = (type: number): Op[] => [
+const c0: FdSel = { sel: 'container', i: 0 };
+const g0: FdSel = { sel: 'group', i: 0 };
+const open: Op[] = [
+  { k: 'open', what: 'container' },
+  { k: 'open', what: 'group' },
+  { k: 'setContainer', fd: g0, target: c0 },
+];
+
+/** The group in the first container with IOMMU `type`, and 16 KiB at IOVA 1 MiB mapped. */
+export function mappedSetup(type: number): Op[] {
+  return [
     ...open,
     { k: 'setIommu', fd: c0, type },
     {
@@ -568,6 +569,11 @@ export const SETUPS: Op[][] = (() => {
       via: 'bytes',
     },
   ];
+}
+
+/** Prefixes that reach the interesting states, so most runs do not fail early. */
+export const SETUPS: Op[][] = (() => {
+  const mapped = mappedSetup;
   const bar: Op[] = [
     ...mapped(3),
     { k: 'device', fd: { sel: 'group', i: 0 }, name: 'good' },

@@ -19,6 +19,7 @@ import { EFAULT } from '../../src/uapi/errno.ts';
 import type { KernelVersion } from '../../src/uapi/profile.ts';
 import { Vmm } from '../../src/vmm/vmm.ts';
 import type { FuzzConfig } from './facts.ts';
+import { mappedSetup, type Op } from './ops.ts';
 import { World } from './world.ts';
 
 function assigned(kernel: KernelVersion, iommu: 'intel' | 'virtio' | 'smmuv3', type = 3) {
@@ -204,20 +205,17 @@ describe('regressions found by the fuzzers', () => {
 describe('the fuzz checks themselves', () => {
   const cfg: FuzzConfig = { kernel: '6.12', iommu: 'smmuv3', params: {} };
   const setup = (w: World) => {
-    w.step({ k: 'open', what: 'container' });
-    w.step({ k: 'open', what: 'group' });
-    w.step({ k: 'setContainer', fd: { sel: 'group', i: 0 }, target: { sel: 'container', i: 0 } });
-    w.step({ k: 'setIommu', fd: { sel: 'container', i: 0 }, type: 3 });
-    w.step({
-      k: 'map',
-      fd: { sel: 'container', i: 0 },
-      iova: 0x10_0000n,
-      size: 0x4000n,
-      va: { r: 0, page: 0, off: 0 },
-      flags: 3,
-      argsz: 32,
-      via: 'bytes',
-    });
+    for (const op of mappedSetup(3)) w.step(op);
+  };
+  /** UNMAP_DMA of what setup mapped. */
+  const unmapAll: Op = {
+    k: 'unmap',
+    fd: { sel: 'container', i: 0 },
+    iova: 0x10_0000n,
+    size: 0x4000n,
+    flags: 0,
+    argsz: 24,
+    via: 'bytes',
   };
 
   it('a stray leaf in the stage-1 table is an isolation breach', () => {
@@ -230,17 +228,9 @@ describe('the fuzz checks themselves', () => {
     mem.writeU32(leafSlot + 16 * 8, mem.readU32(leafSlot));
     mem.writeU32(leafSlot + 16 * 8 + 4, mem.readU32(leafSlot + 4));
     expect(() => w.step({ k: 'setIommu', fd: { sel: 'container', i: 0 }, type: 3 })).not.toThrow(); // fails, no check
-    expect(() =>
-      w.step({
-        k: 'unmap',
-        fd: { sel: 'container', i: 0 },
-        iova: 0x10_0000n,
-        size: 0x4000n,
-        flags: 0,
-        argsz: 24,
-        via: 'bytes',
-      }),
-    ).toThrow(/the device reaches IOVA 0x110000\+0x1000 -> PA 0x[0-9a-f]+, which no mapping covers/);
+    expect(() => w.step(unmapAll)).toThrow(
+      /the device reaches IOVA 0x110000\+0x1000 -> PA 0x[0-9a-f]+, which no mapping covers/,
+    );
   });
 
   it('an answer that differs from the references is reported with the step and host', () => {
@@ -266,17 +256,9 @@ describe('the fuzz checks themselves', () => {
       }
       return real(fd, req, arg);
     };
-    expect(() =>
-      w.step({
-        k: 'unmap',
-        fd: { sel: 'container', i: 0 },
-        iova: 0x10_0000n,
-        size: 0x4000n,
-        flags: 0,
-        argsz: 24,
-        via: 'bytes',
-      }),
-    ).toThrow(/returned -EINVAL, the references say 0|failed but changed the state/);
+    expect(() => w.step(unmapAll)).toThrow(
+      /returned -EINVAL, the references say 0|failed but changed the state/,
+    );
   });
 });
 

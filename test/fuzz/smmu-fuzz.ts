@@ -64,6 +64,13 @@ export interface SmmuCase {
 }
 
 const small = (max: number) => fc.integer({ min: 0, max });
+/** A table base: the first tables, any table page, or `outside` (end of RAM, or beyond the PA size). */
+const tableBaseArb = (outside: number) =>
+  fc.oneof(
+    fc.constantFrom(TABLES, TABLES + 8 * 4096),
+    small(TABLE_PAGES - 1).map((i) => TABLES + i * 4096),
+    fc.constantFrom(MEM_BYTES, outside),
+  );
 const flipsArb = fc.array(fc.tuple(small(15), small(31)), { maxLength: 3 });
 
 const randomSteArb: fc.Arbitrary<SmmuAction> = fc.record({
@@ -88,11 +95,7 @@ const randomSteArb: fc.Arbitrary<SmmuAction> = fc.record({
     S2R: small(1),
     S2PTW: small(1),
     S2AFFD: small(1),
-    S2TTB: fc.oneof(
-      fc.constantFrom(TABLES, TABLES + 8 * 4096),
-      small(TABLE_PAGES - 1).map((i) => TABLES + i * 4096),
-      fc.constantFrom(MEM_BYTES, 2 ** 40 + 0x1000),
-    ),
+    S2TTB: tableBaseArb(2 ** 40 + 0x1000),
     STRW: small(3),
   }),
   flips: flipsArb,
@@ -117,11 +120,7 @@ const randomCdArb: fc.Arbitrary<SmmuAction> = fc.record({
     HA: small(1),
     HD: small(1),
     ASID: small(3),
-    TTB0: fc.oneof(
-      fc.constantFrom(TABLES, TABLES + 8 * 4096),
-      small(TABLE_PAGES - 1).map((i) => TABLES + i * 4096),
-      fc.constantFrom(MEM_BYTES, 2 ** 40),
-    ),
+    TTB0: tableBaseArb(2 ** 40),
   }),
   flips: flipsArb,
   inval: fc.boolean(),

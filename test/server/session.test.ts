@@ -234,6 +234,7 @@ describe('Session: the model side of vfio-nest serve', () => {
     expect(r.host.edus.get('0000:00:01.0')!.buffer[0]).toBe(0x5a);
   });
 
+  // vfio-type1.md §3.4: a second open of a group node is EBUSY while the first file is open.
   it('dup shares the open file: the group stays open until its last fd is closed', () => {
     const r = rig();
     expect(request(r.session, { type: REQ_DUP, fd: r.container, a: 30n }).ret).toBe(30);
@@ -249,6 +250,8 @@ describe('Session: the model side of vfio-nest serve', () => {
     expect(request(r.session, { type: REQ_CLOSE, fd: 31 }).ret).toBe(-EBADF);
   });
 
+  // vfio-type1.md §3.5 table: a non-container fd EINVAL until 6.1, EBADFD from 6.2 (R); fd < 0 EINVAL
+  // on 3.x, fdget's EBADF from 6.1 (R); a closed fd EBADF everywhere.
   it("SET_CONTAINER's fd is the client's: an open non-VFIO fd, a closed one, -1", () => {
     for (const [kernel, notContainer, negative] of [
       ['6.12', EBADFD, EBADF],
