@@ -11,7 +11,7 @@
 
 import type { Current, KernelFile } from '../mm/file.ts';
 import { copyStructFromUser, type UserArg } from '../mm/uaccess.ts';
-import { EFAULT, EINVAL, EMFILE, ENODEV, ENOTTY } from '../uapi/errno.ts';
+import { EFAULT, EINVAL, ENODEV, ENOTTY } from '../uapi/errno.ts';
 import {
   IOMMU_DESTROY,
   IOMMU_FAULT_QUEUE_ALLOC,

@@ -14,8 +14,13 @@ export interface PgtableMemory {
 
 /** Memory whose 4 KiB frames can be read as words in place (PhysMem): a descriptor in one lookup. */
 export interface FrameMemory extends PgtableMemory {
-  /** The words of the 4 KiB frame holding `addr`; undefined when it has none to give (use readU32). */
+  /**
+   * The words of the 4 KiB frame holding `addr`; undefined when it has none to give (use readU32).
+   * The array stays the frame's words until `framesDropped` changes (callers may keep it till then).
+   */
   wordsAt(addr: number): Uint32Array | undefined;
+  /** Counts the frames whose words were ever dropped (freed, zeroed whole, attached elsewhere). */
+  readonly framesDropped: number;
 }
 
 /** Linux `include/linux/iommu.h` protection flags, same values. */

@@ -5,7 +5,9 @@
  * Why a second walker: the general one walks stage 1 and calls back for each table address, and the
  * caller walks stage 2 in turn, six `walk()` calls and twenty-four hook calls for the 24 reads of a
  * 4 + 4 level miss; that cost 3x the 24 reads themselves (bench `nested-miss`, DESIGN.md: "keep a
- * separate fast path only where a benchmark shows the general one costs more than 1.5x").
+ * separate fast path only where a benchmark shows the general one costs more than 1.5x"). The stage-2
+ * walks are written inside the stage-1 loop, not called: a function that large is not inlined, and
+ * five calls a walk cost ~10% (bench nested-miss, 2026-11-25).
  *
  * It decides no fault. At the first thing the common case does not have (an invalid or reserved
  * descriptor, an address out of range or outside memory, a missing access flag, a permission not
@@ -29,167 +31,224 @@ import {
   type WalkResult,
 } from './walk.ts';
 
-/**
- * Where the walk may read descriptors: stage-2 table reads must lie in [ramBase, fetchEnd) (in RAM
- * and below 2^OAS: descriptors are 8-byte aligned, so `pa < 2^OAS` is `pa + 8 <= 2^OAS`), stage-1
- * table reads (PAs from stage 2) in [ramBase, ramEnd).
- */
-export interface NestedWalkBounds {
-  /** First byte of RAM. */
-  ramBase: number;
-  /** First byte past RAM. */
-  ramEnd: number;
-  /** min(ramEnd, 2^OAS). */
-  fetchEnd: number;
-  /** STE.S2PTW: a stage-1 table fetch from a stage-2 Device page is a fault. */
-  s2ptw: boolean;
-  /** STE.S2FWB: MemAttr[2] = 0 is Device (else MemAttr[3:2] = 0b00). */
-  s2fwb: boolean;
-}
-
-// Descriptor addresses are decoded inline, as in walk(), not by descriptors.ts decodeAddress: the
-// call costs ~10% per walk (A/B of both walkers, 2026-11-25); the differential test checks the results.
 const TWO_32 = 4294967296;
-
-// A descriptor's two words come from one frame lookup where the memory has the frame (it is
-// 8-byte aligned, never split across frames): half the lookups of two readU32s, the 2-D miss
-// 590 -> 505 ns (bench nested-miss). Inline: a helper writing module variables cost back most of it.
-
-/**
- * Translates IPA `ipa` through stage 2 `r` for `access`, reading every descriptor with the stage-2
- * fetch checks (in range, in RAM). Fills `out` as walk() does on success; false on anything else.
- */
-function s2(
-  mem: FrameMemory,
-  r: WalkRegime,
-  ipa: number,
-  access: number,
-  out: WalkResult,
-  b: NestedWalkBounds,
-): boolean {
-  if (!(ipa < r.inputLimit)) return false;
-  const inv = r.inv;
-  const idxMask = r.idxMask;
-  const oaLimit = r.oaLimit;
-  const lpa = r.lpa;
-  const ramBase = b.ramBase;
-  const fetchEnd = b.fetchEnd;
-  let level = r.startLevel;
-  let table = r.ttb;
-  for (let reads = 1; ; reads++) {
-    const pa = table + (Math.floor(ipa * inv[level]) & idxMask[level]) * 8;
-    if (pa < ramBase || pa + 8 > fetchEnd) return false;
-    const w = mem.wordsAt(pa);
-    const lo = w !== undefined ? w[(pa & 0xfff) >>> 2] : mem.readU32(pa) >>> 0;
-    const hi = w !== undefined ? w[((pa & 0xfff) >>> 2) + 1] : mem.readU32(pa + 4) >>> 0;
-    if ((lo & 3) === 3 && level < 3) {
-      table = (lo & r.tableLoMask) >>> 0;
-      if ((hi & 0xffff) !== 0 || lpa) {
-        table += (hi & 0xffff) * TWO_32;
-        if (lpa) table += ((lo >>> 12) & 0xf) * POW2[48];
-      }
-      if (!(table < oaLimit)) return false;
-      level++;
-      continue;
-    }
-    if ((lo & 1) === 0 || (level === 3 ? (lo & 2) === 0 : r.block[level] === 0)) return false;
-    if ((lo & 0x400) === 0 && !r.affd) return false;
-    const shift = r.shift[level];
-    let base: number;
-    if (shift >= 32) base = (hi & 0xffff & ~((1 << (shift - 32)) - 1)) * TWO_32;
-    else base = (hi & 0xffff) * TWO_32 + ((lo & ~((1 << shift) - 1)) >>> 0);
-    if (lpa) base += ((lo >>> 12) & 0xf) * POW2[48];
-    if (!(base < oaLimit)) return false;
-    const perms = s2Permissions(r, lo, hi);
-    if ((perms & S2_NEED[access & 7]) === 0) return false;
-    out.fault = FAULT_NONE;
-    out.reads = reads;
-    out.level = level;
-    out.sizeLg2 = shift;
-    out.perms = perms;
-    out.descLo = lo;
-    out.descHi = hi;
-    out.descAddr = pa;
-    out.oa = base + (ipa - Math.floor(ipa * inv[level]) * POW2[shift]);
-    return true;
-  }
-}
+const FRAME = 4096;
+/** What a stage-1 table fetch needs at stage 2: a privileged data read. */
+const FETCH_NEED = S2_NEED[ACCESS_READ | ACCESS_PRIV];
+/** Frame memo slots, by level: stage-1 descriptors, stage 2 of their addresses, stage 2 of the output. */
+const SLOT_S1 = 0;
+const SLOT_S2_FETCH = 4;
+const SLOT_S2_OUT = 8;
 
 /**
- * The 2-D walk of `ia` for `access` (ACCESS_* bits): stage 1 `r1` with every table address an IPA
- * translated by stage 2 `r2` (a privileged data read), then the output IPA through stage 2. On success
- * `s1Out` and `s2Out` hold what the general walks would (the final stage-2 walk in `s2Out`) and the
- * result is true; otherwise false and the caller walks with `walk()`. `s2Fetch` is scratch.
+ * Where the walk may read descriptors, and its memo of the frames it read them from.
+ *
+ * Stage-2 table reads must lie in [ramBase, fetchEnd) (in RAM and below 2^OAS: descriptors are 8-byte
+ * aligned, so `pa < 2^OAS` is `pa + 8 <= 2^OAS`), stage-1 table reads (PAs from stage 2) in
+ * [ramBase, ramEnd).
+ *
+ * The memo keeps, for each stage and level, the last frame a descriptor came from and its words
+ * (`FrameMemory.wordsAt`): walks of nearby addresses read the same tables, so most reads skip the
+ * memory's frame lookup and, the frame lying wholly inside the bounds, the range check (the nested
+ * miss 440 -> 285 ns, bench nested-miss). Descriptors are still read each time; the memo holds where
+ * the bytes are, never what they say, and is forgotten when the memory drops any frame (the test
+ * `forgets the frames when the memory drops one`).
  */
-export function walkNestedFast(
-  mem: FrameMemory,
-  r1: WalkRegime,
-  r2: WalkRegime,
-  ia: number,
-  access: number,
-  s1Out: WalkResult,
-  s2Out: WalkResult,
-  s2Fetch: WalkResult,
-  b: NestedWalkBounds,
-): boolean {
-  if (!(ia < r1.inputLimit)) return false;
-  const inv = r1.inv;
-  const idxMask = r1.idxMask;
-  const oaLimit = r1.oaLimit;
-  const lpa = r1.lpa;
-  const hierarchical = !r1.hpd;
-  let level = r1.startLevel;
-  let table = r1.ttb;
-  let apTable = 0;
-  let pxnTable = 0;
-  let uxnTable = 0;
-  for (let reads = 1; ; reads++) {
-    const descAddr = table + (Math.floor(ia * inv[level]) & idxMask[level]) * 8;
-    // The descriptor's IPA through stage 2, then the fetch checks on the PA (translate.ts fetchDescriptor).
-    if (!s2(mem, r2, descAddr, ACCESS_READ | ACCESS_PRIV, s2Fetch, b)) return false;
-    if (b.s2ptw && isDevice(s2Fetch.descLo, b.s2fwb)) return false;
-    const pa = s2Fetch.oa;
-    if (pa < b.ramBase || pa + 8 > b.ramEnd) return false;
-    const w = mem.wordsAt(pa);
-    const lo = w !== undefined ? w[(pa & 0xfff) >>> 2] : mem.readU32(pa) >>> 0;
-    const hi = w !== undefined ? w[((pa & 0xfff) >>> 2) + 1] : mem.readU32(pa + 4) >>> 0;
-    if ((lo & 3) === 3 && level < 3) {
-      table = (lo & r1.tableLoMask) >>> 0;
-      if ((hi & 0xffff) !== 0 || lpa) {
-        table += (hi & 0xffff) * TWO_32;
-        if (lpa) table += ((lo >>> 12) & 0xf) * POW2[48];
+export class NestedWalkContext {
+  /** STE.S2PTW: a stage-1 table fetch from a stage-2 Device page is a fault. */
+  s2ptw = false;
+  /** STE.S2FWB: MemAttr[2] = 0 is Device (else MemAttr[3:2] = 0b00). */
+  s2fwb = false;
+  private readonly frameBase = new Float64Array(12).fill(-1);
+  private readonly frameWords: (Uint32Array | undefined)[] = new Array<Uint32Array | undefined>(12).fill(
+    undefined,
+  );
+  /** The memory the memo is of, and its `framesDropped` when the memo was last valid. */
+  private mem: FrameMemory | null = null;
+  private dropped = 0;
+
+  constructor(
+    /** First byte of RAM. */
+    readonly ramBase: number,
+    /** First byte past RAM. */
+    readonly ramEnd: number,
+    /** min(ramEnd, 2^OAS). */
+    readonly fetchEnd: number,
+  ) {}
+
+  /**
+   * The 2-D walk of `ia` for `access` (ACCESS_* bits): stage 1 `r1` with every table address an IPA
+   * translated by stage 2 `r2` (a privileged data read), then the output IPA through stage 2. On success
+   * `s1Out` and `s2Out` hold what the general walks would (the final stage-2 walk in `s2Out`) and the
+   * result is true; otherwise false and the caller walks with `walk()`.
+   */
+  walk(
+    mem: FrameMemory,
+    r1: WalkRegime,
+    r2: WalkRegime,
+    ia: number,
+    access: number,
+    s1Out: WalkResult,
+    s2Out: WalkResult,
+  ): boolean {
+    if (!(ia < r1.inputLimit)) return false;
+    if (this.mem !== mem || this.dropped !== mem.framesDropped) this.forget(mem);
+    const frameBase = this.frameBase;
+    const frameWords = this.frameWords;
+    const ramBase = this.ramBase;
+    const ramEnd = this.ramEnd;
+    const fetchEnd = this.fetchEnd;
+    const inv1 = r1.inv;
+    const inv2 = r2.inv;
+    const idx2 = r2.idxMask;
+    const oaLimit2 = r2.oaLimit;
+    const lpa2 = r2.lpa;
+    const ttbOff2 = r2.ttb % FRAME;
+    const ttbFrame2 = r2.ttb - ttbOff2;
+    const hierarchical = !r1.hpd;
+    let level1 = r1.startLevel;
+    let descAddr = r1.ttb + (Math.floor(ia * inv1[level1]) & r1.idxMask[level1]) * 8;
+    let apTable = 0;
+    let pxnTable = 0;
+    let uxnTable = 0;
+    // The IPA stage 2 translates next: a stage-1 descriptor's address, at last the output.
+    let ipa = descAddr;
+    let slots = SLOT_S2_FETCH;
+    for (let reads1 = 1; ; reads1++) {
+      // --- Stage 2 of `ipa`.
+      if (!(ipa < r2.inputLimit)) return false;
+      let level = r2.startLevel;
+      // The table as the frame it starts in and its offset there: only the start table may be
+      // unaligned (a concatenated or 16/64 KiB table spans frames: `o` then passes FRAME).
+      let table = ttbFrame2;
+      let tableOff = ttbOff2;
+      let pa = 0;
+      let lo = 0;
+      let hi = 0;
+      let reads = 1;
+      for (; ; reads++) {
+        const o = tableOff + (Math.floor(ipa * inv2[level]) & idx2[level]) * 8;
+        const frame = table + (o & ~(FRAME - 1));
+        const off = o & (FRAME - 1);
+        pa = frame + off;
+        let w: Uint32Array | undefined;
+        if (frameBase[slots + level] === frame) w = frameWords[slots + level];
+        else {
+          if (pa < ramBase || pa + 8 > fetchEnd) return false;
+          w = this.remember(mem, slots + level, frame, fetchEnd);
+        }
+        // No words: an untouched frame (zeros, an invalid descriptor) or external memory; either way
+        // the general walk reads it.
+        if (w === undefined) return false;
+        lo = w[off >>> 2];
+        hi = w[(off >>> 2) + 1];
+        if ((lo & 3) !== 3 || level === 3) break;
+        // Descriptor addresses are decoded inline, not by descriptors.ts decodeAddress: the call cost
+        // ~10% per walk (A/B, 2026-11-25); the differential test checks the results.
+        table = (lo & r2.tableLoMask) >>> 0;
+        if ((hi & 0xffff) !== 0 || lpa2) {
+          table += (hi & 0xffff) * TWO_32;
+          if (lpa2) table += ((lo >>> 12) & 0xf) * POW2[48];
+        }
+        if (!(table < oaLimit2)) return false;
+        tableOff = 0;
+        level++;
       }
-      if (!(table < oaLimit)) return false;
-      if (hierarchical) {
-        apTable |= (hi >>> 29) & 3;
-        pxnTable |= (hi >>> 27) & 1;
-        uxnTable |= (hi >>> 28) & 1;
+      if ((lo & 1) === 0 || (level === 3 ? (lo & 2) === 0 : r2.block[level] === 0)) return false;
+      if ((lo & 0x400) === 0 && !r2.affd) return false;
+      const shift = r2.shift[level];
+      let base: number;
+      if (shift >= 32) base = (hi & 0xffff & ~((1 << (shift - 32)) - 1)) * TWO_32;
+      else base = (hi & 0xffff) * TWO_32 + ((lo & ~((1 << shift) - 1)) >>> 0);
+      if (lpa2) base += ((lo >>> 12) & 0xf) * POW2[48];
+      if (!(base < oaLimit2)) return false;
+      const perms = s2Permissions(r2, lo, hi);
+      const oa = base + (ipa - Math.floor(ipa * inv2[level]) * POW2[shift]);
+      if (slots === SLOT_S2_OUT) {
+        if ((perms & S2_NEED[access & 7]) === 0) return false;
+        s2Out.fault = FAULT_NONE;
+        s2Out.reads = reads;
+        s2Out.level = level;
+        s2Out.sizeLg2 = shift;
+        s2Out.perms = perms;
+        s2Out.descLo = lo;
+        s2Out.descHi = hi;
+        s2Out.descAddr = pa;
+        s2Out.oa = oa;
+        return true;
       }
-      level++;
-      continue;
+      if ((perms & FETCH_NEED) === 0) return false;
+
+      // --- The stage-1 descriptor at PA `oa`, with the fetch checks (translate.ts fetchDescriptor).
+      if (this.s2ptw && isDevice(lo, this.s2fwb)) return false;
+      const frame1 = oa - (oa & (FRAME - 1));
+      let w1: Uint32Array | undefined;
+      if (frameBase[SLOT_S1 + level1] === frame1) w1 = frameWords[SLOT_S1 + level1];
+      else {
+        if (oa < ramBase || oa + 8 > ramEnd) return false;
+        w1 = this.remember(mem, SLOT_S1 + level1, frame1, ramEnd);
+      }
+      if (w1 === undefined) return false;
+      const lo1 = w1[(oa & (FRAME - 1)) >>> 2];
+      const hi1 = w1[((oa & (FRAME - 1)) >>> 2) + 1];
+      if ((lo1 & 3) === 3 && level1 < 3) {
+        let next = (lo1 & r1.tableLoMask) >>> 0;
+        if ((hi1 & 0xffff) !== 0 || r1.lpa) {
+          next += (hi1 & 0xffff) * TWO_32;
+          if (r1.lpa) next += ((lo1 >>> 12) & 0xf) * POW2[48];
+        }
+        if (!(next < r1.oaLimit)) return false;
+        if (hierarchical) {
+          apTable |= (hi1 >>> 29) & 3;
+          pxnTable |= (hi1 >>> 27) & 1;
+          uxnTable |= (hi1 >>> 28) & 1;
+        }
+        level1++;
+        descAddr = next + (Math.floor(ia * inv1[level1]) & r1.idxMask[level1]) * 8;
+        ipa = descAddr;
+        continue;
+      }
+      if ((lo1 & 1) === 0 || (level1 === 3 ? (lo1 & 2) === 0 : r1.block[level1] === 0)) return false;
+      if ((lo1 & 0x400) === 0 && !r1.affd) return false;
+      const shift1 = r1.shift[level1];
+      let base1: number;
+      if (shift1 >= 32) base1 = (hi1 & 0xffff & ~((1 << (shift1 - 32)) - 1)) * TWO_32;
+      else base1 = (hi1 & 0xffff) * TWO_32 + ((lo1 & ~((1 << shift1) - 1)) >>> 0);
+      if (r1.lpa) base1 += ((lo1 >>> 12) & 0xf) * POW2[48];
+      if (!(base1 < r1.oaLimit)) return false;
+      const perms1 = s1Permissions(r1, lo1, hi1, apTable, pxnTable, uxnTable);
+      if ((perms1 & S1_NEED[access & 7]) === 0) return false;
+      s1Out.fault = FAULT_NONE;
+      s1Out.reads = reads1;
+      s1Out.level = level1;
+      s1Out.sizeLg2 = shift1;
+      s1Out.perms = perms1;
+      s1Out.descLo = lo1;
+      s1Out.descHi = hi1;
+      s1Out.descAddr = descAddr;
+      s1Out.oa = base1 + (ia - Math.floor(ia * inv1[level1]) * POW2[shift1]);
+      ipa = s1Out.oa;
+      slots = SLOT_S2_OUT;
     }
-    if ((lo & 1) === 0 || (level === 3 ? (lo & 2) === 0 : r1.block[level] === 0)) return false;
-    if ((lo & 0x400) === 0 && !r1.affd) return false;
-    const shift = r1.shift[level];
-    let base: number;
-    if (shift >= 32) base = (hi & 0xffff & ~((1 << (shift - 32)) - 1)) * TWO_32;
-    else base = (hi & 0xffff) * TWO_32 + ((lo & ~((1 << shift) - 1)) >>> 0);
-    if (lpa) base += ((lo >>> 12) & 0xf) * POW2[48];
-    if (!(base < oaLimit)) return false;
-    const perms = s1Permissions(r1, lo, hi, apTable, pxnTable, uxnTable);
-    if ((perms & S1_NEED[access & 7]) === 0) return false;
-    s1Out.fault = FAULT_NONE;
-    s1Out.reads = reads;
-    s1Out.level = level;
-    s1Out.sizeLg2 = shift;
-    s1Out.perms = perms;
-    s1Out.descLo = lo;
-    s1Out.descHi = hi;
-    s1Out.descAddr = descAddr;
-    s1Out.oa = base + (ia - Math.floor(ia * inv[level]) * POW2[shift]);
-    break;
   }
-  return s2(mem, r2, s1Out.oa, access, s2Out, b);
+
+  /**
+   * The words of `frame` (from wordsAt), remembered in `slot` when the whole frame is readable:
+   * inside [ramBase, end), so a later read from it needs no range check.
+   */
+  private remember(mem: FrameMemory, slot: number, frame: number, end: number): Uint32Array | undefined {
+    const w = mem.wordsAt(frame);
+    this.frameBase[slot] = w !== undefined && frame >= this.ramBase && frame + FRAME <= end ? frame : -1;
+    this.frameWords[slot] = w;
+    return w;
+  }
+
+  private forget(mem: FrameMemory): void {
+    this.frameBase.fill(-1);
+    this.frameWords.fill(undefined);
+    this.mem = mem;
+    this.dropped = mem.framesDropped;
+  }
 }
 
 /** Stage-2 MemAttr[3:2] == 0b00 is Device; with S2FWB, MemAttr[2] == 0 is Device (reference §1.4). */

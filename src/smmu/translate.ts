@@ -20,7 +20,7 @@ import {
   FAULT_NONE,
   INV_POW2,
   isDevice,
-  type NestedWalkBounds,
+  NestedWalkContext,
   POW2,
   S1_ALL,
   S2_ALL,
@@ -29,7 +29,6 @@ import {
   WalkResult,
   type WalkTrace,
   walk,
-  walkNestedFast,
 } from '../pgtable/index.ts';
 import { decodeL1Cd } from './cd.ts';
 import {
@@ -206,7 +205,7 @@ export class Translator implements WalkFetchHook {
   private readonly s1Out = new WalkResult();
   private readonly s2Out = new WalkResult();
   private readonly s2Fetch = new WalkResult();
-  private readonly bounds: NestedWalkBounds;
+  private readonly nested: NestedWalkContext;
   private curSte: SteEntry | null = null;
   private curNested = false;
   // The stage-1 regime and CD.R of the walk in progress (for the quirks' fault reports).
@@ -231,13 +230,11 @@ export class Translator implements WalkFetchHook {
     this.sink = sink;
     this.oasLimit = POW2[features.oasBits];
     this.iasLimit = POW2[features.iasBits];
-    this.bounds = {
-      ramBase: mem.base,
-      ramEnd: mem.base + mem.size,
-      fetchEnd: Math.min(mem.base + mem.size, this.oasLimit),
-      s2ptw: false,
-      s2fwb: false,
-    };
+    this.nested = new NestedWalkContext(
+      mem.base,
+      mem.base + mem.size,
+      Math.min(mem.base + mem.size, this.oasLimit),
+    );
   }
 
   /** Forget the fast-path shortcut (register state changed). */
@@ -285,6 +282,7 @@ export class Translator implements WalkFetchHook {
           return this.result.pa;
         }
       }
+      if (tc.kind === TC_NESTED && this.walkNested(tc, iova, access)) return this.result.pa;
       this.begin(sid, ssid, iova, access, null);
       this.translateWith(tc, iova, access);
     } else {
@@ -342,6 +340,7 @@ export class Translator implements WalkFetchHook {
         return this.hit(tc, e, iova, access);
       }
     }
+    if (tc.kind === TC_NESTED && trace === null && this.walkNested(tc, iova, access)) return this.result.pa;
     return this.translateWith(tc, iova, access);
   }
 
@@ -387,8 +386,27 @@ export class Translator implements WalkFetchHook {
     return r.pa;
   }
 
-  private walkAll(tc: TransCfg, iova: number, ea: number): number {
+  /**
+   * The common nested case in one loop (pgtable/walk-nested.ts), before any fault bookkeeping: it
+   * decides no fault, so on anything unusual it returns false and the caller walks with walkAll(),
+   * which reports it. On success the result is complete (as for a TLB hit, the fault record is left).
+   */
+  private walkNested(tc: TransCfg, iova: number, access: number): boolean {
+    if (!this.fastWalk || tc.s1Regime === null) return false;
+    const nested = this.nested;
+    nested.s2ptw = tc.ste.s2ptw;
+    nested.s2fwb = tc.ste.s2fwb;
+    if (!nested.walk(this.mem, tc.s1Regime, tc.s2Regime!, iova, tc.access[access], this.s1Out, this.s2Out))
+      return false;
     const r = this.result;
+    r.event = 0;
+    r.tlbHit = false;
+    this.complete(tc, iova, this.s1Out.oa, this.s2Out.oa, true, true);
+    return true;
+  }
+
+  /** The general walks of both stages, each fault reported. */
+  private walkAll(tc: TransCfg, iova: number, ea: number): number {
     const trace = this.trace;
     this.curSte = tc.ste;
     this.curNested = tc.kind === TC_NESTED;
@@ -397,28 +415,7 @@ export class Translator implements WalkFetchHook {
     const s1 = tc.kind === TC_S1 || tc.kind === TC_NESTED;
     const s2 = tc.kind === TC_S2 || tc.kind === TC_NESTED;
     let ipa = iova;
-    // The common nested case in one loop (pgtable/walk-nested.ts); it decides no fault: anything
-    // unusual returns false and the general walks below run and report it.
-    let fast = false;
-    if (tc.kind === TC_NESTED && trace === null && this.fastWalk && tc.s1Regime !== null) {
-      const b = this.bounds;
-      b.s2ptw = tc.ste.s2ptw;
-      b.s2fwb = tc.ste.s2fwb;
-      fast = walkNestedFast(
-        this.mem,
-        tc.s1Regime,
-        tc.s2Regime!,
-        iova,
-        ea,
-        this.s1Out,
-        this.s2Out,
-        this.s2Fetch,
-        b,
-      );
-    }
-    if (fast) {
-      ipa = this.s1Out.oa;
-    } else if (s1) {
+    if (s1) {
       const regime = tc.s1Regime;
       // CD.EPD0: a TLB miss in the TTB0 region is a translation fault without a walk.
       if (regime === null) return this.fault(EVT_F_TRANSLATION, false, CLASS_IN, 0, tc.recordS1, 0);
@@ -433,9 +430,7 @@ export class Translator implements WalkFetchHook {
       return this.fault(EVT_F_ADDR_SIZE, false, CLASS_IN, 0, true);
     }
     let pa = ipa;
-    if (fast) {
-      pa = this.s2Out.oa;
-    } else if (s2) {
+    if (s2) {
       this.s2Class = CLASS_IN;
       if (trace !== null) trace.cls = CLASS_IN;
       const fault = walk(this.mem, tc.s2Regime!, ipa, ea, this.s2Out, this, trace);
@@ -445,6 +440,13 @@ export class Translator implements WalkFetchHook {
       }
       pa = this.s2Out.oa;
     }
+    this.complete(tc, iova, ipa, pa, s1, s2);
+    return pa;
+  }
+
+  /** A walk's answer into the result, and into the TLB as one combined entry. */
+  private complete(tc: TransCfg, iova: number, ipa: number, pa: number, s1: boolean, s2: boolean): void {
+    const r = this.result;
     const sizeLg2 = Math.min(s1 ? this.s1Out.sizeLg2 : 64, s2 ? this.s2Out.sizeLg2 : 64);
     r.pa = pa;
     r.ipa = ipa;
@@ -469,7 +471,6 @@ export class Translator implements WalkFetchHook {
         perms,
       );
     }
-    return pa;
   }
 
   /**

@@ -1,5 +1,5 @@
 /**
- * The nested fast walk (pgtable/walk-nested.ts) against the general walks: where it succeeds it must
+ * The nested fast walk (pgtable/walk-nested.ts NestedWalkContext.walk) against the general walks: where it succeeds it must
  * give what the translator's general path gives (output, IPA, leaf size, permissions, leaf level and
  * descriptor), and wherever the general path faults it must decline (it decides no fault).
  */
@@ -12,8 +12,8 @@ import {
   ACCESS_WRITE,
   IOMMU_CACHE,
   IOMMU_READ,
+  NestedWalkContext,
   WalkResult,
-  walkNestedFast,
 } from '../../src/pgtable/index.ts';
 import { GUEST_IPA, nestedSetup, RW } from '../smmu/driver.ts';
 
@@ -32,17 +32,17 @@ function setup() {
   const ste = t.cache.ste(w.sid)!;
   const r1 = ste.cds.get(0)!.regime0!;
   const r2 = ste.s2Regime!;
-  const bounds = {
-    ramBase: w.mem.base,
-    ramEnd: w.mem.base + w.mem.size,
-    fetchEnd: Math.min(w.mem.base + w.mem.size, 2 ** 44),
-    s2ptw: ste.s2ptw,
-    s2fwb: ste.s2fwb,
-  };
-  return { ...w, r1, r2, bounds, t };
+  const nested = new NestedWalkContext(
+    w.mem.base,
+    w.mem.base + w.mem.size,
+    Math.min(w.mem.base + w.mem.size, 2 ** 44),
+  );
+  nested.s2ptw = ste.s2ptw;
+  nested.s2fwb = ste.s2fwb;
+  return { ...w, r1, r2, nested, t };
 }
 
-describe('walkNestedFast', () => {
+describe('NestedWalkContext.walk', () => {
   const w = setup();
   const cases: [number, number][] = [];
   for (const ia of [
@@ -62,8 +62,7 @@ describe('walkNestedFast', () => {
   it.each(cases)('ia %s access %s agrees with the general walk', (ia, access) => {
     const s1 = new WalkResult();
     const s2 = new WalkResult();
-    const fetch = new WalkResult();
-    const ok = walkNestedFast(w.mem, w.r1, w.r2, ia, access, s1, s2, fetch, w.bounds);
+    const ok = w.nested.walk(w.mem, w.r1, w.r2, ia, access, s1, s2);
     w.t.fastWalk = false;
     const pa = w.smmu.translate(w.sid, -1, ia, access);
     const r = w.smmu.result;
@@ -84,10 +83,51 @@ describe('walkNestedFast', () => {
   it('succeeds on the common case (the benchmark measures it)', () => {
     const s1 = new WalkResult();
     const s2 = new WalkResult();
-    expect(walkNestedFast(w.mem, w.r1, w.r2, VA + 8, ACCESS_READ, s1, s2, new WalkResult(), w.bounds)).toBe(
-      true,
-    );
+    expect(w.nested.walk(w.mem, w.r1, w.r2, VA + 8, ACCESS_READ, s1, s2)).toBe(true);
     expect(s1.reads).toBe(4);
     expect(s2.reads).toBe(4);
+  });
+
+  // The context remembers which frames the last walks read from (never what they said): a changed
+  // descriptor must be read anew, and a frame the memory dropped must not be read through the memo.
+  it('reads a descriptor changed since the last walk', () => {
+    const s1 = new WalkResult();
+    const s2 = new WalkResult();
+    expect(w.nested.walk(w.mem, w.r1, w.r2, VA + 8, ACCESS_READ, s1, s2)).toBe(true);
+    const leaf = s2.descAddr;
+    const lo = w.mem.readU32(leaf);
+    const oa = s2.oa;
+    w.mem.writeU32(leaf, lo + 0x1000); // the stage-2 leaf now maps the next page
+    try {
+      expect(w.nested.walk(w.mem, w.r1, w.r2, VA + 8, ACCESS_READ, s1, s2)).toBe(true);
+      expect(s2.oa).toBe(oa + 0x1000);
+    } finally {
+      w.mem.writeU32(leaf, lo);
+    }
+  });
+
+  it('forgets the frames when the memory drops one (a table zeroed whole, then rewritten)', () => {
+    const s1 = new WalkResult();
+    const s2 = new WalkResult();
+    expect(w.nested.walk(w.mem, w.r1, w.r2, VA + 8, ACCESS_READ, s1, s2)).toBe(true);
+    const oa = s2.oa;
+    const frame = s2.descAddr - (s2.descAddr % 4096);
+    const saved = new Uint8Array(4096);
+    w.mem.readBytes(frame, saved, 0, 4096);
+    const dropped = w.mem.framesDropped;
+    w.mem.fill(frame, 4096, 0); // drops the frame: the memo's words array is no longer the frame's
+    expect(w.mem.framesDropped).toBe(dropped + 1);
+    expect(w.nested.walk(w.mem, w.r1, w.r2, VA + 8, ACCESS_READ, s1, s2)).toBe(false);
+    const moved = saved.slice();
+    const view = new DataView(moved.buffer);
+    const off = s2.descAddr % 4096;
+    view.setUint32(off, view.getUint32(off, true) + 0x1000, true);
+    w.mem.writeBytes(frame, moved, 0, 4096); // a new frame with the leaf moved by a page
+    try {
+      expect(w.nested.walk(w.mem, w.r1, w.r2, VA + 8, ACCESS_READ, s1, s2)).toBe(true);
+      expect(s2.oa).toBe(oa + 0x1000);
+    } finally {
+      w.mem.writeBytes(frame, saved, 0, 4096);
+    }
   });
 });
