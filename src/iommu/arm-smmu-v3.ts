@@ -261,7 +261,17 @@ export class ArmSmmuV3 implements IommuDriver {
   private pushWords(w: ArrayLike<number>): void {
     if (this.unpublished === CMDQ_BATCH_ENTRIES) this.publish();
     const slot = this.cmdq + (this.cmdqProd & ((1 << CMDQ_LOG2) - 1)) * 16;
-    for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, w[i] >>> 0);
+    // The slot's frame once the queue page exists (one lookup a command, not four: bench unmap-all).
+    const q = this.mem.wordsAt(slot);
+    if (q === undefined) {
+      for (let i = 0; i < 4; i++) this.mem.writeU32(slot + i * 4, w[i] >>> 0);
+    } else {
+      const i = (slot & 0xfff) >>> 2;
+      q[i] = w[0];
+      q[i + 1] = w[1];
+      q[i + 2] = w[2];
+      q[i + 3] = w[3];
+    }
     this.cmdqProd = (this.cmdqProd + 1) & ((2 << CMDQ_LOG2) - 1);
     this.unpublished++;
   }

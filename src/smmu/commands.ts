@@ -281,7 +281,7 @@ const HAS_SSEC = new Set([
  * command's description). RES0 fields are not checked (an implementation may ignore them, §4.1.5).
  */
 export function commandError(c: Command, f: SmmuFeatures): number {
-  if (HAS_SSEC.has(c.opcode) && c.ssec === 1) return CERROR_ILL;
+  if (c.ssec === 1 && HAS_SSEC.has(c.opcode)) return CERROR_ILL;
   switch (c.opcode) {
     case CMD_PREFETCH_CONFIG:
     case CMD_PREFETCH_ADDR:

@@ -134,7 +134,17 @@ export class CommandQueue {
     const log2 = this.base.log2size;
     const addr = this.base.addr + queueIndex(this.cons, log2) * 16;
     if (!mem.contains(addr, 16)) return CERROR_ABT;
-    for (let i = 0; i < 4; i++) out[i] = mem.readU32(addr + i * 4);
+    // A command is 16-byte aligned, inside one frame: one frame lookup, not four (bench unmap-all).
+    const w = mem.wordsAt(addr);
+    if (w === undefined) {
+      for (let i = 0; i < 4; i++) out[i] = mem.readU32(addr + i * 4);
+      return 0;
+    }
+    const i = (addr & 0xfff) >>> 2;
+    out[0] = w[i];
+    out[1] = w[i + 1];
+    out[2] = w[i + 2];
+    out[3] = w[i + 3];
     return 0;
   }
 
