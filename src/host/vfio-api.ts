@@ -4,6 +4,7 @@
  * return value (0 or -errno) and what the kernel wrote back.
  */
 
+import type { U64 } from '../uapi/u64.ts';
 import {
   DMA_MAP_SIZE,
   DMA_UNMAP_SIZE,
@@ -25,8 +26,6 @@ import {
   VFIO_SET_IOMMU,
 } from '../uapi/vfio.ts';
 import type { Process } from './process.ts';
-
-type U64 = number | bigint;
 
 export interface MapDmaRequest {
   vaddr: U64;

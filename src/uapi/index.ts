@@ -3,6 +3,7 @@ export * from './ioctl.ts';
 export * from './iommufd.ts';
 export * from './names.ts';
 export * from './profile.ts';
+export * from './u64.ts';
 export * from './vfio.ts';
 export * from './vfio-device.ts';
 export * from './vfio-nest-ext.ts';

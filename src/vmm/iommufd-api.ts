@@ -40,13 +40,12 @@ import {
   vfioDeviceBindIommufd,
   vfioDeviceDetachIommufdPt,
 } from '../uapi/iommufd.ts';
+import type { U64 } from '../uapi/u64.ts';
 import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT,
   VFIO_DEVICE_BIND_IOMMUFD,
   VFIO_DEVICE_DETACH_IOMMUFD_PT,
 } from '../uapi/vfio.ts';
-
-type U64 = number | bigint;
 
 /** A page of the process's memory for the data structs point to. */
 class Scratch {
