@@ -12,7 +12,12 @@ import { CAP_FULL_SET } from '../mm/task.ts';
 import { EBADF, EINVAL, EMFILE, EPERM, errnoName } from '../uapi/errno.ts';
 import { ioctlName } from '../uapi/names.ts';
 import * as vfio from '../uapi/vfio.ts';
-import { IRQ_SET_SIZE, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD } from '../uapi/vfio-device.ts';
+import {
+  decodeIrqSet,
+  IRQ_SET_SIZE,
+  VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+} from '../uapi/vfio-device.ts';
 import { type ClientChannel, ClientMemory } from './client-memory.ts';
 import {
   CB_FDCHECK,
@@ -345,11 +350,11 @@ export class Session {
       request === vfio.VFIO_DEVICE_SET_IRQS &&
       arg.byteLength >= IRQ_SET_SIZE
     ) {
-      // vfio_irq_set: argsz, flags, index, start, count, then `count` eventfds for DATA_EVENTFD.
-      const flags = v.getUint32(4, true);
+      // The vfio_irq_set header, then `count` eventfds for DATA_EVENTFD.
+      const irqs = decodeIrqSet(arg);
       const trigger = VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_EVENTFD;
-      if ((flags & trigger) !== trigger) return;
-      const count = Math.min(v.getUint32(16, true), (arg.byteLength - IRQ_SET_SIZE) / 4);
+      if ((irqs.flags & trigger) !== trigger) return;
+      const count = Math.min(irqs.count, (arg.byteLength - IRQ_SET_SIZE) / 4);
       for (let i = 0; i < count; i++) at(IRQ_SET_SIZE + 4 * i);
     }
   }

@@ -47,6 +47,27 @@ export const IRQ_INFO_SIZE = 16;
 /** vfio_irq_set header: argsz, flags, index, start, count; data[] follows. */
 export const IRQ_SET_SIZE = 20;
 
+/** VFIO_DEVICE_SET_IRQS's vfio_irq_set header; `count` entries of data[] follow it. */
+export interface IrqSet {
+  argsz: number;
+  flags: number;
+  index: number;
+  start: number;
+  count: number;
+}
+
+/** The vfio_irq_set header from the first IRQ_SET_SIZE bytes of `b` (a RangeError if shorter). */
+export function decodeIrqSet(b: Uint8Array): IrqSet {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return {
+    argsz: v.getUint32(0, true),
+    flags: v.getUint32(4, true),
+    index: v.getUint32(8, true),
+    start: v.getUint32(12, true),
+    count: v.getUint32(16, true),
+  };
+}
+
 /** VFIO_PCI_INDEX_TO_OFFSET: regions live at index << 40 in the device fd. */
 export const VFIO_PCI_OFFSET_SHIFT = 40;
 

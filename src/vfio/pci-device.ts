@@ -28,6 +28,7 @@ import {
   VFIO_DEVICE_SET_IRQS,
 } from '../uapi/vfio.ts';
 import {
+  decodeIrqSet,
   decodeRegionInfo,
   encodeRegionInfo,
   IRQ_INFO_SIZE,
@@ -238,12 +239,7 @@ export class VfioPciDeviceFile implements KernelFile {
   private setIrqs(current: Current, arg: UserArg): number {
     const b = arg.copyFrom(IRQ_SET_SIZE);
     if (typeof b === 'number') return b;
-    const v = new DataView(b.buffer);
-    const argsz = v.getUint32(0, true);
-    const flags = v.getUint32(4, true);
-    const index = v.getUint32(8, true);
-    const start = v.getUint32(12, true);
-    const count = v.getUint32(16, true);
+    const { argsz, flags, index, start, count } = decodeIrqSet(b);
     if (argsz < IRQ_SET_SIZE || index >= VFIO_PCI_NUM_IRQS) return -EINVAL;
     let size: number;
     switch (flags & VFIO_IRQ_SET_DATA_TYPE_MASK) {
