@@ -23,6 +23,7 @@ import { PAGE_SIZE } from '../mm/physmem.ts';
 import { CAP_IPC_LOCK, type Task } from '../mm/task.ts';
 import { EADDRINUSE, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EOVERFLOW } from '../uapi/errno.ts';
 import { IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } from '../uapi/iommufd.ts';
+import { lowestBit } from '../uapi/u64.ts';
 
 export const ULONG_MAX = 0xffff_ffff_ffff_ffffn;
 const PAGE = BigInt(PAGE_SIZE);
@@ -155,12 +156,6 @@ function roundupPow2(x: bigint): bigint {
   return p;
 }
 
-function ffs64(x: bigint): bigint {
-  let n = 0n;
-  while (((x >> n) & 1n) === 0n) n++;
-  return n;
-}
-
 /** Sort order of ranges by start. */
 function byStart(a: Range, b: Range): number {
   return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
@@ -210,7 +205,7 @@ export class IoPagetable {
     if (length === 0n || length >= ULONG_MAX / 2n) return -EOVERFLOW;
     let align = roundupPow2(length);
     if (addr !== 0n) {
-      const a = 1n << ffs64(addr);
+      const a = 1n << BigInt(lowestBit(addr));
       if (a < align) align = a;
     }
     if (align >= PAGE) align = PAGE;
@@ -432,7 +427,7 @@ export class IoPagetable {
 
   private domainAlignment(domain: IommuDomain): bigint {
     const bitmap = domain.pgsizeBitmap;
-    return bitmap === 0n ? 1n : 1n << ffs64(bitmap);
+    return bitmap === 0n ? 1n : 1n << BigInt(lowestBit(bitmap));
   }
 
   /**

@@ -8,6 +8,7 @@
 import type { Current } from '../mm/file.ts';
 import { type UserArg, userPointer } from '../mm/uaccess.ts';
 import { EACCES, EFAULT, EINVAL } from '../uapi/errno.ts';
+import { lowestBit } from '../uapi/u64.ts';
 import {
   DIRTY_BITMAP_GET_SIZE,
   DIRTY_BITMAP_SIZE,
@@ -19,7 +20,6 @@ import {
   type VfioBitmap,
 } from '../uapi/vfio.ts';
 import type { Type1State, VfioDma } from './type1-state.ts';
-import { lowestBit } from './type1-u64.ts';
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 /** DIRTY_BITMAP_PAGES_MAX: a mapping tracked for dirty pages may have at most INT_MAX pages. */

@@ -9,10 +9,10 @@ import { type Range, RangeTree } from '../iommu/range-tree.ts';
 import type { Current } from '../mm/file.ts';
 import type { MmStruct } from '../mm/mm.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
+import { lowestBit } from '../uapi/u64.ts';
 import { VFIO_TYPE1_IOMMU, VFIO_TYPE1_NESTING_IOMMU } from '../uapi/vfio.ts';
 import type { IovaRange } from './iova-list.ts';
 import type { VfioParams } from './params.ts';
-import { lowestBit } from './type1-u64.ts';
 
 /** One user DMA mapping. `size` grows while it is being pinned and mapped. */
 export interface VfioDma extends Range {

@@ -35,9 +35,3 @@ export function alignedTo(lo: number, hi: number, lg2: number): boolean {
   if (lo !== 0) return false;
   return lg2 === 32 || (hi & (2 ** (lg2 - 32) - 1)) === 0;
 }
-
-/** __ffs of a u64 held as a bigint (the GET_INFO/dirty-bitmap paths, not MAP/UNMAP's); 0 for 0. */
-export function lowestBit(v: bigint): number {
-  for (let i = 0; i < 64; i++) if ((v >> BigInt(i)) & 1n) return i;
-  return 0;
-}
