@@ -21,7 +21,7 @@ import {
   VFIO_IOMMU_UNMAP_DMA,
   VFIO_TYPE1v2_IOMMU,
 } from '../src/uapi/vfio.ts';
-import { type BenchContext, check, collectYoung, median, nowNs, record } from './lib.ts';
+import { type BenchContext, check, collectGarbage, collectYoung, median, nowNs, record } from './lib.ts';
 
 const PAGE = 4096;
 /** IOVAs start at 4 GiB: above the x86 MSI window, inside every host's aperture. */
@@ -123,10 +123,14 @@ function mapRound(rig: MapRig, n: number, batch: number): { map: number; unmap: 
   return { map, unmap: (nowNs() - t0) / batch };
 }
 
-/** UNMAP_ALL of all n mappings (timed), then the container is filled back to n - batch. */
+/**
+ * UNMAP_ALL of all n mappings (timed), then the container is filled back to n - batch. A full
+ * collection first: an UNMAP_ALL takes 20-80 ms, and whether the old generation's marking (of every
+ * host's rigs, 20-50 ms) fell inside it or not moved the ratio between 0.6x and 1.4x from run to run.
+ */
 function unmapAllRound(rig: MapRig, n: number, batch: number): number {
   rig.fill(n, n - batch);
-  collectYoung();
+  collectGarbage();
   const t0 = nowNs();
   const bytes = rig.unmapAll();
   const ns = nowNs() - t0;

@@ -119,16 +119,27 @@ export class ArmSmmuDomain extends IommuDomain {
 
   protected unmapPages(iova: number, pgsize: number, count: number, gather: IotlbGather): number {
     if (this.pgtbl === null) return 0;
-    const r = this.pgtbl.unmapPages(iova, pgsize, count);
+    const p = this.probe;
+    // The leaf resolve() just walked to: cleared where the walk found it (io-pgtable checks nothing
+    // changed since), not found again by a second descent.
+    let r =
+      count === 1 && iova === this.resolvedIova && pgsize === POW2[p.sizeLg2]
+        ? this.pgtbl.unmapLeaf(iova, p.sizeLg2, p.descAddr, p.descLo, p.descHi, this.resolvedVersion)
+        : -1;
+    if (r < 0) r = this.pgtbl.unmapPages(iova, pgsize, count);
     if (r > 0) gather.pgsize = Math.max(gather.pgsize, pgsize);
     return r;
   }
 
   private readonly probe = new WalkResult();
   private probeRegime: WalkRegime | null = null;
+  /** The leaf-aligned IOVA resolve() last walked to (-1: none), and the tables' version then. */
+  private resolvedIova = -1;
+  private resolvedVersion = -1;
 
   /** arm_lpae_iova_to_phys, keeping the leaf's size (software walk: no TLB, no events). */
   private lookup(iova: number): boolean {
+    this.resolvedIova = -1; // the probe is about to hold another walk
     if (this.pgtbl === null || !(iova < POW2[this.pgtbl.ias])) return false;
     this.probeRegime ??= this.pgtbl.regime(52);
     return walk(this.driver.mem, this.probeRegime, iova, ACCESS_PROBE, this.probe) === FAULT_NONE;
@@ -156,6 +167,10 @@ export class ArmSmmuDomain extends IommuDomain {
       return -1;
     }
     this.resolvedRemaining = POW2[this.probe.sizeLg2] - modPow2(iova, this.probe.sizeLg2);
+    if (this.resolvedRemaining === POW2[this.probe.sizeLg2]) {
+      this.resolvedIova = iova;
+      this.resolvedVersion = this.pgtbl!.version;
+    }
     return this.probe.oa;
   }
 

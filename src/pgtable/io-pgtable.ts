@@ -111,6 +111,7 @@ export class IoPgtable {
   private readonly leaf: Pte = { lo: 0, hi: 0 };
   private probeRegime: WalkRegime | undefined;
   private mapped = 0;
+  private changes = 0;
 
   private constructor(
     mem: PgtableMemory,
@@ -186,6 +187,7 @@ export class IoPgtable {
    */
   mapPages(iova: number, pa: number, pgsize: number, pgcount: number, prot: number): number {
     this.mapped = 0;
+    this.changes++;
     const sizeLg2 = this.sizeLg2Of(pgsize);
     if (sizeLg2 < 0 || pgcount < 1) return -EINVAL;
     if (!(iova < POW2[this.ias]) || !(pa < POW2[this.oas])) return -ERANGE;
@@ -210,6 +212,7 @@ export class IoPgtable {
    * unmapped range. A table under a whole-size range is freed; a block larger than `pgsize` is split.
    */
   unmapPages(iova: number, pgsize: number, pgcount: number): number {
+    this.changes++;
     const sizeLg2 = this.sizeLg2Of(pgsize);
     if (sizeLg2 < 0 || pgcount < 1) return 0;
     if (!(iova < POW2[this.ias])) return 0;
@@ -279,7 +282,32 @@ export class IoPgtable {
 
   /** Frees every table, the start table last (Linux `arm_lpae_free_pgtable`). */
   free(): void {
+    this.changes++;
     this.freeTable(this.startLevel, this.pgd);
+  }
+
+  /** Changes to the tables so far: a leaf a walk found is still that leaf while this stays. */
+  get version(): number {
+    return this.changes;
+  }
+
+  /**
+   * `unmapPages(iova, 2^sizeLg2, 1)` of the leaf at `iova` that a walk of these tables found at `pte` (words
+   * `lo`, `hi`), without descending again: vfio's unmap walks to each leaf for its PA and then unmaps
+   * it (bench unmap-all). Taken only while `version` is what it was at the walk and the PTE still
+   * holds those words; otherwise -1, and the caller unmaps the usual way.
+   */
+  unmapLeaf(iova: number, sizeLg2: number, pte: number, lo: number, hi: number, version: number): number {
+    if (version !== this.changes) return -1;
+    const w = this.frames?.wordsAt(pte);
+    const o = (pte & 0xfff) >>> 2;
+    if (w === undefined || w[o] !== lo || w[o + 1] !== hi) return -1;
+    this.changes++;
+    w[o] = 0;
+    w[o + 1] = 0;
+    const size = POW2[sizeLg2];
+    this.tlb?.addPage?.(iova, size);
+    return size;
   }
 
   /** Largest page size for the next chunk (Linux `iommu_pgsize`), as log2. */
