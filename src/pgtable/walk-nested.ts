@@ -133,12 +133,9 @@ export class NestedWalkContext {
         pa = frame + off;
         let w: Uint32Array | undefined;
         if (frameBase[slots + level] === frame) w = frameWords[slots + level];
-        else {
-          if (pa < ramBase || pa + 8 > fetchEnd) return false;
-          w = this.remember(mem, slots + level, frame, fetchEnd);
-        }
-        // No words: an untouched frame (zeros, an invalid descriptor) or external memory; either way
-        // the general walk reads it.
+        else w = this.remember(mem, slots + level, frame, pa, fetchEnd);
+        // No words: outside the bounds, an untouched frame (zeros, an invalid descriptor) or external
+        // memory; the general walk reads it and reports what it finds.
         if (w === undefined) return false;
         lo = w[off >>> 2];
         hi = w[(off >>> 2) + 1];
@@ -184,10 +181,7 @@ export class NestedWalkContext {
       const frame1 = oa - (oa & (FRAME - 1));
       let w1: Uint32Array | undefined;
       if (frameBase[SLOT_S1 + level1] === frame1) w1 = frameWords[SLOT_S1 + level1];
-      else {
-        if (oa < ramBase || oa + 8 > ramEnd) return false;
-        w1 = this.remember(mem, SLOT_S1 + level1, frame1, ramEnd);
-      }
+      else w1 = this.remember(mem, SLOT_S1 + level1, frame1, oa, ramEnd);
       if (w1 === undefined) return false;
       const lo1 = w1[(oa & (FRAME - 1)) >>> 2];
       const hi1 = w1[((oa & (FRAME - 1)) >>> 2) + 1];
@@ -233,10 +227,18 @@ export class NestedWalkContext {
   }
 
   /**
-   * The words of `frame` (from wordsAt), remembered in `slot` when the whole frame is readable:
-   * inside [ramBase, end), so a later read from it needs no range check.
+   * The words of `frame` for a descriptor at `pa`: undefined when `pa` is outside [ramBase, end) (a
+   * fetch the general walk reports) or the memory has no words for it. Remembered in `slot` when the
+   * whole frame is readable, so a later read from it needs no range check.
    */
-  private remember(mem: FrameMemory, slot: number, frame: number, end: number): Uint32Array | undefined {
+  private remember(
+    mem: FrameMemory,
+    slot: number,
+    frame: number,
+    pa: number,
+    end: number,
+  ): Uint32Array | undefined {
+    if (pa < this.ramBase || pa + 8 > end) return undefined;
     const w = mem.wordsAt(frame);
     this.frameBase[slot] = w !== undefined && frame >= this.ramBase && frame + FRAME <= end ? frame : -1;
     this.frameWords[slot] = w;
