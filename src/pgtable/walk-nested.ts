@@ -95,7 +95,6 @@ export class NestedWalkContext {
     if (this.mem !== mem || this.dropped !== mem.framesDropped) this.forget(mem);
     const frameBase = this.frameBase;
     const frameWords = this.frameWords;
-    const ramBase = this.ramBase;
     const ramEnd = this.ramEnd;
     const fetchEnd = this.fetchEnd;
     const inv1 = r1.inv;
