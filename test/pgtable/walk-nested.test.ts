@@ -15,7 +15,8 @@ import {
   NestedWalkContext,
   WalkResult,
 } from '../../src/pgtable/index.ts';
-import { GUEST_IPA, nestedSetup, RW } from '../smmu/driver.ts';
+import { SmmuTrace } from '../../src/smmu/index.ts';
+import { GUEST_IPA, GUEST_PA, nestedSetup, RW } from '../smmu/driver.ts';
 
 const VA = 0x1000_0000;
 
@@ -129,5 +130,36 @@ describe('NestedWalkContext.walk', () => {
     } finally {
       w.mem.writeBytes(frame, saved, 0, 4096);
     }
+  });
+
+  // Each stage-1 level's descriptor address has stage-2 frames of its own in the memo: with the
+  // stage-1 tables in two 2 MiB halves of guest RAM (two stage-2 last-level tables), one slot per
+  // stage-2 level would evict, within every walk, the frame an earlier fetch needs, and each walk would
+  // restart until it gave up to the general walk.
+  it('walks stage-1 tables spread over guest RAM on remembered frames (no eviction within a walk)', () => {
+    const v = setup();
+    const trace = new SmmuTrace();
+    v.smmu.translate(v.sid, -1, VA + 8, ACCESS_READ, trace);
+    const reads = trace.walkReads.map((r) => r.pa);
+    expect(reads).toHaveLength(24);
+    // Reads 4, 9, 14, 19 are the stage-1 descriptors (each after its address's 4 stage-2 reads).
+    const l2Desc = reads[14] - GUEST_PA + GUEST_IPA;
+    const l3Table = reads[19] - (reads[19] % 0x1000) - GUEST_PA + GUEST_IPA;
+    // Move the last-level table to the upper half of guest RAM and point the level-2 descriptor there.
+    const moved = GUEST_IPA + 0x30_0000;
+    for (let off = 0; off < 0x1000; off += 4) v.guest.writeU32(moved + off, v.guest.readU32(l3Table + off));
+    const lo = v.guest.readU32(l2Desc) >>> 0;
+    expect(lo & 3).toBe(3);
+    v.guest.writeU32(l2Desc, ((lo & 0xfff) | moved) >>> 0);
+    const s1 = new WalkResult();
+    const s2 = new WalkResult();
+    for (let i = 0; i < 3; i++) {
+      expect(v.nested.walk(v.mem, v.r1, v.r2, VA + 8, ACCESS_READ, s1, s2)).toBe(true);
+      expect(s1.descAddr).toBe(moved + (s1.descAddr % 0x1000));
+    }
+    v.t.fastWalk = false;
+    const pa = v.smmu.translate(v.sid, -1, VA + 8, ACCESS_READ);
+    v.t.fastWalk = true;
+    expect(s2.oa).toBe(pa);
   });
 });
