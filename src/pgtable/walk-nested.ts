@@ -51,10 +51,10 @@ const SLOTS = 24;
  * aligned, so `pa < 2^OAS` is `pa + 8 <= 2^OAS`), stage-1 table reads (PAs from stage 2) in
  * [ramBase, ramEnd).
  *
- * The memo keeps, for each stage and level, the last frame a descriptor came from and its words
- * (`FrameMemory.wordsAt`): walks of nearby addresses read the same tables, so most reads skip the
- * memory's frame lookup and, the frame lying wholly inside the bounds, the range check (the nested
- * miss 440 -> 285 ns, bench nested-miss). Descriptors are still read each time; the memo holds where
+ * The memo keeps, for each slot (a read's place in the walk), the last frame a descriptor came from
+ * and its words (`FrameMemory.wordsAt`): walks of nearby addresses read the same tables, so most reads
+ * skip the memory's frame lookup and, the frame lying wholly inside the bounds, the range check (the
+ * nested miss 440 -> ~280 ns, bench nested-miss). Descriptors are still read each time; the memo holds where
  * the bytes are, never what they say, and is forgotten when the memory drops any frame (the test
  * `forgets the frames when the memory drops one`).
  */
@@ -70,7 +70,7 @@ export class NestedWalkContext {
   /** The memory the memo is of, and its `framesDropped` when the memo was last valid. */
   private mem: FrameMemory | null = null;
   private dropped = 0;
-  /** Passes of the walk in progress after its first. */
+  /** Passes the walk in progress has started over (bounded by SLOTS). */
   private passes = 0;
 
   constructor(
@@ -104,8 +104,9 @@ export class NestedWalkContext {
 
   /**
    * One pass of the walk over remembered frames. A read from a frame not remembered yet remembers it
-   * and starts the walk again, so the loop makes no call that anything of it outlives: a call with the
-   * loop's values live across it spilled them for every read (~10 %, bench nested-miss). Each slot
+   * and starts the walk again, so the loop makes no call that any of its values outlives: while the
+   * loop called remember() and went on, the code V8 compiled once that call had run was ~10 % slower
+   * for good (bench nested-miss; most likely the loop's values spilled around the call). Each slot
    * serves one read of a walk, so a walk takes at most SLOTS + 1 passes.
    */
   private pass(
