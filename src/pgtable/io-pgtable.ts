@@ -292,10 +292,10 @@ export class IoPgtable {
   }
 
   /**
-   * `unmapPages(iova, 2^sizeLg2, 1)` of the leaf at `iova` that a walk of these tables found at `pte` (words
-   * `lo`, `hi`), without descending again: vfio's unmap walks to each leaf for its PA and then unmaps
-   * it (bench unmap-all). Taken only while `version` is what it was at the walk and the PTE still
-   * holds those words; otherwise -1, and the caller unmaps the usual way.
+   * `unmapPages(iova, 2^sizeLg2, 1)` of the leaf at `iova` that a walk of these tables found at `pte`
+   * (words `lo`, `hi`), without descending again: vfio's unmap walks to each leaf for its PA and then
+   * unmaps it (bench unmap-all). Taken only while `version` is what it was at the walk and the PTE
+   * still holds those words; otherwise -1, and the caller unmaps the usual way.
    */
   unmapLeaf(iova: number, sizeLg2: number, pte: number, lo: number, hi: number, version: number): number {
     if (version !== this.changes) return -1;

@@ -1,7 +1,8 @@
 /**
- * The nested fast walk (pgtable/walk-nested.ts NestedWalkContext.walk) against the general walks: where it succeeds it must
- * give what the translator's general path gives (output, IPA, leaf size, permissions, leaf level and
- * descriptor), and wherever the general path faults it must decline (it decides no fault).
+ * The nested fast walk (pgtable/walk-nested.ts, NestedWalkContext.walk) against the general walks:
+ * where it succeeds it must give what the translator's general path gives (output, IPA, leaf size,
+ * permissions, leaf level and descriptor), and wherever the general path faults it must decline (it
+ * decides no fault). Its frame memo must never read stale words.
  */
 
 import { describe, expect, it } from 'vitest';
