@@ -4,6 +4,9 @@
  * stays close to the cost at 1 000, and a huge mapping is one node. Ranges are disjoint, except
  * where a driver's own bookkeeping lets them overlap (then the end order follows the start order).
  * Keys are numbers: IOVAs are multiples of 4 KiB, exact as doubles up to 2^64.
+ *
+ * Nodes live in parallel typed arrays indexed by node number (key, children, height), not as objects:
+ * a descent reads a few dense arrays instead of chasing node objects spread over the heap.
  */
 
 export interface Range {
@@ -11,69 +14,26 @@ export interface Range {
   size: number;
 }
 
-interface Node<T> {
-  value: T;
-  /** value.iova, kept in the node: a descent compares without loading the value (one miss less per level). */
-  iova: number;
-  left: Node<T> | null;
-  right: Node<T> | null;
-  height: number;
-}
-
-function height<T>(n: Node<T> | null): number {
-  return n === null ? 0 : n.height;
-}
-
-function update<T>(n: Node<T>): void {
-  const l = n.left === null ? 0 : n.left.height;
-  const r = n.right === null ? 0 : n.right.height;
-  n.height = Math.max(l, r) + 1;
-}
-
-function rotateRight<T>(n: Node<T>): Node<T> {
-  const l = n.left!;
-  n.left = l.right;
-  l.right = n;
-  update(n);
-  update(l);
-  return l;
-}
-
-function rotateLeft<T>(n: Node<T>): Node<T> {
-  const r = n.right!;
-  n.right = r.left;
-  r.left = n;
-  update(n);
-  update(r);
-  return r;
-}
-
-function balance<T>(n: Node<T>): Node<T> {
-  update(n);
-  const bf = height(n.left) - height(n.right);
-  if (bf > 1) {
-    if (height(n.left!.left) < height(n.left!.right)) n.left = rotateLeft(n.left!);
-    return rotateRight(n);
-  }
-  if (bf < -1) {
-    if (height(n.right!.right) < height(n.right!.left)) n.right = rotateRight(n.right!);
-    return rotateLeft(n);
-  }
-  return n;
-}
+/** No node. */
+const NIL = -1;
 
 /** Depth bound of an AVL tree of up to 2^40 nodes (1.44 log2 n + 2). */
 const MAX_DEPTH = 64;
 
 export class RangeTree<T extends Range> {
-  private root: Node<T> | null = null;
+  /** Per node: value.iova (a descent compares without loading the value), children, height. */
+  private keys = new Float64Array(16);
+  private lefts = new Int32Array(16);
+  private rights = new Int32Array(16);
+  private heights = new Int8Array(16);
+  private readonly values: (T | undefined)[] = [];
+  private root = NIL;
   private count = 0;
+  /** Nodes ever used; removed ones are chained through `lefts` from `freeList` and reused. */
+  private used = 0;
+  private freeList = NIL;
   /** The search path of the insert or remove in progress. */
-  private readonly path: Node<T>[] = new Array<Node<T>>(MAX_DEPTH);
-  /** Removed nodes, reused by insert. */
-  private readonly pool: Node<T>[] = [];
-  /** The most ranges the tree held at once. */
-  private peak = 0;
+  private readonly path = new Int32Array(MAX_DEPTH);
   private everOverlapped = false;
 
   get size(): number {
@@ -103,30 +63,33 @@ export class RangeTree<T extends Range> {
 
   /** Removes the range that starts at value.iova. */
   remove(value: T): void {
+    const keys = this.keys;
+    const lefts = this.lefts;
+    const rights = this.rights;
     const path = this.path;
     const iova = value.iova;
     let depth = 0;
     let n = this.root;
-    while (n !== null && n.iova !== iova) {
+    while (n !== NIL && keys[n] !== iova) {
       path[depth++] = n;
-      n = iova < n.iova ? n.left : n.right;
+      n = iova < keys[n] ? lefts[n] : rights[n];
     }
-    if (n === null) throw new Error(`RangeTree: no range at ${iova}`);
+    if (n === NIL) throw new Error(`RangeTree: no range at ${iova}`);
     this.count--;
     let doomed = n;
-    if (n.left !== null && n.right !== null) {
+    if (lefts[n] !== NIL && rights[n] !== NIL) {
       // Two children: the successor's value moves here and the successor's node goes instead.
       path[depth++] = n;
-      let m = n.right;
-      while (m.left !== null) {
+      let m = rights[n];
+      while (lefts[m] !== NIL) {
         path[depth++] = m;
-        m = m.left;
+        m = lefts[m];
       }
-      n.value = m.value;
-      n.iova = m.iova;
+      this.values[n] = this.values[m];
+      keys[n] = keys[m];
       doomed = m;
     }
-    const child = doomed.left !== null ? doomed.left : doomed.right;
+    const child = lefts[doomed] !== NIL ? lefts[doomed] : rights[doomed];
     this.replaceChild(depth, doomed, child);
     this.freeNode(doomed);
     this.retrace(depth);
@@ -134,88 +97,98 @@ export class RangeTree<T extends Range> {
 
   /** vfio_find_dma: any range overlapping [start, end), or undefined. */
   findOverlap(start: number, end: number): T | undefined {
+    const keys = this.keys;
     let n = this.root;
-    while (n !== null) {
-      if (end <= n.iova) n = n.left;
-      else if (start >= n.iova + n.value.size) n = n.right;
-      else return n.value;
+    while (n !== NIL) {
+      if (end <= keys[n]) n = this.lefts[n];
+      else if (start >= keys[n] + this.values[n]!.size) n = this.rights[n];
+      else return this.values[n];
     }
     return undefined;
   }
 
   /** The range containing the byte at `addr`. */
   findContaining(addr: number): T | undefined {
+    const keys = this.keys;
     if (!this.everOverlapped) {
       // Disjoint: only the last range starting at or below `addr` can hold it.
-      let below: Node<T> | null = null;
-      for (let n = this.root; n !== null; ) {
-        if (n.iova <= addr) {
+      let below = NIL;
+      for (let n = this.root; n !== NIL; ) {
+        if (keys[n] <= addr) {
           below = n;
-          n = n.right;
-        } else n = n.left;
+          n = this.rights[n];
+        } else n = this.lefts[n];
       }
-      return below !== null && addr < below.iova + below.value.size ? below.value : undefined;
+      if (below === NIL) return undefined;
+      const v = this.values[below]!;
+      return addr < keys[below] + v.size ? v : undefined;
     }
     let n = this.root;
-    while (n !== null) {
-      if (addr < n.iova) n = n.left;
-      else if (addr >= n.iova + n.value.size) n = n.right;
-      else return n.value;
+    while (n !== NIL) {
+      if (addr < keys[n]) n = this.lefts[n];
+      else if (addr >= keys[n] + this.values[n]!.size) n = this.rights[n];
+      else return this.values[n];
     }
     return undefined;
   }
 
   /** vfio_find_dma_first_node: the lowest range that ends after `start` and begins before `end`. */
   firstOverlapping(start: number, end: number): T | undefined {
+    const keys = this.keys;
     if (!this.everOverlapped) {
       // Disjoint: the range holding `start`, else the first that begins after it.
-      let below: Node<T> | null = null;
-      let above: Node<T> | null = null;
-      for (let n = this.root; n !== null; ) {
-        if (n.iova <= start) {
+      let below = NIL;
+      let above = NIL;
+      for (let n = this.root; n !== NIL; ) {
+        if (keys[n] <= start) {
           below = n;
-          n = n.right;
+          n = this.rights[n];
         } else {
           above = n;
-          n = n.left;
+          n = this.lefts[n];
         }
       }
-      if (below !== null && start < below.iova + below.value.size) return below.value;
-      return above !== null && above.iova < end ? above.value : undefined;
+      if (below !== NIL) {
+        const v = this.values[below]!;
+        if (start < keys[below] + v.size) return v;
+      }
+      return above !== NIL && keys[above] < end ? this.values[above] : undefined;
     }
     let n = this.root;
-    let best: T | undefined;
-    while (n !== null) {
-      if (n.iova + n.value.size > start) {
-        best = n.value;
-        n = n.left;
+    let best = NIL;
+    while (n !== NIL) {
+      if (keys[n] + this.values[n]!.size > start) {
+        best = n;
+        n = this.lefts[n];
       } else {
-        n = n.right;
+        n = this.rights[n];
       }
     }
-    return best !== undefined && best.iova < end ? best : undefined;
+    return best !== NIL && keys[best] < end ? this.values[best] : undefined;
   }
 
   /** The range that follows `value` in iova order. */
   next(value: T): T | undefined {
+    const keys = this.keys;
+    const iova = value.iova;
     let n = this.root;
-    let best: T | undefined;
-    while (n !== null) {
-      if (n.iova > value.iova) {
-        best = n.value;
-        n = n.left;
+    let best = NIL;
+    while (n !== NIL) {
+      if (keys[n] > iova) {
+        best = n;
+        n = this.lefts[n];
       } else {
-        n = n.right;
+        n = this.rights[n];
       }
     }
-    return best;
+    return best === NIL ? undefined : this.values[best];
   }
 
   first(): T | undefined {
     let n = this.root;
-    if (n === null) return undefined;
-    while (n.left !== null) n = n.left;
-    return n.value;
+    if (n === NIL) return undefined;
+    while (this.lefts[n] !== NIL) n = this.lefts[n];
+    return this.values[n];
   }
 
   /**
@@ -227,32 +200,32 @@ export class RangeTree<T extends Range> {
     const stack = this.path;
     let depth = 0;
     let n = this.root;
-    while (n !== null || depth > 0) {
-      while (n !== null) {
+    while (n !== NIL || depth > 0) {
+      while (n !== NIL) {
         stack[depth++] = n;
-        n = n.left;
+        n = this.lefts[n];
       }
       const top = stack[--depth];
-      n = top.right;
-      fn(top.value);
+      n = this.rights[top];
+      fn(this.values[top]!);
       this.freeNode(top);
     }
-    this.root = null;
+    this.root = NIL;
     this.count = 0;
   }
 
   /** In-order iteration (do not modify the tree while iterating). */
   *[Symbol.iterator](): IterableIterator<T> {
-    const stack: Node<T>[] = [];
+    const stack: number[] = [];
     let n = this.root;
-    while (n !== null || stack.length > 0) {
-      while (n !== null) {
+    while (n !== NIL || stack.length > 0) {
+      while (n !== NIL) {
         stack.push(n);
-        n = n.left;
+        n = this.lefts[n];
       }
       const top = stack.pop()!;
-      yield top.value;
-      n = top.right;
+      yield this.values[top]!;
+      n = this.rights[top];
     }
   }
 
@@ -260,51 +233,52 @@ export class RangeTree<T extends Range> {
    * The descent of insert: to a leaf, remembering the path and the nearest ranges below and above
    * (the predecessor and successor in iova order); then, when linked, back up, rebalancing until a
    * subtree keeps its height (after an insertion at most one rotation is needed). No recursion, no
-   * allocation but the node (from the pool of removed ones when there is one). Returns whether the
-   * range overlaps a neighbour; with `always` false such a range is not linked.
+   * allocation but the node's slot when the arrays are full. Returns whether the range overlaps a
+   * neighbour; with `always` false such a range is not linked.
    */
   private place(value: T, always: boolean): boolean {
     const start = value.iova;
     const end = start + value.size;
+    const keys = this.keys;
     const path = this.path;
     let depth = 0;
     let n = this.root;
-    let below: Node<T> | null = null;
-    let above: Node<T> | null = null;
+    let below = NIL;
+    let above = NIL;
     let left = false;
-    while (n !== null) {
+    while (n !== NIL) {
       path[depth++] = n;
-      left = start < n.iova;
+      left = start < keys[n];
       if (left) {
         above = n;
-        n = n.left;
+        n = this.lefts[n];
       } else {
         below = n;
-        n = n.right;
+        n = this.rights[n];
       }
     }
     const overlaps =
-      (below !== null && below.iova + below.value.size > start) || (above !== null && above.iova < end);
+      (below !== NIL && keys[below] + this.values[below]!.size > start) ||
+      (above !== NIL && keys[above] < end);
     if (overlaps && !always) return true;
     if (overlaps) this.everOverlapped = true;
     const node = this.newNode(value);
-    if (++this.count > this.peak) this.peak = this.count;
+    this.count++;
     if (depth === 0) this.root = node;
     else {
-      if (left) path[depth - 1].left = node;
-      else path[depth - 1].right = node;
+      if (left) this.lefts[path[depth - 1]] = node;
+      else this.rights[path[depth - 1]] = node;
       this.retrace(depth);
     }
     return overlaps;
   }
 
-  /** Points the parent of path[depth] (the node `from`) at `to` instead. */
-  private replaceChild(depth: number, from: Node<T>, to: Node<T> | null): void {
+  private replaceChild(depth: number, from: number, to: number): void {
     if (depth === 0) this.root = to;
     else {
       const p = this.path[depth - 1];
-      if (p.left === from) p.left = to;
-      else p.right = to;
+      if (this.lefts[p] === from) this.lefts[p] = to;
+      else this.rights[p] = to;
     }
   }
 
@@ -313,31 +287,95 @@ export class RangeTree<T extends Range> {
     const path = this.path;
     for (let i = depth - 1; i >= 0; i--) {
       const n = path[i];
-      const before = n.height;
-      const b = balance(n);
+      const before = this.heights[n];
+      const b = this.balance(n);
       if (b !== n) this.replaceChild(i, n, b);
       // Above a subtree of unchanged height (rotated or not) no balance factor changes.
-      if (b.height === before) return;
+      if (this.heights[b] === before) return;
     }
   }
 
-  private newNode(value: T): Node<T> {
-    const n = this.pool.pop();
-    if (n === undefined) return { value, iova: value.iova, left: null, right: null, height: 1 };
-    n.value = value;
-    n.iova = value.iova;
-    n.left = null;
-    n.right = null;
-    n.height = 1;
+  private height(n: number): number {
+    return n === NIL ? 0 : this.heights[n];
+  }
+
+  private update(n: number): void {
+    const l = this.height(this.lefts[n]);
+    const r = this.height(this.rights[n]);
+    this.heights[n] = Math.max(l, r) + 1;
+  }
+
+  private rotateRight(n: number): number {
+    const l = this.lefts[n];
+    this.lefts[n] = this.rights[l];
+    this.rights[l] = n;
+    this.update(n);
+    this.update(l);
+    return l;
+  }
+
+  private rotateLeft(n: number): number {
+    const r = this.rights[n];
+    this.rights[n] = this.lefts[r];
+    this.lefts[r] = n;
+    this.update(n);
+    this.update(r);
+    return r;
+  }
+
+  private balance(n: number): number {
+    this.update(n);
+    const bf = this.height(this.lefts[n]) - this.height(this.rights[n]);
+    if (bf > 1) {
+      const l = this.lefts[n];
+      if (this.height(this.lefts[l]) < this.height(this.rights[l])) this.lefts[n] = this.rotateLeft(l);
+      return this.rotateRight(n);
+    }
+    if (bf < -1) {
+      const r = this.rights[n];
+      if (this.height(this.rights[r]) < this.height(this.lefts[r])) this.rights[n] = this.rotateRight(r);
+      return this.rotateLeft(n);
+    }
     return n;
   }
 
-  /** Keeps a removed node for the next insert (map/unmap cycles allocate nothing). */
-  private freeNode(n: Node<T>): void {
-    n.left = n.right = null;
-    // The pool must not keep the removed range alive.
-    n.value = null as unknown as T;
-    // Nodes in the tree and in the pool together never exceed the most the tree ever held.
-    if (this.pool.length + this.count < this.peak) this.pool.push(n);
+  /** A node for `value`: a removed one when there is one, else the next unused (growing the arrays). */
+  private newNode(value: T): number {
+    let n = this.freeList;
+    if (n !== NIL) this.freeList = this.lefts[n];
+    else {
+      if (this.used === this.keys.length) this.grow();
+      n = this.used++;
+    }
+    this.keys[n] = value.iova;
+    this.lefts[n] = NIL;
+    this.rights[n] = NIL;
+    this.heights[n] = 1;
+    this.values[n] = value;
+    return n;
+  }
+
+  /** Chains a removed node for the next insert (map/unmap cycles allocate nothing). */
+  private freeNode(n: number): void {
+    // The free list must not keep the removed range alive.
+    this.values[n] = undefined;
+    this.lefts[n] = this.freeList;
+    this.freeList = n;
+  }
+
+  private grow(): void {
+    const cap = this.keys.length * 2;
+    const keys = new Float64Array(cap);
+    keys.set(this.keys);
+    this.keys = keys;
+    const lefts = new Int32Array(cap);
+    lefts.set(this.lefts);
+    this.lefts = lefts;
+    const rights = new Int32Array(cap);
+    rights.set(this.rights);
+    this.rights = rights;
+    const heights = new Int8Array(cap);
+    heights.set(this.heights);
+    this.heights = heights;
   }
 }

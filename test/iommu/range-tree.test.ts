@@ -8,18 +8,18 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Range, RangeTree } from '../../src/iommu/range-tree.ts';
 
-/** Height and balance of the tree, read through its private root. */
+/** Height and balance of the tree, read through its private node arrays. */
 function checkAvl(tree: RangeTree<Range>): number {
-  type N = { value: Range; left: N | null; right: N | null; height: number } | null;
-  const walk = (n: N): number => {
-    if (n === null) return 0;
-    const l = walk(n.left);
-    const r = walk(n.right);
+  const t = tree as unknown as { root: number; lefts: Int32Array; rights: Int32Array; heights: Int8Array };
+  const walk = (n: number): number => {
+    if (n === -1) return 0;
+    const l = walk(t.lefts[n]);
+    const r = walk(t.rights[n]);
     expect(Math.abs(l - r)).toBeLessThanOrEqual(1);
-    expect(n.height).toBe(Math.max(l, r) + 1);
-    return n.height;
+    expect(t.heights[n]).toBe(Math.max(l, r) + 1);
+    return t.heights[n];
   };
-  return walk((tree as unknown as { root: N }).root);
+  return walk(t.root);
 }
 
 describe('RangeTree', () => {
