@@ -118,6 +118,12 @@ describe('RangeTree', () => {
             expect(tree.firstOverlapping(a, a + len)).toBe(
               first !== undefined && first.iova < a + len ? first : undefined,
             );
+            // findOverlap may return any overlapping range (vfio_find_dma does), but one exactly when
+            // a scan finds one.
+            const any = tree.findOverlap(a, a + len);
+            const overlapping = held.filter((r) => r.iova < a + len && a < r.iova + r.size);
+            if (overlapping.length === 0) expect(any).toBeUndefined();
+            else expect(overlapping).toContain(any);
           }
           // One overlapping insert and the tree answers by its general searches from then on.
           if (held.length > 0) {
