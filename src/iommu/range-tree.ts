@@ -6,7 +6,8 @@
  * Keys are numbers: IOVAs are multiples of 4 KiB, exact as doubles up to 2^64.
  *
  * Nodes live in parallel typed arrays indexed by node number (key, children, height), not as objects:
- * a descent reads a few dense arrays instead of chasing node objects spread over the heap.
+ * a descent reads a few dense arrays instead of chasing node objects spread over the heap (UNMAP_ALL
+ * of 65 535 mappings on virtio-iommu, three trees a mapping: 64-69 -> 30-31 ms, bench unmap-all).
  */
 
 export interface Range {
