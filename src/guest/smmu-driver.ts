@@ -209,8 +209,8 @@ export class GuestSmmuDriver {
       out.push(decodeEvent(w));
       cons = queueNext(cons, EVTQ_LOG2);
     }
-    // Overflow acknowledged by copying PROD.OVFLG into CONS.OVACKFLG.
-    this.mmio.writeReg32(REG.EVENTQ_CONS, (cons | (prod & EVENTQ_OVFLG)) >>> 0);
+    // Overflow acknowledged by copying PROD.OVFLG into CONS.OVACKFLG (whatever CONS held there).
+    this.mmio.writeReg32(REG.EVENTQ_CONS, (queuePos(cons, EVTQ_LOG2) | (prod & EVENTQ_OVFLG)) >>> 0);
     return out;
   }
 }

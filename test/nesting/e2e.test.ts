@@ -11,6 +11,7 @@ import { Host } from '../../src/host/host.ts';
 import type { ArmSmmuV3 } from '../../src/iommu/arm-smmu-v3.ts';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE } from '../../src/iommu/types.ts';
 import { ACCESS_READ } from '../../src/pgtable/index.ts';
+import { REG } from '../../src/smmu/index.ts';
 import { Vmm } from '../../src/vmm/vmm.ts';
 
 const IPA = 0x4000_0000;
@@ -76,6 +77,15 @@ describe('faults go to their owner, and the DMA moves no byte', () => {
       rnw: 0,
     });
     expect(drv.eventLog.length).toBe(before);
+  });
+
+  // Queue mechanics: nested-iommu.md §4.3; the acknowledgement (CONS.OVACKFLG := PROD.OVFLG) is the
+  // architecture's (IHI 0070 §7.4, as src/vmm/vsmmu.ts applies it), no reference section states it.
+  it("the guest's event read acknowledges PROD.OVFLG as it stands, not what CONS.OVACKFLG held", () => {
+    const { vmm, guest } = boot();
+    vmm.vsmmu.writeReg32(REG.EVENTQ_CONS, 0x8000_0000);
+    expect(guest.events()).toHaveLength(0);
+    expect(vmm.vsmmu.readReg32(REG.EVENTQ_CONS)).toBe(0);
   });
 
   it('a stage-2 hole under a stage-1 table page: S2=1 CLASS=TT with the IPA, kept by the host', () => {
