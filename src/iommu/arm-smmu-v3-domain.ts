@@ -6,16 +6,7 @@
  */
 
 import type { PhysMem } from '../mm/physmem.ts';
-import {
-  ACCESS_PROBE,
-  FAULT_NONE,
-  IoPgtable,
-  POW2,
-  type TableAllocator,
-  type WalkRegime,
-  WalkResult,
-  walk,
-} from '../pgtable/index.ts';
+import { IoPgtable, POW2, type TableAllocator } from '../pgtable/index.ts';
 import { CMD_TLBI_NH_ALL, CMD_TLBI_NH_ASID, CMD_TLBI_S12_VMALL } from '../smmu/index.ts';
 import { ENOMEM, ERANGE } from '../uapi/errno.ts';
 import type { ArmSmmuV3 } from './arm-smmu-v3.ts';
@@ -119,38 +110,22 @@ export class ArmSmmuDomain extends IommuDomain {
 
   protected unmapPages(iova: number, pgsize: number, count: number, gather: IotlbGather): number {
     if (this.pgtbl === null) return 0;
-    const p = this.probe;
-    // The leaf resolve() just walked to: cleared where the walk found it (io-pgtable checks nothing
-    // changed since), not found again by a second descent.
-    let r =
-      count === 1 && iova === this.resolvedIova && pgsize === POW2[p.sizeLg2]
-        ? this.pgtbl.unmapLeaf(iova, p.sizeLg2, p.descAddr, p.descLo, p.descHi, this.resolvedVersion)
-        : -1;
-    if (r < 0) r = this.pgtbl.unmapPages(iova, pgsize, count);
+    const r = this.pgtbl.unmapPages(iova, pgsize, count);
     if (r > 0) gather.pgsize = Math.max(gather.pgsize, pgsize);
     return r;
   }
 
-  private readonly probe = new WalkResult();
-  private probeRegime: WalkRegime | null = null;
-  /** The leaf-aligned IOVA resolve() last walked to (-1: none), and the tables' version then. */
-  private resolvedIova = -1;
-  private resolvedVersion = -1;
-
-  /** arm_lpae_iova_to_phys, keeping the leaf's size (software walk: no TLB, no events). */
+  /** arm_lpae_iova_to_phys, the leaf left in the io-pgtable's probe. */
   private lookup(iova: number): boolean {
-    this.resolvedIova = -1; // the probe is about to hold another walk
-    if (this.pgtbl === null || !(iova < POW2[this.pgtbl.ias])) return false;
-    this.probeRegime ??= this.pgtbl.regime(52);
-    return walk(this.driver.mem, this.probeRegime, iova, ACCESS_PROBE, this.probe) === FAULT_NONE;
+    return this.pgtbl?.lookup(iova) === true;
   }
 
   iovaToPhys(iova: number): number {
-    return this.lookup(iova) ? this.probe.oa : -1;
+    return this.lookup(iova) ? this.pgtbl!.probe.oa : -1;
   }
 
   leafSize(iova: number): number {
-    return this.lookup(iova) ? POW2[this.probe.sizeLg2] : 0;
+    return this.lookup(iova) ? POW2[this.pgtbl!.probe.sizeLg2] : 0;
   }
 
   override hwTables(): DomainTables {
@@ -166,12 +141,9 @@ export class ArmSmmuDomain extends IommuDomain {
       this.resolvedRemaining = 0;
       return -1;
     }
-    this.resolvedRemaining = POW2[this.probe.sizeLg2] - modPow2(iova, this.probe.sizeLg2);
-    if (this.resolvedRemaining === POW2[this.probe.sizeLg2]) {
-      this.resolvedIova = iova;
-      this.resolvedVersion = this.pgtbl!.version;
-    }
-    return this.probe.oa;
+    const p = this.pgtbl!.probe;
+    this.resolvedRemaining = POW2[p.sizeLg2] - modPow2(iova, p.sizeLg2);
+    return p.oa;
   }
 
   /**
@@ -199,7 +171,6 @@ export class ArmSmmuDomain extends IommuDomain {
     ]);
     this.pgtbl?.free();
     this.pgtbl = null;
-    this.probeRegime = null;
     if (this.finalStage === 'S1') {
       d.tables.freeTable(this.cdTable, 64);
       d.asids.free(this.asid);

@@ -104,14 +104,18 @@ export class IoPgtable {
   private readonly tlb: IoPgtableTlbOps | undefined;
   private readonly split: boolean;
   private readonly stride: number;
-  private readonly probe = new WalkResult();
+  /** The leaf the last lookup() found (read it right after the call). */
+  readonly probe = new WalkResult();
   /** protToPte by prot value (IOMMU_* flags < 64), made on first use: maps reuse a few prots. */
   private readonly attrsByProt: (Pte | undefined)[] = [];
   /** Scratch descriptor for the leaves a map writes. */
   private readonly leaf: Pte = { lo: 0, hi: 0 };
   private probeRegime: WalkRegime | undefined;
   private mapped = 0;
+  /** Changes to the tables so far; the IOVA the last lookup() found mapped (-1: none) and `changes` then. */
   private changes = 0;
+  private lookedUp = -1;
+  private lookedAt = -1;
 
   private constructor(
     mem: PgtableMemory,
@@ -168,7 +172,7 @@ export class IoPgtable {
   }
 
   /** The walker's view of these tables (what the SMMU would walk). */
-  regime(paMaxBits = this.oas): WalkRegime {
+  regime(): WalkRegime {
     return new WalkRegime({
       stage: this.stage,
       granuleLg2: this.granuleLg2,
@@ -176,7 +180,7 @@ export class IoPgtable {
       startLevel: this.startLevel,
       ttb: this.pgd,
       oaBits: this.oas,
-      paMaxBits,
+      paMaxBits: this.oas,
     });
   }
 
@@ -212,11 +216,12 @@ export class IoPgtable {
    * unmapped range. A table under a whole-size range is freed; a block larger than `pgsize` is split.
    */
   unmapPages(iova: number, pgsize: number, pgcount: number): number {
-    this.changes++;
     const sizeLg2 = this.sizeLg2Of(pgsize);
     if (sizeLg2 < 0 || pgcount < 1) return 0;
     if (!(iova < POW2[this.ias])) return 0;
-    return this.unmapAt(iova, sizeLg2, pgcount, this.startLevel, this.pgd);
+    const leaf = this.unmapLookedUp(iova, sizeLg2, pgcount);
+    this.changes++;
+    return leaf >= 0 ? leaf : this.unmapAt(iova, sizeLg2, pgcount, this.startLevel, this.pgd);
   }
 
   /**
@@ -263,9 +268,13 @@ export class IoPgtable {
     return unmapped;
   }
 
-  /** Linux `arm_lpae_iova_to_phys`: the output address, or 0 when nothing is mapped. */
-  iovaToPhys(iova: number): number {
-    if (!(iova < POW2[this.ias])) return 0;
+  /**
+   * Linux `arm_lpae_iova_to_phys`, keeping the leaf: true when `iova` is mapped, with the leaf's
+   * output, size and PTE left in `probe` (a software walk: no TLB, no events, no output-size check).
+   */
+  lookup(iova: number): boolean {
+    this.lookedUp = -1;
+    if (!(iova < POW2[this.ias])) return false;
     this.probeRegime ??= new WalkRegime({
       stage: this.stage,
       granuleLg2: this.granuleLg2,
@@ -275,9 +284,15 @@ export class IoPgtable {
       oaBits: 52,
       paMaxBits: 52,
     });
-    return walk(this.mem, this.probeRegime, iova, ACCESS_PROBE, this.probe) === FAULT_NONE
-      ? this.probe.oa
-      : 0;
+    if (walk(this.mem, this.probeRegime, iova, ACCESS_PROBE, this.probe) !== FAULT_NONE) return false;
+    this.lookedUp = iova;
+    this.lookedAt = this.changes;
+    return true;
+  }
+
+  /** Linux `arm_lpae_iova_to_phys`: the output address, or 0 when nothing is mapped. */
+  iovaToPhys(iova: number): number {
+    return this.lookup(iova) ? this.probe.oa : 0;
   }
 
   /** Frees every table, the start table last (Linux `arm_lpae_free_pgtable`). */
@@ -286,23 +301,19 @@ export class IoPgtable {
     this.freeTable(this.startLevel, this.pgd);
   }
 
-  /** Changes to the tables so far: a leaf a walk found is still that leaf while this stays. */
-  get version(): number {
-    return this.changes;
-  }
-
   /**
-   * `unmapPages(iova, 2^sizeLg2, 1)` of the leaf at `iova` that a walk of these tables found at `pte`
-   * (words `lo`, `hi`), without descending again: vfio's unmap walks to each leaf for its PA and then
-   * unmaps it (bench unmap-all). Taken only while `version` is what it was at the walk and the PTE
-   * still holds those words; otherwise -1, and the caller unmaps the usual way.
+   * The unmap of one leaf the last lookup() found, cleared where the walk found it: vfio's unmap walks
+   * to each leaf for its PA and then unmaps it, and a second descent was a tenth of UNMAP_ALL (bench
+   * unmap-all). Only while the tables have not changed since and the PTE still holds the words read
+   * (the hardware may have set its access flag); otherwise -1 and the caller descends.
    */
-  unmapLeaf(iova: number, sizeLg2: number, pte: number, lo: number, hi: number, version: number): number {
-    if (version !== this.changes) return -1;
-    const w = this.frames?.wordsAt(pte);
-    const o = (pte & 0xfff) >>> 2;
-    if (w === undefined || w[o] !== lo || w[o + 1] !== hi) return -1;
-    this.changes++;
+  private unmapLookedUp(iova: number, sizeLg2: number, pgcount: number): number {
+    const p = this.probe;
+    if (pgcount !== 1 || iova !== this.lookedUp || this.lookedAt !== this.changes || sizeLg2 !== p.sizeLg2)
+      return -1;
+    const w = this.frames?.wordsAt(p.descAddr);
+    const o = (p.descAddr & 0xfff) >>> 2;
+    if (w === undefined || w[o] !== p.descLo || w[o + 1] !== p.descHi) return -1;
     w[o] = 0;
     w[o + 1] = 0;
     const size = POW2[sizeLg2];
