@@ -42,8 +42,25 @@ function rig(kernel: KernelVersion) {
   return { write, read };
 }
 
+type Row = [value: string, ret: number, after: string];
+
+/**
+ * On a fresh `kernel` host, `name` reads `initial`; then each row's value is written (ret/errno) and
+ * the parameter read back.
+ */
+function expectRows(kernel: KernelVersion, name: string, initial: string, rows: readonly Row[]): void {
+  const { write, read } = rig(kernel);
+  expect([kernel, read(name)]).toEqual([kernel, initial]);
+  for (const [value, ret, after] of rows) {
+    expect([kernel, value, write(name, value)]).toEqual([kernel, value, ret]);
+    expect([kernel, value, read(name)]).toEqual([kernel, value, after]);
+  }
+}
+
+const ORACLE_KERNELS: readonly KernelVersion[] = ['6.1', '6.12', '6.18'];
+
 describe('bool module parameters parse as kstrtobool (oracle x86 6.1, 6.12, 6.18)', () => {
-  const rows: [string, number, string][] = [
+  const rows: Row[] = [
     ['yes', 0, 'Y'],
     ['no', 0, 'N'],
     ['true', 0, 'Y'],
@@ -57,49 +74,28 @@ describe('bool module parameters parse as kstrtobool (oracle x86 6.1, 6.12, 6.18
     ['0', 0, 'N'],
     ['', 0, 'N'],
   ];
-  for (const kernel of ['6.1', '6.12', '6.18'] as KernelVersion[]) {
-    it(`${kernel}: each value written, then read back`, () => {
-      const { write, read } = rig(kernel);
-      expect(read('allow_unsafe_interrupts')).toBe('N');
-      for (const [value, ret, after] of rows) {
-        expect([value, write('allow_unsafe_interrupts', value)]).toEqual([value, ret]);
-        expect([value, read('allow_unsafe_interrupts')]).toEqual([value, after]);
-      }
-    });
-  }
+  for (const kernel of ORACLE_KERNELS)
+    it(`${kernel}: each value written, then read back`, () =>
+      expectRows(kernel, 'allow_unsafe_interrupts', 'N', rows));
 
   it('"enable" and "disable": EINVAL on 6.1 and 6.12, Y and N on 6.18', () => {
-    for (const [kernel, on, off] of [
-      ['6.1', -EINVAL, -EINVAL],
-      ['6.12', -EINVAL, -EINVAL],
-      ['6.18', 0, 0],
-    ] as [KernelVersion, number, number][]) {
-      const { write, read } = rig(kernel);
-      expect([kernel, write('allow_unsafe_interrupts', 'enable'), read('allow_unsafe_interrupts')]).toEqual([
-        kernel,
-        on,
-        on === 0 ? 'Y' : 'N',
+    for (const kernel of ORACLE_KERNELS)
+      expectRows(kernel, 'allow_unsafe_interrupts', 'N', [
+        ['enable', kernel === '6.18' ? 0 : -EINVAL, kernel === '6.18' ? 'Y' : 'N'],
+        ['disable', kernel === '6.18' ? 0 : -EINVAL, 'N'],
       ]);
-      expect([kernel, write('allow_unsafe_interrupts', 'disable'), read('allow_unsafe_interrupts')]).toEqual([
-        kernel,
-        off,
-        'N',
-      ]);
-    }
   });
 
-  it('3.19: strtobool reads y/Y/1 and n/N/0 only', () => {
-    const { write, read } = rig('3.19');
-    expect(write('allow_unsafe_interrupts', 'yes')).toBe(0);
-    expect(read('allow_unsafe_interrupts')).toBe('Y');
-    expect(write('allow_unsafe_interrupts', 'off')).toBe(-EINVAL);
-    expect(write('allow_unsafe_interrupts', 'true')).toBe(-EINVAL);
-    expect(read('allow_unsafe_interrupts')).toBe('Y');
-  });
+  it('3.19: strtobool reads y/Y/1 and n/N/0 only', () =>
+    expectRows('3.19', 'allow_unsafe_interrupts', 'N', [
+      ['yes', 0, 'Y'],
+      ['off', -EINVAL, 'Y'],
+      ['true', -EINVAL, 'Y'],
+    ]));
 });
 
 describe('uint module parameters parse as kstrtouint base 0 (oracle x86 6.1, 6.12, 6.18)', () => {
-  const rows: [string, number, string][] = [
+  const rows: Row[] = [
     ['010', 0, '8'],
     ['0x10', 0, '16'],
     ['+5', 0, '5'],
@@ -113,24 +109,16 @@ describe('uint module parameters parse as kstrtouint base 0 (oracle x86 6.1, 6.1
     ['', 0, '31'],
     ['0', 0, '0'],
   ];
-  for (const kernel of ['6.1', '6.12', '6.18'] as KernelVersion[]) {
-    it(`${kernel}: dma_entry_limit, each value written, then read back`, () => {
-      const { write, read } = rig(kernel);
-      expect(read('dma_entry_limit')).toBe('65535');
-      for (const [value, ret, after] of rows) {
-        expect([value, write('dma_entry_limit', value)]).toEqual([value, ret]);
-        expect([value, read('dma_entry_limit')]).toEqual([value, after]);
-      }
-    });
-  }
+  for (const kernel of ORACLE_KERNELS)
+    it(`${kernel}: dma_entry_limit, each value written, then read back`, () =>
+      expectRows(kernel, 'dma_entry_limit', '65535', rows));
 
-  it('one trailing newline is taken (echo 7 > file), anything else after the digits is EINVAL', () => {
-    const { write, read } = rig('6.12');
-    expect(write('dma_entry_limit', '7\n')).toBe(0);
-    expect(read('dma_entry_limit')).toBe('7');
-    expect(write('dma_entry_limit', '7\n\n')).toBe(-EINVAL);
-    expect(write('dma_entry_limit', ' 7')).toBe(-EINVAL);
-  });
+  it('one trailing newline is taken (echo 7 > file), anything else after the digits is EINVAL', () =>
+    expectRows('6.12', 'dma_entry_limit', '65535', [
+      ['7\n', 0, '7'],
+      ['7\n\n', -EINVAL, '7'],
+      [' 7', -EINVAL, '7'],
+    ]));
 });
 
 /**
