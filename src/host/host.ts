@@ -168,7 +168,7 @@ export class Host {
     const edu = new EduDevice(dev, arm ? 0x2 : 0x103);
     this.edus.set(name, edu);
     this.vfioPci.set(dev, new VfioPciDevice(edu, arm ? 0x1000_0000 : 0xfe00_0000));
-    this.vfio.deviceFileFactory = (device, _current, release) => {
+    this.vfio.deviceFileFactory = (device, release) => {
       const vdev = this.vfioPci.get(device);
       return vdev === undefined ? -ENOENT : new VfioPciDeviceFile(vdev, release);
     };

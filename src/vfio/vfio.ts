@@ -16,11 +16,7 @@ import type { VfioParams } from './params.ts';
  * Opens the device file of a device whose group is in a container with an IOMMU (set by the host, which
  * knows the bus driver); `release` is for the file's last close.
  */
-export type DeviceFileFactory = (
-  device: Device,
-  current: Current,
-  release: () => void,
-) => KernelFile | number;
+export type DeviceFileFactory = (device: Device, release: () => void) => KernelFile | number;
 
 export class VfioCore {
   readonly groups = new Map<number, VfioGroup>();
@@ -91,7 +87,7 @@ export class VfioCore {
       if (noIommu) return -EINVAL;
     }
     if (this.deviceFileFactory === null) return -ENODEV;
-    const file = this.deviceFileFactory(device, current, () => {
+    const file = this.deviceFileFactory(device, () => {
       g.openDevices--;
       groupFile.release();
     });
