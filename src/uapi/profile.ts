@@ -45,7 +45,7 @@ export interface KernelProfile {
   /**
    * GET_DEVICE_FD tests the container before the name and takes the descriptor after the open (3.x-4.x
    * vfio_group_get_device_fd); 6.x looks the name up first and takes the descriptor before the open
-   * (oracle x14, test/vfio/device.test.ts).
+   * (test/oracle/answers/*-intel/x14-device-edges.jsonl seq 2; test/vfio/device.test.ts).
    */
   deviceFdContainerFirst: boolean;
   /** vfio claims DMA ownership of the group at SET_CONTAINER (5.19+). */
