@@ -2,7 +2,8 @@
  * What the shadow model knows about kernels and hosts, written from the references and the
  * recordings, not from src/: /work/shared/reference/vfio-type1.md (cited as §n),
  * reference/seed-era.md (SE §n, the 3.19 profile) and kernel-answers/README.md "Answers worth
- * knowing" (KA), plus the recordings under test/kernel-answers and test/oracle/answers (R).
+ * knowing" (KA), plus the recordings under test/kernel-answers and test/oracle/answers (R), and
+ * answers asked of the oracle but not kept as recordings, quoted in the test file named (O).
  * Deliberately a separate table from src/uapi/profile.ts: a wrong flag there must show up here.
  * The kernel names and host options are the model's own (not facts), so they come from src/.
  */
@@ -32,7 +33,10 @@ export const ERANGE = 34;
 export const EOVERFLOW = 75;
 export const EBADFD = 77;
 
-/** RLIMIT_NOFILE's default soft limit: the 1025th descriptor is EMFILE (O: oracle fill_fds, 1018 + 6). */
+/**
+ * RLIMIT_NOFILE's default soft limit: the 1025th descriptor is EMFILE (O: oracle fill_fds, 1018 + 6,
+ * quoted in test/host/process.test.ts).
+ */
 export const NOFILE = 1024;
 
 export interface KernelFacts {
@@ -83,7 +87,8 @@ export interface KernelFacts {
   boolWords: RegExp;
   /**
    * GET_DEVICE_FD tests the container first and takes the descriptor after the open (3.19: its
-   * vfio_group_get_device_fd, not recorded); 6.x looks the name up first (O x14-device-edges).
+   * vfio_group_get_device_fd, not recorded); 6.x looks the name up first (R x14-device-edges; the
+   * EMFILE between them: O fill_fds, test/vfio/device.test.ts).
    */
   deviceFdContainerFirst: boolean;
 }

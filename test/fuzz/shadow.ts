@@ -249,7 +249,10 @@ export class Shadow {
     return p.fds.size >= NOFILE;
   }
 
-  /** open(2) of the paths the fuzzer uses: the descriptor first (O: EMFILE even for a missing path). */
+  /**
+   * open(2) of the paths the fuzzer uses: the descriptor first (O: EMFILE even for a missing path,
+   * test/host/process.test.ts).
+   */
   open(p: SProc, path: string): Prediction {
     if (this.fdFull(p)) return certain(-EMFILE);
     if (path === '/dev/vfio/vfio') {
@@ -865,9 +868,9 @@ export class Shadow {
         this.detach(g);
         return certain(0);
       case REQ.GROUP_GET_DEVICE_FD: {
-        // 6.x (O x14): the name (ENODEV), a descriptor (EMFILE), then the open's container check
-        // (EINVAL). 3.19: the container first, then the name, the open, and the descriptor last
-        // (its vfio_group_get_device_fd; test/vfio/device.test.ts).
+        // 6.x: the name (ENODEV), a descriptor (EMFILE), then the open's container check (EINVAL)
+        // (R x14-device-edges; O fill_fds, test/vfio/device.test.ts). 3.19: the container first,
+        // then the name, the open, and the descriptor last (its vfio_group_get_device_fd, not recorded).
         const name = readString(arg);
         if (typeof name === 'number') return certain(name);
         const noIommu = g.container === null || g.container.type === 0;

@@ -9,6 +9,9 @@ import { join } from 'node:path';
 
 export const TIMING_FIELDS = ['us', 'ms', 'elapsed_ms', 'us_per_op'];
 
+/** test/kernel-answers: the recordings of the real kernels (kernel-answers/README.md). */
+export const KERNEL_ANSWERS = join(import.meta.dirname, '../kernel-answers');
+
 export interface Recording {
   config: string;
   file: string;

@@ -2,7 +2,6 @@
  * Descriptor encodings: the bits, AP[2:1] / S2AP, MemAttr 0xf / 0x5 / 0x1 and XN of reference §1.4,
  * where blocks exist (§1.1), and the leaves a 6.18 kernel wrote (kernel-answers/6.18-iommufd).
  */
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   decodeAddress,
@@ -23,18 +22,14 @@ import {
   protToPte,
   tablePte,
 } from '../../src/pgtable/index.ts';
-import { loadRecording } from '../helpers/recordings.ts';
+import { KERNEL_ANSWERS, loadRecording } from '../helpers/recordings.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 
 describe('Linux io-pgtable-arm leaf encodings (arm_lpae_prot_to_pte)', () => {
   it('stage-1 4K page: cached RW = X | 0xf47, read-only = X | 0xfc7 (recorded s1_map leaves, 6.18-iommufd)', () => {
     // kernel-answers/6.18-iommufd/b-s1-faults.jsonl: "leaf": "0x40001f47" and (ro=1) "0x40012fc7".
-    const leaves = loadRecording(
-      join(import.meta.dirname, '../kernel-answers'),
-      '6.18-iommufd',
-      'b-s1-faults.jsonl',
-    )
+    const leaves = loadRecording(KERNEL_ANSWERS, '6.18-iommufd', 'b-s1-faults.jsonl')
       .lines.flat()
       .map((l) => l.leaf);
     expect(leaves).toContain('0x40001f47');

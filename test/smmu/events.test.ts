@@ -7,7 +7,6 @@
  * detection): F_UUT 0x01, F_BAD_ATS_TREQ 0x05, F_TRANSL_FORBIDDEN 0x07, F_TLB_CONFLICT 0x20,
  * F_CFG_CONFLICT 0x21, E_PAGE_REQUEST 0x24.
  */
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   ACCESS_READ,
@@ -29,7 +28,7 @@ import {
   IRQ_CTRL_EVENTQ_IRQEN,
   REG,
 } from '../../src/smmu/index.ts';
-import { eventsFromLog, loadRecording } from '../helpers/recordings.ts';
+import { eventsFromLog, KERNEL_ANSWERS, loadRecording } from '../helpers/recordings.ts';
 import {
   EVTQ,
   GUEST_IPA,
@@ -48,7 +47,7 @@ const hex = (w: Uint32Array) => decodeEvent(w).words;
 
 /** Every event record a recording holds, in order: vEVENTQ records first, then the host log's. */
 function recorded(config: string, file: string): string[][] {
-  const rec = loadRecording(join(import.meta.dirname, '../kernel-answers'), config, file);
+  const rec = loadRecording(KERNEL_ANSWERS, config, file);
   const out: string[][] = [];
   for (const line of rec.lines.flat())
     for (const r of (line.records as { evt?: string[] }[] | undefined) ?? []) if (r.evt) out.push(r.evt);

@@ -2,7 +2,6 @@
  * The register file: preset ID words, enables and their acknowledgements, guarded registers, GBPA's
  * update protocol, GERROR/GERRORN, IRQ_CTRL and the MSI configuration registers.
  */
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PhysMem } from '../../src/mm/physmem.ts';
 import {
@@ -20,7 +19,7 @@ import {
   SMMU_PRESETS,
   Smmu,
 } from '../../src/smmu/index.ts';
-import { loadRecording } from '../helpers/recordings.ts';
+import { KERNEL_ANSWERS, loadRecording } from '../helpers/recordings.ts';
 
 function dev(preset = 'qemu-virt') {
   const smmu = new Smmu(new PhysMem(), { preset });
@@ -35,11 +34,7 @@ describe('ID registers', () => {
     expect(idr).toEqual([0x0d44101b, 0x02730010, 0, 0x00001414, 0, 0x00000074]);
     expect([r(REG.IIDR), r(REG.AIDR)]).toEqual([0, 1]);
     // The same words, read from the recording.
-    const rec = loadRecording(
-      join(import.meta.dirname, '../kernel-answers'),
-      '6.18-iommufd',
-      'a-nested-happy.jsonl',
-    );
+    const rec = loadRecording(KERNEL_ANSWERS, '6.18-iommufd', 'a-nested-happy.jsonl');
     const hw = rec.lines.flat().find((l) => l.op === 'get_hw_info')!;
     expect(idr.map((v) => `0x${v.toString(16).padStart(8, '0')}`)).toEqual(hw.idr);
     expect([r(REG.IIDR), r(REG.AIDR)].map((v) => `0x${v.toString(16)}`)).toEqual([hw.iidr, hw.aidr]);
