@@ -3,7 +3,7 @@
  * recordings, not from src/: /work/shared/reference/vfio-type1.md (cited as §n),
  * reference/seed-era.md (SE §n, the 3.19 profile) and kernel-answers/README.md "Answers worth
  * knowing" (KA), plus the recordings under test/kernel-answers and test/oracle/answers (R), and
- * answers asked of the oracle but not kept as recordings, quoted in the test file named (O).
+ * answers to this project's local probe ops under test/oracle/local-answers (O, file named).
  * Deliberately a separate table from src/uapi/profile.ts: a wrong flag there must show up here.
  * The kernel names and host options are the model's own (not facts), so they come from src/.
  */
@@ -34,8 +34,8 @@ export const EOVERFLOW = 75;
 export const EBADFD = 77;
 
 /**
- * RLIMIT_NOFILE's default soft limit: the 1025th descriptor is EMFILE (O: oracle fill_fds, 1018 + 6,
- * quoted in test/host/process.test.ts).
+ * RLIMIT_NOFILE's default soft limit: the 1025th descriptor is EMFILE (O: y3-emfile-device-fd,
+ * fill_fds opened 1018 beside six descriptors; y4-emfile-open, 1020 beside stdio).
  */
 export const NOFILE = 1024;
 
@@ -80,7 +80,7 @@ export interface KernelFacts {
   /** The no-IOMMU driver and its parameter exist (4.5, SE §2.1). */
   noiommu: boolean;
   /**
-   * Words a bool module parameter takes, by first characters (O: oracle x86 params, quoted in
+   * Words a bool module parameter takes, by first characters (O: y1-sysfs-params, replayed in
    * test/host/sysfs-params.test.ts): y/n/1/0 in 3.19's strtobool (its source; not recorded); on/off
    * and true/false on 6.1 and 6.12; enable/disable too on 6.18.
    */

@@ -250,8 +250,8 @@ export class Shadow {
   }
 
   /**
-   * open(2) of the paths the fuzzer uses: the descriptor first (O: EMFILE even for a missing path,
-   * test/host/process.test.ts).
+   * open(2) of the paths the fuzzer uses: the descriptor first (O: y4-emfile-open, EMFILE
+   * even for a missing path).
    */
   open(p: SProc, path: string): Prediction {
     if (this.fdFull(p)) return certain(-EMFILE);
@@ -370,7 +370,7 @@ export class Shadow {
   /**
    * write(2) to a module parameter file, as root: kstrtobool by first characters (the words each
    * kernel knows: KernelFacts.boolWords), kstrtouint base 0 (octal, 0x, '+', one newline, ERANGE past
-   * u32). An empty write reaches no store method (O: oracle x86 params, test/host/sysfs-params.test.ts).
+   * u32). An empty write reaches no store method (O: y1-sysfs-params).
    */
   writeParam(p: SProc, fd: number, text: string): Prediction {
     const f = p.fds.get(fd);

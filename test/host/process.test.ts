@@ -1,6 +1,7 @@
 /**
- * The descriptor table of a modelled process. Asked of the oracle (x86 intel 6.12, 2026-11-25, a local
- * `fill_fds` op opening /dev/null until EMFILE; 1024 descriptors, RLIMIT_NOFILE's default): once the
+ * The descriptor table of a modelled process. Asked of the oracle
+ * (test/oracle/local-answers/{6.1,6.12,6.18}-intel/y4-emfile-open.jsonl: a local `fill_fds` op opens
+ * /dev/null until EMFILE, 1020 beside stdio; 1024 descriptors, RLIMIT_NOFILE's default): once the
  * table is full, open(2) is EMFILE before the path is even looked up — /dev/vfio/vfio, a path that does
  * not exist and the group all answered EMFILE — as do_sys_open takes a descriptor first.
  */

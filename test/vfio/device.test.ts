@@ -55,8 +55,8 @@ describe('vfio-pci device fd over the edu', () => {
     expect(g.getDeviceFd(name)).toBeGreaterThan(0);
   });
 
-  // Asked of the oracle (x86 intel, 6.1, 6.12, 6.18; a local `fill_fds` op opening /dev/null until
-  // EMFILE): with the table full and no container, the device's name gets EMFILE, not EINVAL, and an
+  // Asked of the oracle (test/oracle/local-answers/{6.1,6.12,6.18}-intel/y3-emfile-device-fd.jsonl
+  // seq 3-4; a local `fill_fds` op opens /dev/null until EMFILE): with the table full and no container, the device's name gets EMFILE, not EINVAL, and an
   // unknown name still ENODEV. vfio_group_ioctl_get_device_fd takes a descriptor before it opens.
   it('a full fd table: EMFILE after the name is found and before the container check', () => {
     const { proc, g, name } = assigned('intel');

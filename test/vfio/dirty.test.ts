@@ -2,8 +2,8 @@
  * VFIO_IOMMU_DIRTY_PAGES GET_BITMAP at the top of the address space (vfio-type1.md §3.10). Its "a
  * mapping bisected at either end → EINVAL" check looks the mappings up with vfio_find_dma, which before
  * 6.18 cannot see a mapping that ends at 2^64 (its end wraps to 0; UNMAP shows the same in
- * test/oracle/answers/6.12-virtio/x5-overflow.jsonl). Asked of the oracle (x86 q35 + virtio-iommu,
- * allow_unsafe_interrupts=1, Debian 6.12.95+deb12 and 6.18.15+deb13, 2026-11-25, with a local `dirty`
+ * test/oracle/answers/6.12-virtio/x5-overflow.jsonl). Asked of the oracle
+ * (test/oracle/local-answers/{6.12,6.18}-virtio/y5-dirty-top-of-space.jsonl seq 8-13, a local `dirty`
  * op added to the x86 probe; the bitmap is zeroed before each call): mappings A = [2^64-16K, 2^64)
  * and B = [1M, 1M+16K), tracking started, then GET_BITMAP of
  *                                    6.12            6.18
