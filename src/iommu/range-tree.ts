@@ -1,13 +1,19 @@
 /**
  * Ranges [iova, iova + size) in an AVL tree ordered by iova: type-1's rb-tree of vfio_dma and
- * virtio-iommu's mapping trees. Every operation is O(log n), so the per-map cost at 65 535 mappings
- * stays close to the cost at 1 000, and a huge mapping is one node. Ranges are disjoint, except
- * where a driver's own bookkeeping lets them overlap (then the end order follows the start order).
- * Keys are numbers: IOVAs are multiples of 4 KiB, exact as doubles up to 2^64.
+ * virtio-iommu's mapping trees. Every operation is O(log n), and a huge mapping is one node. Ranges
+ * are disjoint, except where a driver's own bookkeeping lets them overlap (then the end order follows
+ * the start order). Keys are numbers: IOVAs are multiples of 4 KiB, exact as doubles up to 2^64.
  *
- * Nodes live in parallel typed arrays indexed by node number (key, children, height), not as objects:
- * a descent reads a few dense arrays instead of chasing node objects spread over the heap (UNMAP_ALL
- * of 65 535 mappings on virtio-iommu, three trees a mapping: 64-69 -> 30-31 ms, bench unmap-all).
+ * Nodes live in parallel typed arrays indexed by node number (key, children, parent, height), not as
+ * objects: a descent reads a few dense arrays instead of chasing node objects spread over the heap
+ * (UNMAP_ALL of 65 535 mappings on virtio-iommu, three trees a mapping: 64-69 -> 30-31 ms).
+ *
+ * A finger: the tree remembers the node its last operation touched, and the highest node. An
+ * operation next to either (a VMM maps and unmaps guest RAM in iova order; a device's DMA walks a
+ * buffer) starts there instead of at the root, and parent links let an insert or removal rebalance
+ * upwards from where it happened. A descent of a binary tree costs a mispredicted branch a level or
+ * so; with a finger the per-map cost at 65 535 mappings stays near the cost at 1 000 (bench
+ * map-dma-scaling).
  */
 
 export interface Range {
@@ -18,14 +24,12 @@ export interface Range {
 /** No node. */
 const NIL = -1;
 
-/** Depth bound of an AVL tree of up to 2^40 nodes (1.44 log2 n + 2). */
-const MAX_DEPTH = 64;
-
 export class RangeTree<T extends Range> {
-  /** Per node: value.iova (a descent compares without loading the value), children, height. */
+  /** Per node: value.iova (a descent compares without loading the value), links, height. */
   private keys = new Float64Array(16);
   private lefts = new Int32Array(16);
   private rights = new Int32Array(16);
+  private parents = new Int32Array(16);
   private heights = new Int8Array(16);
   private readonly values: (T | undefined)[] = [];
   private root = NIL;
@@ -33,8 +37,10 @@ export class RangeTree<T extends Range> {
   /** Nodes ever used; removed ones are chained through `lefts` from `freeList` and reused. */
   private used = 0;
   private freeList = NIL;
-  /** The search path of the insert or remove in progress. */
-  private readonly path = new Int32Array(MAX_DEPTH);
+  /** The node with the highest key (the last in order), NIL when empty. */
+  private last = NIL;
+  /** The node the last operation touched (or its successor after a removal); NIL or a live node. */
+  private finger = NIL;
   private everOverlapped = false;
 
   get size(): number {
@@ -50,8 +56,8 @@ export class RangeTree<T extends Range> {
   }
 
   /**
-   * Inserts a range. Returns whether it overlaps one of its neighbours in iova order: in a tree of
-   * disjoint ranges that is whether it overlaps any (found on the way down, at no extra cost).
+   * Inserts a range (after any that start at the same iova). Returns whether it overlaps one of its
+   * neighbours in iova order: in a tree of disjoint ranges that is whether it overlaps any.
    */
   insert(value: T): boolean {
     return this.place(value, true);
@@ -62,48 +68,57 @@ export class RangeTree<T extends Range> {
     return !this.place(value, false);
   }
 
-  /** Removes the range that starts at value.iova. */
+  /** Removes `value`, which must be in the tree. */
   remove(value: T): void {
-    const keys = this.keys;
+    const n = this.nodeOf(value);
+    if (n === NIL) throw new Error(`RangeTree: no range at ${value.iova}`);
     const lefts = this.lefts;
     const rights = this.rights;
-    const path = this.path;
-    const iova = value.iova;
-    let depth = 0;
-    let n = this.root;
-    while (n !== NIL && keys[n] !== iova) {
-      path[depth++] = n;
-      n = iova < keys[n] ? lefts[n] : rights[n];
-    }
-    if (n === NIL) throw new Error(`RangeTree: no range at ${iova}`);
     this.count--;
     let doomed = n;
+    let after: number;
     if (lefts[n] !== NIL && rights[n] !== NIL) {
-      // Two children: the successor's value moves here and the successor's node goes instead.
-      path[depth++] = n;
+      // Two children: the successor's value moves here and the successor's node goes instead; the
+      // range after the removed one is then in this node.
       let m = rights[n];
-      while (lefts[m] !== NIL) {
-        path[depth++] = m;
-        m = lefts[m];
-      }
+      while (lefts[m] !== NIL) m = lefts[m];
       this.values[n] = this.values[m];
-      keys[n] = keys[m];
+      this.keys[n] = this.keys[m];
+      if (this.last === m) this.last = n;
       doomed = m;
+      after = n;
+    } else {
+      after = this.next1(n);
+      if (this.last === n) this.last = this.prev1(n);
     }
     const child = lefts[doomed] !== NIL ? lefts[doomed] : rights[doomed];
-    this.replaceChild(depth, doomed, child);
+    const parent = this.parents[doomed];
+    this.replaceChild(parent, doomed, child);
+    if (child !== NIL) this.parents[child] = parent;
     this.freeNode(doomed);
-    this.retrace(depth);
+    this.finger = after;
+    this.retrace(parent);
   }
 
   /** vfio_find_dma: any range overlapping [start, end), or undefined. */
   findOverlap(start: number, end: number): T | undefined {
     const keys = this.keys;
+    if (!this.everOverlapped) {
+      // Disjoint: only the last range starting before `end` can overlap. A map above every range
+      // (the VMM's usual order) or next to the last one touched is decided there.
+      const last = this.last;
+      if (last !== NIL && keys[last] < end) return this.endsAfter(last, start);
+      const f = this.finger;
+      if (f !== NIL && keys[f] < end) {
+        const s = this.next1(f);
+        if (s === NIL || keys[s] >= end) return this.endsAfter(f, start);
+      }
+    }
     let n = this.root;
     while (n !== NIL) {
       if (end <= keys[n]) n = this.lefts[n];
       else if (start >= keys[n] + this.values[n]!.size) n = this.rights[n];
-      else return this.values[n];
+      else return this.touch(n);
     }
     return undefined;
   }
@@ -113,6 +128,8 @@ export class RangeTree<T extends Range> {
     const keys = this.keys;
     if (!this.everOverlapped) {
       // Disjoint: only the last range starting at or below `addr` can hold it.
+      const f = this.finger;
+      if (f !== NIL && keys[f] <= addr && addr < keys[f] + this.values[f]!.size) return this.values[f];
       let below = NIL;
       for (let n = this.root; n !== NIL; ) {
         if (keys[n] <= addr) {
@@ -120,15 +137,13 @@ export class RangeTree<T extends Range> {
           n = this.rights[n];
         } else n = this.lefts[n];
       }
-      if (below === NIL) return undefined;
-      const v = this.values[below]!;
-      return addr < keys[below] + v.size ? v : undefined;
+      return below === NIL ? undefined : this.endsAfter(below, addr);
     }
     let n = this.root;
     while (n !== NIL) {
       if (addr < keys[n]) n = this.lefts[n];
       else if (addr >= keys[n] + this.values[n]!.size) n = this.rights[n];
-      else return this.values[n];
+      else return this.touch(n);
     }
     return undefined;
   }
@@ -138,6 +153,8 @@ export class RangeTree<T extends Range> {
     const keys = this.keys;
     if (!this.everOverlapped) {
       // Disjoint: the range holding `start`, else the first that begins after it.
+      const f = this.finger;
+      if (f !== NIL && keys[f] <= start && start < keys[f] + this.values[f]!.size) return this.values[f];
       let below = NIL;
       let above = NIL;
       for (let n = this.root; n !== NIL; ) {
@@ -149,11 +166,8 @@ export class RangeTree<T extends Range> {
           n = this.lefts[n];
         }
       }
-      if (below !== NIL) {
-        const v = this.values[below]!;
-        if (start < keys[below] + v.size) return v;
-      }
-      return above !== NIL && keys[above] < end ? this.values[above] : undefined;
+      if (below !== NIL && start < keys[below] + this.values[below]!.size) return this.touch(below);
+      return above !== NIL && keys[above] < end ? this.touch(above) : undefined;
     }
     let n = this.root;
     let best = NIL;
@@ -165,24 +179,28 @@ export class RangeTree<T extends Range> {
         n = this.rights[n];
       }
     }
-    return best !== NIL && keys[best] < end ? this.values[best] : undefined;
+    return best !== NIL && keys[best] < end ? this.touch(best) : undefined;
   }
 
-  /** The range that follows `value` in iova order. */
+  /** The range that follows `value` in iova order (`value` in the tree; else the first above its iova). */
   next(value: T): T | undefined {
+    const n = this.nodeOf(value);
+    if (n !== NIL) {
+      const s = this.next1(n);
+      return s === NIL ? undefined : this.touch(s);
+    }
     const keys = this.keys;
     const iova = value.iova;
-    let n = this.root;
     let best = NIL;
-    while (n !== NIL) {
-      if (keys[n] > iova) {
-        best = n;
-        n = this.lefts[n];
+    for (let m = this.root; m !== NIL; ) {
+      if (keys[m] > iova) {
+        best = m;
+        m = this.lefts[m];
       } else {
-        n = this.rights[n];
+        m = this.rights[m];
       }
     }
-    return best === NIL ? undefined : this.values[best];
+    return best === NIL ? undefined : this.touch(best);
   }
 
   first(): T | undefined {
@@ -198,64 +216,56 @@ export class RangeTree<T extends Range> {
    * `fn` must not touch the tree.
    */
   drain(fn: (value: T) => void): void {
-    const stack = this.path;
-    let depth = 0;
-    let n = this.root;
-    while (n !== NIL || depth > 0) {
-      while (n !== NIL) {
-        stack[depth++] = n;
-        n = this.lefts[n];
-      }
-      const top = stack[--depth];
-      n = this.rights[top];
-      fn(this.values[top]!);
-      this.freeNode(top);
+    for (let n = this.root === NIL ? NIL : this.leftmost(this.root); n !== NIL; ) {
+      // The successor goes by right and parent links and nodes after this one: the free list's reuse
+      // of `lefts` for the nodes before it does not disturb it.
+      const s = this.next1(n);
+      fn(this.values[n]!);
+      this.freeNode(n);
+      n = s;
     }
     this.root = NIL;
     this.count = 0;
+    this.last = NIL;
+    this.finger = NIL;
   }
 
   /** In-order iteration (do not modify the tree while iterating). */
   *[Symbol.iterator](): IterableIterator<T> {
-    const stack: number[] = [];
-    let n = this.root;
-    while (n !== NIL || stack.length > 0) {
-      while (n !== NIL) {
-        stack.push(n);
-        n = this.lefts[n];
-      }
-      const top = stack.pop()!;
-      yield this.values[top]!;
-      n = this.rights[top];
-    }
+    for (let n = this.root === NIL ? NIL : this.leftmost(this.root); n !== NIL; n = this.next1(n))
+      yield this.values[n]!;
   }
 
   /**
-   * The descent of insert: to a leaf, remembering the path and the nearest ranges below and above
-   * (the predecessor and successor in iova order); then, when linked, back up, rebalancing until a
-   * subtree keeps its height (after an insertion at most one rotation is needed). No recursion, no
-   * allocation but the node's slot when the arrays are full. Returns whether the range overlaps a
-   * neighbour; with `always` false such a range is not linked.
+   * Finds where a range goes: after the last node whose key is at or below its start (`below`),
+   * before that node's successor (`above`). Above the highest node, or next to the finger, that is
+   * known without a descent. Then links it under `below` or `above` (one of them has the free child
+   * slot) and rebalances upwards until a subtree keeps its height (after an insertion at most one
+   * rotation is needed). Returns whether the range overlaps a neighbour; with `always` false such a
+   * range is not linked.
    */
   private place(value: T, always: boolean): boolean {
     const start = value.iova;
     const end = start + value.size;
     const keys = this.keys;
-    const path = this.path;
-    let depth = 0;
-    let n = this.root;
     let below = NIL;
     let above = NIL;
-    let left = false;
-    while (n !== NIL) {
-      path[depth++] = n;
-      left = start < keys[n];
-      if (left) {
-        above = n;
-        n = this.lefts[n];
-      } else {
-        below = n;
-        n = this.rights[n];
+    const last = this.last;
+    const f = this.finger;
+    if (last !== NIL && keys[last] <= start) below = last;
+    else if (f !== NIL && keys[f] <= start && start < keys[this.next1(f)]) {
+      // Not the last node, so it has a successor.
+      below = f;
+      above = this.next1(f);
+    } else {
+      for (let n = this.root; n !== NIL; ) {
+        if (start < keys[n]) {
+          above = n;
+          n = this.lefts[n];
+        } else {
+          below = n;
+          n = this.rights[n];
+        }
       }
     }
     const overlaps =
@@ -265,34 +275,104 @@ export class RangeTree<T extends Range> {
     if (overlaps) this.everOverlapped = true;
     const node = this.newNode(value);
     this.count++;
-    if (depth === 0) this.root = node;
-    else {
-      if (left) this.lefts[path[depth - 1]] = node;
-      else this.rights[path[depth - 1]] = node;
-      this.retrace(depth);
+    let parent: number;
+    if (below !== NIL && this.rights[below] === NIL) {
+      parent = below;
+      this.rights[below] = node;
+    } else if (above !== NIL) {
+      // `below` has a right subtree (or there is none): `above` is its leftmost node.
+      parent = above;
+      this.lefts[above] = node;
+    } else {
+      parent = NIL;
+      this.root = node;
     }
+    this.parents[node] = parent;
+    if (above === NIL) this.last = node;
+    this.finger = node;
+    this.retrace(parent);
     return overlaps;
   }
 
-  private replaceChild(depth: number, from: number, to: number): void {
-    if (depth === 0) this.root = to;
-    else {
-      const p = this.path[depth - 1];
-      if (this.lefts[p] === from) this.lefts[p] = to;
-      else this.rights[p] = to;
-    }
+  /** The node holding `value`, or NIL. Ranges starting at one iova (overlapping ones) sit side by side. */
+  private nodeOf(value: T): number {
+    const values = this.values;
+    if (this.finger !== NIL && values[this.finger] === value) return this.finger;
+    if (this.last !== NIL && values[this.last] === value) return this.last;
+    const keys = this.keys;
+    const iova = value.iova;
+    let n = this.root;
+    while (n !== NIL && keys[n] !== iova) n = iova < keys[n] ? this.lefts[n] : this.rights[n];
+    if (n === NIL || values[n] === value) return n;
+    for (let m = this.prev1(n); m !== NIL && keys[m] === iova; m = this.prev1(m))
+      if (values[m] === value) return m;
+    for (let m = this.next1(n); m !== NIL && keys[m] === iova; m = this.next1(m))
+      if (values[m] === value) return m;
+    return NIL;
   }
 
-  /** Rebalances path[depth - 1] .. path[0] bottom-up, up to the first subtree whose height is unchanged. */
-  private retrace(depth: number): void {
-    const path = this.path;
-    for (let i = depth - 1; i >= 0; i--) {
-      const n = path[i];
+  /** The node's range if it ends after `addr`. */
+  private endsAfter(n: number, addr: number): T | undefined {
+    const v = this.values[n]!;
+    if (addr >= this.keys[n] + v.size) return undefined;
+    this.finger = n;
+    return v;
+  }
+
+  /** The node's range, remembered as the finger. */
+  private touch(n: number): T {
+    this.finger = n;
+    return this.values[n]!;
+  }
+
+  private leftmost(n: number): number {
+    while (this.lefts[n] !== NIL) n = this.lefts[n];
+    return n;
+  }
+
+  /** The in-order successor of node `n`, or NIL. */
+  private next1(n: number): number {
+    const r = this.rights[n];
+    if (r !== NIL) return this.leftmost(r);
+    let p = this.parents[n];
+    while (p !== NIL && this.rights[p] === n) {
+      n = p;
+      p = this.parents[p];
+    }
+    return p;
+  }
+
+  /** The in-order predecessor of node `n`, or NIL. */
+  private prev1(n: number): number {
+    let l = this.lefts[n];
+    if (l !== NIL) {
+      while (this.rights[l] !== NIL) l = this.rights[l];
+      return l;
+    }
+    let p = this.parents[n];
+    while (p !== NIL && this.lefts[p] === n) {
+      n = p;
+      p = this.parents[p];
+    }
+    return p;
+  }
+
+  private replaceChild(parent: number, from: number, to: number): void {
+    if (parent === NIL) this.root = to;
+    else if (this.lefts[parent] === from) this.lefts[parent] = to;
+    else this.rights[parent] = to;
+  }
+
+  /** Rebalances from node `n` up to the root, up to the first subtree whose height is unchanged. */
+  private retrace(n: number): void {
+    while (n !== NIL) {
       const before = this.heights[n];
+      const parent = this.parents[n];
       const b = this.balance(n);
-      if (b !== n) this.replaceChild(i, n, b);
+      if (b !== n) this.replaceChild(parent, n, b);
       // Above a subtree of unchanged height (rotated or not) no balance factor changes.
       if (this.heights[b] === before) return;
+      n = parent;
     }
   }
 
@@ -306,10 +386,15 @@ export class RangeTree<T extends Range> {
     this.heights[n] = Math.max(l, r) + 1;
   }
 
+  /** Rotates `n`'s left child up into its place; the caller relinks the returned node into the parent. */
   private rotateRight(n: number): number {
     const l = this.lefts[n];
-    this.lefts[n] = this.rights[l];
+    const moved = this.rights[l];
+    this.lefts[n] = moved;
+    if (moved !== NIL) this.parents[moved] = n;
     this.rights[l] = n;
+    this.parents[l] = this.parents[n];
+    this.parents[n] = l;
     this.update(n);
     this.update(l);
     return l;
@@ -317,8 +402,12 @@ export class RangeTree<T extends Range> {
 
   private rotateLeft(n: number): number {
     const r = this.rights[n];
-    this.rights[n] = this.lefts[r];
+    const moved = this.lefts[r];
+    this.rights[n] = moved;
+    if (moved !== NIL) this.parents[moved] = n;
     this.lefts[r] = n;
+    this.parents[r] = this.parents[n];
+    this.parents[n] = r;
     this.update(n);
     this.update(r);
     return r;
@@ -366,17 +455,15 @@ export class RangeTree<T extends Range> {
 
   private grow(): void {
     const cap = this.keys.length * 2;
-    const keys = new Float64Array(cap);
-    keys.set(this.keys);
-    this.keys = keys;
-    const lefts = new Int32Array(cap);
-    lefts.set(this.lefts);
-    this.lefts = lefts;
-    const rights = new Int32Array(cap);
-    rights.set(this.rights);
-    this.rights = rights;
-    const heights = new Int8Array(cap);
-    heights.set(this.heights);
-    this.heights = heights;
+    this.keys = grown(this.keys, new Float64Array(cap));
+    this.lefts = grown(this.lefts, new Int32Array(cap));
+    this.rights = grown(this.rights, new Int32Array(cap));
+    this.parents = grown(this.parents, new Int32Array(cap));
+    this.heights = grown(this.heights, new Int8Array(cap));
   }
+}
+
+function grown<A extends Float64Array | Int32Array | Int8Array>(from: A, to: A): A {
+  to.set(from);
+  return to;
 }
