@@ -219,3 +219,56 @@ describe('iommu_map / iommu_unmap page-size choice', () => {
     expect(IoPgtable.create(mem, { stage: 1, pgsizeBitmap: 0x1000, ias: 48, oas: 39 }, heap)).toBeNull();
   });
 });
+
+describe('arm_lpae_iova_to_phys through the walk cache (lookup)', () => {
+  it('answers as the full walk, page by page, across level-3 tables and granules', () => {
+    for (const [pgsize, oas] of [
+      [pgsizeBitmap(GRANULE_4K), 48],
+      [0x4000 | 0x2000000, 48],
+      [0x10000 | 0x20000000, 52],
+    ] as const) {
+      const { mem, pt } = setup(2, pgsize, 48, oas);
+      const g = Math.log2(pgsize & -pgsize);
+      const span = 2 ** (g + g - 3);
+      const iovas: number[] = [];
+      // Pages in two spans of a level-3 table each, at the top of a 2^40 window, and a hole.
+      for (const base of [2 ** 40, 2 ** 40 + span, 2 ** 40 + 7 * span])
+        for (const k of [0, 1, 5, 9]) iovas.push(base + k * 2 ** g);
+      for (const [i, iova] of iovas.entries())
+        // 52-bit outputs carry OA[51:48] in descriptor bits [15:12].
+        expect(pt.map(iova, 2 ** (oas - 2) + i * 2 ** g, 2 ** g, IOMMU_READ | IOMMU_WRITE)).toBe(0);
+      const full = new WalkResult();
+      const regime = pt.regime();
+      // Interleaved spans, mapped pages, holes and offsets inside pages.
+      for (const iova of [...iovas, ...iovas.reverse()].flatMap((a) => [a + 0x18, a + 2 * 2 ** g])) {
+        const mapped = walk(mem, regime, iova, ACCESS_READ, full) === FAULT_NONE;
+        expect(pt.lookup(iova)).toBe(mapped);
+        if (!mapped) continue;
+        const p = pt.probe;
+        expect([p.oa, p.sizeLg2, p.level, p.descAddr, p.descLo, p.descHi]).toEqual([
+          full.oa,
+          full.sizeLg2,
+          full.level,
+          full.descAddr,
+          full.descLo,
+          full.descHi,
+        ]);
+      }
+    }
+  });
+
+  it('forgets a level-3 table once any table is freed (its memory may hold another span next)', () => {
+    const { pt } = setup(2, pgsizeBitmap(GRANULE_4K), 48, 48);
+    const a = 0x4000_0000; // span A
+    const b = 0x8000_0000; // span B, the same index in its table
+    expect(pt.map(a, 0x1_0000_0000, 0x1000, IOMMU_READ)).toBe(0);
+    expect(pt.iovaToPhys(a)).toBe(0x1_0000_0000); // remembers A's level-3 table
+    // A 2 MiB unmap over A's span frees its level-3 table; B's new level-3 table reuses its memory.
+    // (Linux counts a table freed under the range as the whole range unmapped.)
+    expect(pt.unmap(a, 0x200000)).toBe(0x200000);
+    expect(pt.map(b, 0x2_0000_0000, 0x1000, IOMMU_READ)).toBe(0);
+    // A is unmapped: a stale table would answer with B's page.
+    expect(pt.iovaToPhys(a)).toBe(0);
+    expect(pt.iovaToPhys(b)).toBe(0x2_0000_0000);
+  });
+});
