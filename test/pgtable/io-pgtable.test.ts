@@ -234,8 +234,8 @@ describe('arm_lpae_iova_to_phys through the walk cache (lookup)', () => {
       // Pages in two spans of a level-3 table each, at the top of a 2^40 window, and a hole.
       for (const base of [2 ** 40, 2 ** 40 + span, 2 ** 40 + 7 * span])
         for (const k of [0, 1, 5, 9]) iovas.push(base + k * 2 ** g);
+      // 52-bit outputs carry OA[51:48] in descriptor bits [15:12].
       for (const [i, iova] of iovas.entries())
-        // 52-bit outputs carry OA[51:48] in descriptor bits [15:12].
         expect(pt.map(iova, 2 ** (oas - 2) + i * 2 ** g, 2 ** g, IOMMU_READ | IOMMU_WRITE)).toBe(0);
       const full = new WalkResult();
       const regime = pt.regime();
