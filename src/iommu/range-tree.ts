@@ -128,6 +128,8 @@ export class RangeTree<T extends Range> {
     const keys = this.keys;
     if (!this.everOverlapped) {
       // Disjoint: only the last range starting at or below `addr` can hold it.
+      const last = this.last;
+      if (last !== NIL && keys[last] <= addr) return this.endsAfter(last, addr);
       const f = this.finger;
       if (f !== NIL && keys[f] <= addr && addr < keys[f] + this.values[f]!.size) return this.values[f];
       let below = NIL;
@@ -152,9 +154,18 @@ export class RangeTree<T extends Range> {
   firstOverlapping(start: number, end: number): T | undefined {
     const keys = this.keys;
     if (!this.everOverlapped) {
-      // Disjoint: the range holding `start`, else the first that begins after it.
+      // Disjoint: the range holding `start`, else the first that begins after it. Above the highest
+      // range (an overlap check before a map in iova order), or at or just after the finger, that is
+      // known without a descent.
+      const last = this.last;
+      if (last !== NIL && keys[last] <= start) return this.endsAfter(last, start);
       const f = this.finger;
-      if (f !== NIL && keys[f] <= start && start < keys[f] + this.values[f]!.size) return this.values[f];
+      if (f !== NIL && keys[f] <= start) {
+        if (start < keys[f] + this.values[f]!.size) return this.values[f];
+        // Not the highest node, so it has a successor.
+        const s = this.next1(f);
+        if (keys[s] > start) return keys[s] < end ? this.touch(s) : undefined;
+      }
       let below = NIL;
       let above = NIL;
       for (let n = this.root; n !== NIL; ) {
