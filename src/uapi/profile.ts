@@ -57,7 +57,7 @@ export interface KernelProfile {
   coherencyEnforced: boolean;
   /** An intel-iommu mapping asked write-only comes out readable (before 6.18: oracle i1-dma-v2 seq 22-24). */
   writeOnlyReadable: boolean;
-  /** RLIMIT_MEMLOCK a new process gets: 64 KiB until 5.15, 8 MiB from 5.16. */
+  /** RLIMIT_MEMLOCK a new process gets: 64 KiB until 5.15, 8 MiB from 5.16 (oracle x18-memlock-default). */
   defaultMemlock: bigint;
   /**
    * A read-only long-term pin of never-touched anonymous memory pins the shared zero page, which

@@ -68,7 +68,11 @@ export interface KernelFacts {
   nesting: boolean;
   /** arm-smmu-v3 refuses nesting on a finalised domain: 6.11+ allocates finalised (§6: 6.12 EPERM). */
   smmuNestingEperm: boolean;
-  /** A new process's RLIMIT_MEMLOCK: 64 KiB until 5.15, 8 MiB from 5.16 (MLOCK_LIMIT; not in the references). */
+  /**
+   * A new process's RLIMIT_MEMLOCK: 8 MiB from 5.16 (R: x18-memlock-default seq 0, cur = max = 0x800000 on
+   * 6.1/6.12/6.18; seq 8-9, an 8 MiB map fits and one page more is ENOMEM); 64 KiB until 5.15 (MLOCK_LIMIT,
+   * from source: no recording).
+   */
   defaultMemlock: bigint;
   /**
    * Read-only long-term pins of untouched anonymous memory pin the shared zero page, not charged (§4;
