@@ -14,10 +14,16 @@ import { configFromName } from '../src/scenario/probe/config.ts';
 import { runProbeFiles } from '../src/scenario/probe/index.ts';
 import { comparable, eventsFromLog, listRecordings, loadRecording } from './helpers/recordings.ts';
 
-const ROOTS = [join(import.meta.dirname, 'kernel-answers'), join(import.meta.dirname, 'oracle/answers')];
+/** Recording roots; test/oracle/local-answers were asked with the project's local probe ops. */
+const ROOTS: { dir: string; localOps: boolean }[] = [
+  { dir: join(import.meta.dirname, 'kernel-answers'), localOps: false },
+  { dir: join(import.meta.dirname, 'oracle/answers'), localOps: false },
+  { dir: join(import.meta.dirname, 'oracle/local-answers'), localOps: true },
+];
 const SCENARIO_DIRS = [
   join(import.meta.dirname, 'kernel-answers/scenarios'),
   join(import.meta.dirname, 'oracle/probes'),
+  join(import.meta.dirname, 'oracle/local-probes'),
 ];
 
 function scenarioText(name: string): string {
@@ -28,7 +34,7 @@ function scenarioText(name: string): string {
 /** Hosts the model cannot build yet; their recordings are listed as todo until they can. */
 const PENDING = new Set<string>([]);
 
-for (const root of ROOTS) {
+for (const { dir: root, localOps } of ROOTS) {
   describe(root.split('/').slice(-2).join('/'), () => {
     for (const [config, file] of listRecordings(root)) {
       const cfg = configFromName(config);
@@ -51,7 +57,7 @@ for (const root of ROOTS) {
         const results = runProbeFiles(
           rec.scenarios.map((s) => ({ name: s, text: scenarioText(s) })),
           { ...cfg.host, group, device },
-          { ...cfg.probe, group, device },
+          { ...cfg.probe, group, device, localOps },
         );
         rec.scenarios.forEach((_s, i) => {
           const got = results[i].lines.map(comparable);

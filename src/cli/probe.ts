@@ -17,18 +17,22 @@ line per operation, exactly as probe/vfioprobe.c prints them on a real kernel. E
 fresh process on the same host.
 
 ${HOST_OPTION_HELP}
+  --local-ops          the probe has this project's local ops (dev_raw, dev_rw, dirty, fill_fds,
+                       write_file/read_file on x86: scripts/oracle/x86-local-ops.patch); without it
+                       they answer as unknown, as the shared probe does
 
 Examples:
   vfio-nest probe test/kernel-answers/scenarios/d-nesting.txt --kernel 6.1 --iommu intel
   vfio-nest probe my.txt --config 6.12-virtio
-  vfio-nest probe my.txt --iommu virtio --param vfio_iommu_type1.allow_unsafe_interrupts=1`;
+  vfio-nest probe my.txt --iommu virtio --param vfio_iommu_type1.allow_unsafe_interrupts=1
+  vfio-nest probe test/oracle/local-probes/y6-device-api.txt --config 6.12-intel --local-ops`;
 
 export function probeCommand(argv: string[], out: Out): number {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: { ...HOST_OPTION_SPEC, help: { type: 'boolean', short: 'h' } },
+    options: { ...HOST_OPTION_SPEC, 'local-ops': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     out.write(`${PROBE_HELP}\n`);
@@ -44,7 +48,10 @@ export function probeCommand(argv: string[], out: Out): number {
     }
   });
   try {
-    for (const r of runProbeFiles(files, opts.host, opts.probe)) {
+    for (const r of runProbeFiles(files, opts.host, {
+      ...opts.probe,
+      localOps: values['local-ops'] === true,
+    })) {
       for (const line of r.lines) out.write(`${JSON.stringify(line)}\n`);
       if (r.smmuEvents !== undefined) out.write(`${JSON.stringify({ smmu_events: r.smmuEvents })}\n`);
     }

@@ -11,6 +11,7 @@ export const PCI_COMMAND_MASTER = 0x4;
 export const PCI_STATUS = 0x06;
 export const PCI_STATUS_CAP_LIST = 0x10;
 export const PCI_BASE_ADDRESS_0 = 0x10;
+export const PCI_INTERRUPT_LINE = 0x3c;
 export const PCI_CAPABILITY_LIST = 0x34;
 export const PCI_INTERRUPT_PIN = 0x3d;
 export const PCI_CAP_ID_MSI = 0x05;

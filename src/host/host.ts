@@ -27,6 +27,7 @@ import { VfioCdevFile } from '../vfio/device-cdev.ts';
 import { defaultVfioParams, type VfioParams } from '../vfio/params.ts';
 import { VfioPciDevice, VfioPciDeviceFile } from '../vfio/pci-device.ts';
 import { VfioCore } from '../vfio/vfio.ts';
+import { DevNullFile } from './dev-null.ts';
 import { Process, type ProcessOptions } from './process.ts';
 import { type ModuleParam, parseParam, SysfsParamFile } from './sysfs.ts';
 
@@ -167,7 +168,19 @@ export class Host {
     this.vfio.addGroup(group);
     const edu = new EduDevice(dev, arm ? 0x2 : 0x103);
     this.edus.set(name, edu);
-    this.vfioPci.set(dev, new VfioPciDevice(edu, arm ? 0x1000_0000 : 0xfe00_0000));
+    // Where the oracle machines' firmware put the edu (y6-device-api seq 79, 82: BAR0 0xfea00000 and
+    // line 10 on q35, 11 beside virtio-iommu; arm64 virt's are not recorded).
+    const virtio = this.iommu instanceof VirtioIommu;
+    this.vfioPci.set(
+      dev,
+      new VfioPciDevice(edu, {
+        barBase: arm ? 0x1000_0000 : 0xfea0_0000,
+        interruptLine: arm ? 0 : virtio ? 11 : 10,
+        hotResetNeedsFds: this.profile.cdevIommufd,
+        ioeventfd: this.profile.ioeventfd,
+        ctxTriggerBadFdEinval: this.profile.ctxTriggerBadFdEinval,
+      }),
+    );
     this.vfio.deviceFileFactory = (device, release) => {
       const vdev = this.vfioPci.get(device);
       return vdev === undefined ? -ENOENT : new VfioPciDeviceFile(vdev, release);
@@ -203,6 +216,7 @@ export class Host {
   /** The file behind a path, for open(2). */
   openPath(path: string, proc: Process): KernelFile | number {
     if (path === '/dev/vfio/vfio') return this.vfio.openContainer();
+    if (path === '/dev/null') return new DevNullFile();
     if (this.iommufd !== null) {
       if (path === '/dev/iommu') return this.iommufd.open(proc);
       const cdev = /^\/dev\/vfio\/devices\/vfio(\d+)$/.exec(path);

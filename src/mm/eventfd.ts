@@ -9,9 +9,19 @@ import type { Current, KernelFile } from './file.ts';
 export class EventFd implements KernelFile {
   readonly kind = 'eventfd';
   count = 0n;
+  /**
+   * Kernel waiters (virqfd: vfio's ioeventfds): each runs when the count is raised, and a waiter that
+   * returns true consumes the count (the virqfd handler reads it), so the counter stays at 0.
+   */
+  readonly waiters = new Set<() => boolean>();
 
   signal(n = 1n): void {
     this.count += n;
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of this.waiters) if (w()) this.count = 0n;
   }
 
   read(_current: Current, dst: Uint8Array, _offset: number): number {
@@ -27,6 +37,7 @@ export class EventFd implements KernelFile {
     const v = new DataView(src.buffer, src.byteOffset, 8).getBigUint64(0, true);
     if (v === 0xffff_ffff_ffff_ffffn) return -EINVAL;
     this.count += v;
+    if (v !== 0n) this.wake();
     return 8;
   }
 }

@@ -81,6 +81,16 @@ export interface KernelProfile {
    * ("enable"/"disable": 6.18).
    */
   boolParam: 'yn' | 'onoff' | 'endis';
+  /**
+   * VFIO_DEVICE_IOEVENTFD: absent before 4.17 (ENOTTY; from source, no recording), then 1-8 bytes;
+   * 6.18 refuses 8 (oracle y6-device-api seq 65: EINVAL where 6.1 and 6.12 go on to ENODEV).
+   */
+  ioeventfd: 'none' | 'qword' | 'no-qword';
+  /**
+   * The REQ and ERR triggers (vfio_pci_set_ctx_trigger_single) refuse an eventfd number below -1
+   * (oracle y6-device-api seq 103: EINVAL on 6.12 and 6.18; 6.1 ignores it, as INTx and MSI do on all).
+   */
+  ctxTriggerBadFdEinval: boolean;
 }
 
 const base: KernelProfile = {
@@ -109,6 +119,8 @@ const base: KernelProfile = {
   cdevIommufd: true,
   noiommu: true,
   boolParam: 'onoff',
+  ioeventfd: 'qword',
+  ctxTriggerBadFdEinval: true,
 };
 
 export const PROFILES: Record<KernelVersion, KernelProfile> = {
@@ -135,6 +147,8 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     cdevIommufd: false,
     noiommu: false,
     boolParam: 'yn',
+    ioeventfd: 'none',
+    ctxTriggerBadFdEinval: false,
   },
   '6.1': {
     ...base,
@@ -144,6 +158,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     pagingDomainFinalisedAtAlloc: false,
     longtermPinsZeroPage: true,
     cdevIommufd: false,
+    ctxTriggerBadFdEinval: false,
   },
   '6.12': { ...base },
   '6.18': {
@@ -155,6 +170,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     writeOnlyReadable: false,
     boolParam: 'endis',
     nesting: 'removed',
+    ioeventfd: 'no-qword',
   },
 };
 

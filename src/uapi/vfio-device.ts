@@ -68,6 +68,12 @@ export function decodeIrqSet(b: Uint8Array): IrqSet {
   };
 }
 
+/** struct vfio_device_feature's flags: the feature number, and GET, SET, PROBE. */
+export const VFIO_DEVICE_FEATURE_MASK = 0xffff;
+export const VFIO_DEVICE_FEATURE_GET = 1 << 16;
+export const VFIO_DEVICE_FEATURE_SET = 1 << 17;
+export const VFIO_DEVICE_FEATURE_PROBE = 1 << 18;
+
 /** VFIO_PCI_INDEX_TO_OFFSET: regions live at index << 40 in the device fd. */
 export const VFIO_PCI_OFFSET_SHIFT = 40;
 

@@ -112,7 +112,7 @@ export class VfioCdevFile<C extends CdevIommufdCtx = CdevIommufdCtx, D = unknown
     }
     this.ctx = ctx;
     this.idev = idev;
-    this.inner = new VfioPciDeviceFile(this.vdev, () => {});
+    this.inner = new VfioPciDeviceFile(this.vdev, () => {}, true);
     const out = new Uint8Array(4);
     new DataView(out.buffer).setUint32(0, idev.id, true);
     if (arg.copyTo(out, 12) < 0) {

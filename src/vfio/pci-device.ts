@@ -8,22 +8,27 @@
 
 import type { PciFunction } from '../device/pci.ts';
 import {
+  PCI_BASE_ADDRESS_0,
   PCI_CAP_ID_MSI,
   PCI_CAPABILITY_LIST,
   PCI_COMMAND,
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
+  PCI_INTERRUPT_LINE,
   PCI_INTERRUPT_PIN,
 } from '../device/pci.ts';
-import { EventFd } from '../mm/eventfd.ts';
 import type { Current, FileMapping, KernelFile } from '../mm/file.ts';
 import { type MmioOps, mmioPieces } from '../mm/mm.ts';
 import type { UserArg } from '../mm/uaccess.ts';
-import { EBADF, EFAULT, EINVAL, EIO, ENOTTY } from '../uapi/errno.ts';
+import { EFAULT, EINVAL, EIO, ENODEV, ENOTTY } from '../uapi/errno.ts';
 import {
+  VFIO_DEVICE_FEATURE,
   VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_IRQ_INFO,
+  VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
   VFIO_DEVICE_GET_REGION_INFO,
+  VFIO_DEVICE_IOEVENTFD,
+  VFIO_DEVICE_PCI_HOT_RESET,
   VFIO_DEVICE_RESET,
   VFIO_DEVICE_SET_IRQS,
 } from '../uapi/vfio.ts';
@@ -35,6 +40,10 @@ import {
   IRQ_SET_SIZE,
   REGION_INFO_SIZE,
   regionOffset,
+  VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET,
   VFIO_DEVICE_FLAGS_PCI,
   VFIO_IRQ_INFO_AUTOMASKED,
   VFIO_IRQ_INFO_EVENTFD,
@@ -62,46 +71,56 @@ import {
   VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
 } from '../uapi/vfio-device.ts';
+import { VfioPciIrqs } from './pci-intrs.ts';
+import { VfioPciIoeventfds } from './pci-ioeventfd.ts';
 
 /** VFIO_PCI_INDEX_TO_OFFSET(1): each region's span of the device fd. */
 const REGION_SPAN = regionOffset(1);
 
+/** Where the host's firmware put the function, and kernel differences the device API shows. */
+export interface VfioPciDeviceOptions {
+  /** The first BAR's address (BARs follow, each aligned to its size). */
+  barBase: number;
+  /** PCI_INTERRUPT_LINE as the firmware wrote it (y6 seq 82: 10 on the intel q35, 11 beside virtio-iommu). */
+  interruptLine: number;
+  /**
+   * 6.6+ (with the device cdev): PCI_HOT_RESET takes group fds from a group-opened device and none
+   * from a cdev-opened one; no group fds from a group-opened device is EINVAL (y6 seq 68).
+   */
+  hotResetNeedsFds: boolean;
+  /** KernelProfile.ioeventfd */
+  ioeventfd: 'none' | 'qword' | 'no-qword';
+  /** KernelProfile.ctxTriggerBadFdEinval */
+  ctxTriggerBadFdEinval: boolean;
+}
+
 /** What vfio-pci keeps per device across opens (struct vfio_pci_core_device). */
 export class VfioPciDevice {
   openCount = 0;
-  /** Per IRQ index: the eventfds set for TRIGGER, by vector. */
-  readonly triggers: (EventFd | null)[][] = [[], [], [], [], []];
-  intxMasked = false;
+  readonly irqs: VfioPciIrqs;
+  readonly ioeventfds: VfioPciIoeventfds;
   /** Physical address of each BAR (where the host placed it). */
   readonly barPa: number[];
 
   constructor(
     readonly fn: PciFunction,
-    barBase: number,
+    readonly options: VfioPciDeviceOptions,
   ) {
-    let pa = barBase;
-    this.barPa = fn.bars.map((b) => {
+    let pa = options.barBase;
+    this.barPa = fn.bars.map((b, i) => {
       if (b === null) return 0;
       pa = Math.ceil(pa / b.size) * b.size;
       const at = pa;
       pa += b.size;
+      // The firmware programmed the BAR; vfio-pci's virtual config space reads it back.
+      fn.writeConfig(PCI_BASE_ADDRESS_0 + 4 * i, 4, at);
       return at;
     });
-    fn.onInterrupt = () => this.interrupt();
-  }
-
-  /** The device raised an interrupt: MSI vector 0 if enabled, else INTx (auto-masked). */
-  private interrupt(): void {
-    const msi = this.triggers[VFIO_PCI_MSI_IRQ_INDEX][0];
-    if (msi) {
-      msi.signal();
-      return;
-    }
-    const intx = this.triggers[VFIO_PCI_INTX_IRQ_INDEX][0];
-    if (intx && !this.intxMasked) {
-      this.intxMasked = true;
-      intx.signal();
-    }
+    fn.writeConfig(PCI_INTERRUPT_LINE, 1, options.interruptLine);
+    // A conventional PCI function: no AER, so no ERR interrupt (pci_is_pcie is false).
+    this.irqs = new VfioPciIrqs(false, options.ctxTriggerBadFdEinval);
+    this.ioeventfds = new VfioPciIoeventfds(fn, options.ioeventfd === 'no-qword');
+    fn.onInterrupt = () => this.irqs.interrupt();
   }
 
   /** vfio_pci_get_irq_count */
@@ -136,6 +155,8 @@ export class VfioPciDeviceFile implements KernelFile {
     readonly vdev: VfioPciDevice,
     /** Called once when the file is released (drops the group's references). */
     private readonly onRelease: () => void,
+    /** Opened through its cdev (/dev/vfio/devices/vfioN, iommufd) rather than a group. */
+    private readonly cdev = false,
   ) {
     if (vdev.openCount++ === 0) {
       // vfio_pci_core_enable: pci_enable_device turns memory decoding on.
@@ -156,9 +177,65 @@ export class VfioPciDeviceFile implements KernelFile {
         return this.setIrqs(current, arg);
       case VFIO_DEVICE_RESET:
         return -EINVAL; // the edu has no FLR or PM reset: reset_works is false
+      case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO:
+        return this.hotReset(arg, false);
+      case VFIO_DEVICE_PCI_HOT_RESET:
+        return this.hotReset(arg, true);
+      case VFIO_DEVICE_IOEVENTFD:
+        return this.vdev.options.ioeventfd === 'none' ? -ENOTTY : this.vdev.ioeventfds.ioctl(current, arg);
+      case VFIO_DEVICE_FEATURE:
+        return this.feature(arg);
       default:
         return -ENOTTY;
     }
+  }
+
+  /**
+   * GET_PCI_HOT_RESET_INFO and PCI_HOT_RESET (argsz, flags, count): the edu's slot and bus cannot be
+   * reset, so both end in ENODEV once their header passes (y6 seq 50, 67-71).
+   */
+  private hotReset(arg: UserArg, reset: boolean): number {
+    const b = arg.copyFrom(12);
+    if (typeof b === 'number') return b;
+    const v = new DataView(b.buffer, b.byteOffset, 12);
+    if (v.getUint32(0, true) < 12) return -EINVAL;
+    if (reset) {
+      if (v.getUint32(4, true) !== 0) return -EINVAL;
+      // 6.6+: group fds are for group-opened devices, an empty list for cdev-opened ones.
+      const count = v.getUint32(8, true);
+      if (this.vdev.options.hotResetNeedsFds && (count === 0) !== this.cdev) return -EINVAL;
+    }
+    return -ENODEV;
+  }
+
+  /**
+   * VFIO_DEVICE_FEATURE (vfio_ioctl_device_feature): argsz, flags, then the feature. The edu has no
+   * migration, dirty logging or VF token; every feature it was asked answered ENOTTY (y6 seq 52-58;
+   * the power-management features 3-5 were not asked).
+   */
+  private feature(arg: UserArg): number {
+    const b = arg.copyFrom(8);
+    if (typeof b === 'number') return b;
+    const v = new DataView(b.buffer, b.byteOffset, 8);
+    const flags = v.getUint32(4, true);
+    if (v.getUint32(0, true) < 8) return -EINVAL;
+    if (
+      flags &
+      ~(
+        VFIO_DEVICE_FEATURE_MASK |
+        VFIO_DEVICE_FEATURE_GET |
+        VFIO_DEVICE_FEATURE_SET |
+        VFIO_DEVICE_FEATURE_PROBE
+      )
+    )
+      return -EINVAL;
+    if (
+      !(flags & VFIO_DEVICE_FEATURE_PROBE) &&
+      flags & VFIO_DEVICE_FEATURE_SET &&
+      flags & VFIO_DEVICE_FEATURE_GET
+    )
+      return -EINVAL;
+    return -ENOTTY;
   }
 
   private getInfo(arg: UserArg): number {
@@ -192,8 +269,9 @@ export class VfioPciDeviceFile implements KernelFile {
         flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
         break;
       case VFIO_PCI_ROM_REGION_INDEX:
-      case VFIO_PCI_VGA_REGION_INDEX: // not a VGA device
-        break;
+        break; // no ROM: size 0
+      case VFIO_PCI_VGA_REGION_INDEX:
+        return -EINVAL; // not a VGA device (y6 seq 16)
       default: {
         if (info.index >= VFIO_PCI_NUM_REGIONS) return -EINVAL;
         const bar = fn.bars[info.index];
@@ -221,26 +299,35 @@ export class VfioPciDeviceFile implements KernelFile {
     const v = new DataView(b.buffer);
     const argsz = v.getUint32(0, true);
     const index = v.getUint32(8, true);
-    if (argsz < IRQ_INFO_SIZE || index >= VFIO_PCI_NUM_IRQS) return -EINVAL;
+    // ERR only on PCI Express (y6 seq 26: EINVAL for the conventional edu).
+    if (argsz < IRQ_INFO_SIZE || index >= VFIO_PCI_NUM_IRQS || index === VFIO_PCI_ERR_IRQ_INDEX)
+      return -EINVAL;
     let flags = VFIO_IRQ_INFO_EVENTFD;
+    // Every other index cannot be resized: MSI-X could (has_dyn_msix), but the edu has none (y6 seq 25).
     if (index === VFIO_PCI_INTX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
-    else if (
-      index === VFIO_PCI_MSI_IRQ_INDEX ||
-      index === VFIO_PCI_ERR_IRQ_INDEX ||
-      index === VFIO_PCI_REQ_IRQ_INDEX
-    )
-      flags |= VFIO_IRQ_INFO_NORESIZE;
+    else flags |= VFIO_IRQ_INFO_NORESIZE;
     v.setUint32(4, flags, true);
     v.setUint32(12, this.vdev.irqCount(index), true);
     return arg.copyTo(b) < 0 ? -EFAULT : 0;
   }
 
-  /** vfio_set_irqs_validate_and_prepare, then the per-index action. */
+  /**
+   * vfio_set_irqs_validate_and_prepare (header, range within the index's vectors, one data type,
+   * enough data), then the index's handler (pci-intrs.ts). Answers: y6 seq 31-48.
+   */
   private setIrqs(current: Current, arg: UserArg): number {
     const b = arg.copyFrom(IRQ_SET_SIZE);
     if (typeof b === 'number') return b;
     const { argsz, flags, index, start, count } = decodeIrqSet(b);
-    if (argsz < IRQ_SET_SIZE || index >= VFIO_PCI_NUM_IRQS) return -EINVAL;
+    if (
+      argsz < IRQ_SET_SIZE ||
+      index >= VFIO_PCI_NUM_IRQS ||
+      count >= 0xffff_ffff - start ||
+      flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)
+    )
+      return -EINVAL;
+    const max = this.vdev.irqCount(index);
+    if (start >= max || start + count > max) return -EINVAL;
     let size: number;
     switch (flags & VFIO_IRQ_SET_DATA_TYPE_MASK) {
       case VFIO_IRQ_SET_DATA_NONE:
@@ -255,19 +342,6 @@ export class VfioPciDeviceFile implements KernelFile {
       default:
         return -EINVAL;
     }
-    if (flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) return -EINVAL;
-    const action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
-    if (
-      action !== VFIO_IRQ_SET_ACTION_MASK &&
-      action !== VFIO_IRQ_SET_ACTION_UNMASK &&
-      action !== VFIO_IRQ_SET_ACTION_TRIGGER
-    )
-      return -EINVAL;
-    const max = this.vdev.irqCount(index);
-    if (max === 0 || start >= max || start + count > max) {
-      // DATA_NONE with count 0 on TRIGGER disables the index, which needs no vectors.
-      if (!(count === 0 && size === 0 && action === VFIO_IRQ_SET_ACTION_TRIGGER && max > 0)) return -EINVAL;
-    }
     let data: Uint8Array = new Uint8Array(0);
     if (size > 0) {
       if (argsz - IRQ_SET_SIZE < count * size) return -EINVAL;
@@ -275,38 +349,7 @@ export class VfioPciDeviceFile implements KernelFile {
       if (typeof d === 'number') return d;
       data = d;
     }
-    const vd = this.vdev;
-    if (action === VFIO_IRQ_SET_ACTION_TRIGGER) {
-      if (size === 4) {
-        const dv = new DataView(data.buffer);
-        const files: (EventFd | null)[] = [];
-        for (let i = 0; i < count; i++) {
-          const fd = dv.getInt32(4 * i, true);
-          if (fd < 0) {
-            files.push(null);
-            continue;
-          }
-          const f = current.fdget(fd);
-          if (!(f instanceof EventFd)) return -EBADF;
-          files.push(f);
-        }
-        files.forEach((f, i) => {
-          vd.triggers[index][start + i] = f;
-        });
-        return 0;
-      }
-      if (size === 0 && count === 0) {
-        vd.triggers[index] = [];
-        return 0;
-      }
-      // Software trigger: signal the set eventfds (all, or those whose bool is true).
-      for (let i = 0; i < count; i++) if (size === 0 || data[i]) vd.triggers[index][start + i]?.signal();
-      return 0;
-    }
-    if (index !== VFIO_PCI_INTX_IRQ_INDEX) return -ENOTTY;
-    if (size === 1 && !data[0]) return 0;
-    vd.intxMasked = action === VFIO_IRQ_SET_ACTION_MASK;
-    return 0;
+    return this.vdev.irqs.set(current, { flags, index, start, count, data });
   }
 
   read(_current: Current, dst: Uint8Array, offset: number): number {
@@ -325,8 +368,8 @@ export class VfioPciDeviceFile implements KernelFile {
     let len = buf.byteLength;
     let regs: MmioOps;
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
-      if (off >= 256) return -EINVAL;
-      len = Math.min(len, 256 - off);
+      // vfio_pci_config_rw: the whole access inside cfg_size (256 here), else EFAULT (y6 seq 88-90).
+      if (off + len > 256) return -EFAULT;
       regs = { read: (o, n) => fn.readConfig(o, n), write: (o, n, v) => fn.writeConfig(o, n, v) };
     } else if (index < 6 && fn.bars[index]) {
       const bar = fn.bars[index]!;
@@ -357,8 +400,8 @@ export class VfioPciDeviceFile implements KernelFile {
     if (--vd.openCount === 0) {
       // vfio_pci_core_disable: bus mastering off, interrupts torn down.
       vd.fn.writeConfig(PCI_COMMAND, 2, vd.fn.command & ~PCI_COMMAND_MASTER);
-      for (let i = 0; i < vd.triggers.length; i++) vd.triggers[i] = [];
-      vd.intxMasked = false;
+      vd.irqs.disable();
+      vd.ioeventfds.clear();
     }
     this.onRelease();
   }

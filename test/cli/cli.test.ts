@@ -32,6 +32,20 @@ describe('vfio-nest probe', () => {
     ]);
   });
 
+  it('--local-ops: the local probe ops answer; without it they are unknown, as on the shared probe', async () => {
+    const p = file(
+      'local.txt',
+      'open_container\nopen_group\ngroup_set_container\nset_iommu type=3\ndevice_open\ndev_rw off=0x70000000000 len=2\n',
+    );
+    const last = (out: string) => JSON.parse(out.trim().split('\n').pop()!);
+    const shared = await run('probe', p, '--config', '6.12-intel');
+    expect(shared.code).toBe(0);
+    expect([last(shared.out).ret, last(shared.out).errno]).toEqual([-1, 'EPROBE_UNKNOWN_OP']);
+    const local = await run('probe', p, '--config', '6.12-intel', '--local-ops');
+    // The edu's vendor ID through vfio-pci's config region (y6-device-api seq 74).
+    expect([last(local.out).ret, last(local.out).value]).toEqual([2, '0x1234']);
+  });
+
   // Bad probe files and bad options: the corpus in corpus.test.ts (broken-probes/, invocations.yaml).
 });
 

@@ -11,6 +11,11 @@ export interface OpSpec {
   required?: string[];
   /** Only in a probe built with -DWITH_IOMMUFD (the 6.18-iommufd kernel's). */
   iommufd?: boolean;
+  /**
+   * In this project's x86 probe patch (scripts/oracle/x86-local-ops.patch), not in the shared probe:
+   * answers in test/oracle/local-answers use them.
+   */
+  local?: boolean;
 }
 
 const n = 'number' as const;
@@ -183,6 +188,20 @@ export const PROBE_OPS: Record<string, OpSpec> = {
     iommufd: true,
   },
   dump: { args: { off: n, n: n }, required: ['off'], iommufd: true },
-  write_file: { args: { path: s, value: s }, required: ['path'], iommufd: true },
-  read_file: { args: { path: s }, required: ['path'], iommufd: true },
+  write_file: { args: { path: s, value: s }, required: ['path'], iommufd: true, local: true },
+  read_file: { args: { path: s }, required: ['path'], iommufd: true, local: true },
+  dev_raw: {
+    args: {
+      req: n,
+      show: n,
+      // Only its presence counts (has("bad")).
+      bad: s,
+      ...Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`w${i}`, n])),
+    },
+    required: ['req'],
+    local: true,
+  },
+  dev_rw: { args: { off: n, len: n, value: n }, required: ['off'], local: true },
+  dirty: { args: { c: n, flags: n, iova: n, size: n, pgsize: n, bitmap_size: n }, local: true },
+  fill_fds: { args: {}, local: true },
 };

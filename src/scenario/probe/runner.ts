@@ -49,6 +49,7 @@ import {
   VFIO_GROUP_GET_STATUS,
   VFIO_GROUP_SET_CONTAINER,
   VFIO_GROUP_UNSET_CONTAINER,
+  VFIO_IOMMU_DIRTY_PAGES,
   VFIO_IOMMU_GET_INFO,
   VFIO_IOMMU_MAP_DMA,
   VFIO_IOMMU_UNMAP_DMA,
@@ -76,6 +77,8 @@ export interface ProbeOptions {
   device?: string;
   /** The probe was built with -DWITH_IOMMUFD (the 6.18-iommufd kernel's probe). */
   iommufd?: boolean;
+  /** The probe has this project's local ops (scripts/oracle/x86-local-ops.patch). */
+  localOps?: boolean;
 }
 
 const MAXC = 4;
@@ -110,6 +113,8 @@ export class ProbeProcess {
   private cfgOff = 0;
   private gfd = [-1, -1, -1, -1];
   private buf = 0;
+  /** The local `dirty` op's bitmap page. */
+  private dirtyBits = 0;
   private buflen = 0;
   private seq = 0;
   // iommufd_ops.inc state
@@ -153,7 +158,8 @@ export class ProbeProcess {
   runLine(l: ProbeLine): void {
     this.args = l.args;
     const spec = PROBE_OPS[l.op];
-    if (spec.iommufd && !this.options.iommufd) {
+    const built = spec.local === true && this.options.localOps === true;
+    if ((spec.iommufd || spec.local) && !built && !(spec.iommufd && this.options.iommufd)) {
       this.begin(l.op);
       this.rec.ret = -1;
       this.rec.errno = 'EPROBE_UNKNOWN_OP';
@@ -606,6 +612,80 @@ export class ProbeProcess {
     if (this.dfd >= 0) this.proc.close(this.dfd);
     this.dfd = fd;
     this.devRegions();
+    this.end();
+  }
+
+  /**
+   * dev_raw req= [w0..w15=] [show=8] [bad]: an ioctl on the device fd with a 256-byte argument whose
+   * first words are w0..w15 (the rest zero), or an unmapped pointer (bad); prints the first `show`
+   * words after the call (local op).
+   */
+  op_dev_raw(): void {
+    const b = new Uint8Array(256);
+    const v = new DataView(b.buffer);
+    for (let i = 0; i < 16; i++) if (this.has(`w${i}`)) v.setUint32(i * 4, this.u32(`w${i}`, 0n), true);
+    const req = this.u32('req', 0n);
+    const show = Math.min(Number(BigInt.asUintN(32, this.argu('show', 8n))), 64);
+    this.begin('dev_raw');
+    this.res(this.proc.ioctl(this.dfd, req, this.has('bad') ? 8 : b));
+    this.rec.out = Array.from({ length: show }, (_, i) => v.getUint32(i * 4, true));
+    this.end();
+  }
+
+  /**
+   * dev_rw off= [len=4] [value=]: pread (or, with value, pwrite) of len bytes at an offset of the
+   * device fd; prints the bytes as "value" (local op). `ret` is the byte count.
+   */
+  op_dev_rw(): void {
+    const value = this.argu('value', 0n);
+    const len = Math.min(Number(BigInt.asUintN(32, this.argu('len', 4n))), 8);
+    const off = Number(this.argu('off', 0n));
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, value, true);
+    this.begin('dev_rw');
+    const r = this.has('value')
+      ? this.proc.pwrite(this.dfd, b.subarray(0, len), off)
+      : this.proc.pread(this.dfd, b.subarray(0, len), off);
+    this.res(r);
+    const got = new DataView(b.buffer).getBigUint64(0, true);
+    this.rec.value = `0x${(len < 8 ? got & ((1n << BigInt(8 * len)) - 1n) : got).toString(16)}`;
+    this.end();
+  }
+
+  /**
+   * dirty flags=1|2|4 [iova size bitmap_size=8 pgsize=4096]: VFIO_IOMMU_DIRTY_PAGES, the bitmap in a
+   * page of its own; prints its first 8 bytes as "bits" (local op).
+   */
+  op_dirty(): void {
+    const c = this.idx('c', MAXC);
+    const flags = this.u32('flags', 1n);
+    const b = new Uint8Array(48);
+    const v = new DataView(b.buffer);
+    if (this.dirtyBits === 0) this.dirtyBits = this.proc.mmap(4096);
+    this.proc.mm.fillUser(this.dirtyBits, 4096, 0);
+    v.setUint32(0, flags === 4 ? 48 : 8, true);
+    v.setUint32(4, flags, true);
+    v.setBigUint64(8, this.argu('iova', 0n), true);
+    v.setBigUint64(16, this.argu('size', 0n), true);
+    v.setBigUint64(24, this.argu('pgsize', 4096n), true);
+    v.setBigUint64(32, this.argu('bitmap_size', 8n), true);
+    v.setBigUint64(40, BigInt(this.dirtyBits), true);
+    this.begin('dirty');
+    this.res(this.proc.ioctl(this.cfd[c], VFIO_IOMMU_DIRTY_PAGES, b));
+    const bits = new Uint8Array(8);
+    this.proc.mm.readUser(this.dirtyBits, bits, 0, 8);
+    this.rec.bits = hex16(new DataView(bits.buffer).getBigUint64(0, true));
+    this.end();
+  }
+
+  /** fill_fds: opens /dev/null until EMFILE and keeps them; prints how many opened (local op). */
+  op_fill_fds(): void {
+    let n = 0;
+    this.begin('fill_fds');
+    let fd = this.proc.open('/dev/null');
+    for (; fd >= 0; fd = this.proc.open('/dev/null')) n++;
+    this.res(0);
+    this.rec.opened = n;
     this.end();
   }
 
