@@ -17,10 +17,11 @@ import {
   PCI_INTERRUPT_LINE,
   PCI_INTERRUPT_PIN,
 } from '../device/pci.ts';
+import { EventFd } from '../mm/eventfd.ts';
 import type { Current, FileMapping, KernelFile } from '../mm/file.ts';
 import { type MmioOps, mmioPieces } from '../mm/mm.ts';
 import type { UserArg } from '../mm/uaccess.ts';
-import { EFAULT, EINVAL, EIO, ENODEV, ENOTTY } from '../uapi/errno.ts';
+import { EBADF, EFAULT, EINVAL, EIO, ENODEV, ENOTTY } from '../uapi/errno.ts';
 import {
   VFIO_DEVICE_FEATURE,
   VFIO_DEVICE_GET_INFO,
@@ -77,6 +78,22 @@ import { VfioPciIoeventfds } from './pci-ioeventfd.ts';
 /** VFIO_PCI_INDEX_TO_OFFSET(1): each region's span of the device fd. */
 const REGION_SPAN = regionOffset(1);
 
+/** VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, _ENTRY_WITH_WAKEUP, _EXIT (runtime power management). */
+const FEATURE_LOW_POWER_ENTRY = 3;
+const FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP = 4;
+const FEATURE_LOW_POWER_EXIT = 5;
+
+/**
+ * vfio_check_feature: 1 to go on, 0 for a PROBE that passes, or -EINVAL (an op the feature lacks,
+ * neither GET nor SET, or less data than the feature reads).
+ */
+function checkFeature(flags: number, dataSize: number, supported: number, minsz: number): number {
+  if (flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET) & ~supported) return -EINVAL;
+  if (flags & VFIO_DEVICE_FEATURE_PROBE) return 0;
+  if (!(flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET))) return -EINVAL;
+  return dataSize < minsz ? -EINVAL : 1;
+}
+
 /** Where the host's firmware put the function, and kernel differences the device API shows. */
 export interface VfioPciDeviceOptions {
   /** The first BAR's address (BARs follow, each aligned to its size). */
@@ -97,6 +114,8 @@ export interface VfioPciDeviceOptions {
 /** What vfio-pci keeps per device across opens (struct vfio_pci_core_device). */
 export class VfioPciDevice {
   openCount = 0;
+  /** vdev->pm_runtime_engaged: user space asked for low power (a second entry is EINVAL). */
+  pmEngaged = false;
   readonly irqs: VfioPciIrqs;
   readonly ioeventfds: VfioPciIoeventfds;
   /** Physical address of each BAR (where the host placed it). */
@@ -184,7 +203,7 @@ export class VfioPciDeviceFile implements KernelFile {
       case VFIO_DEVICE_IOEVENTFD:
         return this.vdev.options.ioeventfd === 'none' ? -ENOTTY : this.vdev.ioeventfds.ioctl(current, arg);
       case VFIO_DEVICE_FEATURE:
-        return this.feature(arg);
+        return this.feature(current, arg);
       default:
         return -ENOTTY;
     }
@@ -210,15 +229,16 @@ export class VfioPciDeviceFile implements KernelFile {
 
   /**
    * VFIO_DEVICE_FEATURE (vfio_ioctl_device_feature): argsz, flags, then the feature. The edu has no
-   * migration, dirty logging or VF token; every feature it was asked answered ENOTTY (y6 seq 52-58;
-   * the power-management features 3-5 were not asked).
+   * migration, dirty logging or VF token (ENOTTY); what it has are the runtime power-management
+   * features, SET only (y6 seq 52-58, 115-133).
    */
-  private feature(arg: UserArg): number {
-    const b = arg.copyFrom(8);
-    if (typeof b === 'number') return b;
-    const v = new DataView(b.buffer, b.byteOffset, 8);
+  private feature(current: Current, arg: UserArg): number {
+    const head = arg.copyFrom(8);
+    if (typeof head === 'number') return head;
+    const v = new DataView(head.buffer, head.byteOffset);
+    const argsz = v.getUint32(0, true);
     const flags = v.getUint32(4, true);
-    if (v.getUint32(0, true) < 8) return -EINVAL;
+    if (argsz < 8) return -EINVAL;
     if (
       flags &
       ~(
@@ -235,7 +255,38 @@ export class VfioPciDeviceFile implements KernelFile {
       flags & VFIO_DEVICE_FEATURE_GET
     )
       return -EINVAL;
-    return -ENOTTY;
+    const vd = this.vdev;
+    switch (flags & VFIO_DEVICE_FEATURE_MASK) {
+      case FEATURE_LOW_POWER_ENTRY: {
+        const r = checkFeature(flags, argsz - 8, VFIO_DEVICE_FEATURE_SET, 0);
+        if (r !== 1) return r;
+        if (vd.pmEngaged) return -EINVAL;
+        vd.pmEngaged = true;
+        return 0;
+      }
+      case FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: {
+        const r = checkFeature(flags, argsz - 8, VFIO_DEVICE_FEATURE_SET, 8);
+        if (r !== 1) return r;
+        const e = arg.copyFrom(8, 8);
+        if (typeof e === 'number') return e;
+        const fd = new DataView(e.buffer, e.byteOffset).getInt32(0, true);
+        if (fd < 0) return -EINVAL;
+        const f = current.fdget(fd);
+        if (f === undefined) return -EBADF;
+        if (!(f instanceof EventFd)) return -EINVAL;
+        if (vd.pmEngaged) return -EINVAL;
+        vd.pmEngaged = true;
+        return 0;
+      }
+      case FEATURE_LOW_POWER_EXIT: {
+        const r = checkFeature(flags, argsz - 8, VFIO_DEVICE_FEATURE_SET, 0);
+        if (r !== 1) return r;
+        vd.pmEngaged = false;
+        return 0;
+      }
+      default:
+        return -ENOTTY;
+    }
   }
 
   private getInfo(arg: UserArg): number {
@@ -402,6 +453,7 @@ export class VfioPciDeviceFile implements KernelFile {
       vd.fn.writeConfig(PCI_COMMAND, 2, vd.fn.command & ~PCI_COMMAND_MASTER);
       vd.irqs.disable();
       vd.ioeventfds.clear();
+      vd.pmEngaged = false;
     }
     this.onRelease();
   }
