@@ -168,14 +168,15 @@ export class Host {
     this.vfio.addGroup(group);
     const edu = new EduDevice(dev, arm ? 0x2 : 0x103);
     this.edus.set(name, edu);
-    // Where the oracle machines' firmware put the edu (y6-device-api seq 79, 82: BAR0 0xfea00000 and
-    // line 10 on q35, 11 beside virtio-iommu; arm64 virt's are not recorded).
+    // Where the oracle machines' firmware put the edu (y6-device-api seq 79, 82): BAR0 0xfea00000 and
+    // line 10 on q35, 11 beside virtio-iommu; on arm64 virt BAR0 0x10000000 and line 0x15, the Linux
+    // IRQ number pci_assign_irq writes there (no PC firmware).
     const virtio = this.iommu instanceof VirtioIommu;
     this.vfioPci.set(
       dev,
       new VfioPciDevice(edu, {
         barBase: arm ? 0x1000_0000 : 0xfea0_0000,
-        interruptLine: arm ? 0 : virtio ? 11 : 10,
+        interruptLine: arm ? 0x15 : virtio ? 11 : 10,
         hotResetNeedsFds: this.profile.cdevIommufd,
         ioeventfd: this.profile.ioeventfd,
         ctxTriggerBadFdEinval: this.profile.ctxTriggerBadFdEinval,

@@ -98,7 +98,7 @@ function checkFeature(flags: number, dataSize: number, supported: number, minsz:
 export interface VfioPciDeviceOptions {
   /** The first BAR's address (BARs follow, each aligned to its size). */
   barBase: number;
-  /** PCI_INTERRUPT_LINE as the firmware wrote it (y6 seq 82: 10 on the intel q35, 11 beside virtio-iommu). */
+  /** PCI_INTERRUPT_LINE as the host's boot wrote it (y6 seq 82: 10 and 11 on q35, 0x15 on arm64 virt). */
   interruptLine: number;
   /**
    * 6.6+ (with the device cdev): PCI_HOT_RESET takes group fds from a group-opened device and none
