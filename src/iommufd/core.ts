@@ -28,7 +28,11 @@ export class IommufdCore implements UserAccounts {
 
   constructor(readonly profile: KernelProfile) {}
 
-  /** open("/dev/iommu"): root:root 0660 (EACCES for others without CAP_DAC_OVERRIDE), a new context. */
+  /**
+   * open("/dev/iommu"): root:root 0660 (EACCES for others without CAP_DAC_OVERRIDE), a new context.
+   * From the misc device's mode, not a recording: the oracle machines' init chmods /dev/iommu 666
+   * (asked 2026-11-25: uid 1000 opened it there), so no recording can show the kernel's own mode.
+   */
   open(current: Current): IommufdFile | number {
     if (current.task.euid !== 0 && !current.task.capable(CAP_DAC_OVERRIDE)) return -EACCES;
     return new IommufdFile(new IommufdCtx(this));
