@@ -95,6 +95,18 @@ export interface KernelFacts {
    * EMFILE between them: O fill_fds, test/vfio/device.test.ts).
    */
   deviceFdContainerFirst: boolean;
+  /**
+   * The vfio-pci device fd over the edu (O: y6-device-api, every seq on 6.1/6.12/6.18 intel, virtio and
+   * smmuv3); null on 3.19, which was never asked.
+   */
+  device: DeviceFacts | null;
+}
+
+export interface DeviceFacts {
+  /** PCI_HOT_RESET from a group-opened device with no group fds is EINVAL (O y6 seq 68: 6.12, 6.18). */
+  hotResetNeedsFds: boolean;
+  /** An 8-byte ioeventfd passes the size checks (O y6 seq 65: ENODEV on 6.1, 6.12; EINVAL on 6.18). */
+  ioeventfdQword: boolean;
 }
 
 /** Each kernel as the one before it plus what changed (§8 change log). */
@@ -119,6 +131,7 @@ const F_6_1: KernelFacts = {
   noiommu: true,
   boolWords: /^([yYnN01tTfF]|[oO][nNfF])/,
   deviceFdContainerFirst: false,
+  device: { hotResetNeedsFds: false, ioeventfdQword: true },
 };
 const F_6_12: KernelFacts = {
   ...F_6_1,
@@ -126,6 +139,7 @@ const F_6_12: KernelFacts = {
   notContainer: EBADFD,
   smmuNestingEperm: true,
   zeroPage: false,
+  device: { hotResetNeedsFds: true, ioeventfdQword: true },
 };
 
 export const KERNEL_FACTS: Record<KernelVersion, KernelFacts> = {
@@ -143,6 +157,7 @@ export const KERNEL_FACTS: Record<KernelVersion, KernelFacts> = {
     noiommu: false,
     boolWords: /^[yYnN01]/,
     deviceFdContainerFirst: true,
+    device: null,
   },
   '6.1': F_6_1,
   '6.12': F_6_12,
@@ -153,6 +168,7 @@ export const KERNEL_FACTS: Record<KernelVersion, KernelFacts> = {
     nesting: false,
     endOfSpaceBug: false,
     boolWords: /^([yYnN01tTfFeEdD]|[oO][nNfF])/,
+    device: { hotResetNeedsFds: true, ioeventfdQword: false },
   },
 };
 

@@ -75,7 +75,9 @@ export type Op =
   | { k: 'mmapBar'; page: number; pages: number }
   | { k: 'param'; name: number; value: string }
   | { k: 'exit' }
-  | { k: 'raw'; fd: FdSel; req: number; arg: RawArg };
+  | { k: 'raw'; fd: FdSel; req: number; arg: RawArg }
+  /** A vfio-pci device request on the device fd with a struct of eight 32-bit words. */
+  | { k: 'dev'; req: number; words: number[] };
 
 /** The process's memory regions: [base, pages, kind]. */
 export const REGIONS = [
@@ -265,6 +267,15 @@ export const MUTATE_BASES: readonly [string, number, number[]][] = (() => {
     ['irq-set', 0x3b6e, [...le(24, 4), ...le(0x24, 4), ...le(1, 4), ...le(0, 4), ...le(1, 4), ...le(5, 4)]],
     ['irq-set-none', 0x3b6e, [...le(20, 4), ...le(0x21, 4), ...le(0, 4), ...le(0, 4), ...le(1, 4)]],
     ['reset', 0x3b6f, []],
+    // Device requests whose numbers type-1 also uses (the 'dev-' names go to the device fd).
+    ['dev-hot-reset-info', 0x3b70, [...le(16, 4), ...le(0, 4), ...le(0, 4), ...le(0, 4)]],
+    ['dev-hot-reset', 0x3b71, [...le(16, 4), ...le(0, 4), ...le(1, 4), ...le(0, 4)]],
+    [
+      'dev-ioeventfd',
+      0x3b74,
+      [...le(32, 4), ...le(4, 4), ...le(4, 8), ...le(0x1234, 8), ...le(0xffff_ffff, 4), ...le(0, 4)],
+    ],
+    ['dev-feature', 0x3b75, [...le(16, 4), ...le(0x60003, 4), ...le(0, 8)]],
     // iommufd (6.18 hosts built with it): /dev/iommu, and the VFIO cdev's bind/attach/detach.
     ['ioas-alloc', 0x3b81, [...le(12, 4), ...le(0, 4), ...le(0, 4)]],
     [
@@ -299,9 +310,14 @@ export const rawArgArb: fc.Arbitrary<RawArg> = fc.oneof(
     arbitrary: fc.record({
       t: fc.constant('mutate' as const),
       base: fc.integer({ min: 0, max: MUTATE_BASES.length - 1 }),
-      sets: fc.array(fc.tuple(fc.integer({ min: 0, max: 47 }), fc.integer({ min: 0, max: 255 })), {
-        maxLength: 2,
-      }),
+      // Small values half the time: indexes, counts and flag fields are small.
+      sets: fc.array(
+        fc.tuple(
+          fc.integer({ min: 0, max: 47 }),
+          fc.oneof(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 0, max: 255 })),
+        ),
+        { maxLength: 2 },
+      ),
       flips: fc.array(fc.tuple(fc.integer({ min: 0, max: 47 }), fc.integer({ min: 0, max: 7 })), {
         maxLength: 2,
       }),
@@ -342,6 +358,59 @@ export const rawArgArb: fc.Arbitrary<RawArg> = fc.oneof(
 );
 
 const rlimitVal = fc.constantFrom(0n, 0x1_0000n, 0x4_0000n, 0x80_0000n, 0x1000_0000n, (1n << 64n) - 1n);
+
+/**
+ * Device requests with fields near their edges: argsz around each struct's size, indexes around the
+ * last, SET_IRQS flag combinations, eventfd numbers, ioeventfd sizes and offsets, feature numbers
+ * with GET/SET/PROBE. Each is eight 32-bit words on the device fd.
+ */
+const w = (...xs: number[]) => fc.constantFrom(...xs);
+const anyU32 = fc.integer({ min: 0, max: 0xffff_ffff });
+const small = (max: number) =>
+  fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max }) }, { weight: 1, arbitrary: anyU32 });
+const fdWord = fc.oneof(w(0xffff_ffff, 0xffff_fffe), fc.integer({ min: 0, max: 6 }), w(900));
+const devReq = (req: number, fields: fc.Arbitrary<number>[]): fc.Arbitrary<Op> =>
+  fc
+    .tuple(...fields)
+    .map((words): Op => ({ k: 'dev', req, words: [...words, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8) }));
+const devOpArb: fc.Arbitrary<Op> = fc.oneof(
+  devReq(0x3b6b, [w(0, 15, 16, 20, 24, 256)]),
+  devReq(0x3b6c, [w(0, 16, 31, 32, 40, 64), small(0), small(10)]),
+  devReq(0x3b6d, [w(0, 15, 16, 20), small(0), small(6)]),
+  devReq(0x3b6e, [
+    w(19, 20, 21, 24, 28),
+    fc.oneof(
+      w(0x21, 0x22, 0x24, 0x09, 0x0a, 0x0c, 0x11, 0x12, 0x14, 0x20, 0x01, 0x23, 0x29, 0x31, 0x61),
+      anyU32,
+    ),
+    small(5),
+    small(2),
+    small(2),
+    fdWord,
+    fdWord,
+  ]),
+  devReq(0x3b6f, []),
+  devReq(0x3b70, [w(0, 11, 12, 16)]),
+  devReq(0x3b71, [w(11, 12, 16, 20), w(0, 0, 1), small(3), fdWord, fdWord]),
+  devReq(0x3b74, [
+    w(27, 28, 32),
+    fc.oneof(w(1, 2, 4, 8, 0, 3, 0x14), anyU32),
+    w(0, 4, 0x10, 0xffffc, 0xffffe, 0x100000),
+    w(0, 0, 0x100, 0x500, 0x700),
+    small(0xff),
+    w(0),
+    fdWord,
+  ]),
+  devReq(0x3b75, [
+    w(7, 8, 12, 16),
+    fc
+      .tuple(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 0, max: 15 }))
+      .map(([f, ops]) => (f | (ops << 16)) >>> 0),
+    fdWord,
+  ]),
+  devReq(0x3b79, []),
+  devReq(0x1234, []),
+);
 
 /** One operation. `raw` weights how often raw ioctls come up. */
 export function opArb(raw = 3): fc.Arbitrary<Op> {
@@ -561,6 +630,7 @@ export function opArb(raw = 3): fc.Arbitrary<Op> {
         pages: fc.constantFrom(1, 16, 256, 257),
       }),
     },
+    { weight: 4, arbitrary: devOpArb },
     {
       weight: raw,
       arbitrary: fc.record({
@@ -628,6 +698,9 @@ export const SETUPS: Op[][] = (() => {
     mapped(3),
     mapped(1),
     mapped(6),
+    // The device fd open: its requests (devOpArb) answer rather than EBADF.
+    [...mapped(3), { k: 'device', fd: g0, name: 'good' }],
+    [...open, { k: 'setIommu', fd: c0, type: 1 }, { k: 'device', fd: g0, name: 'good' }],
   ];
 })();
 

@@ -44,6 +44,7 @@ import {
   validList,
 } from './facts.ts';
 import { show } from './ops.ts';
+import { deviceIoctl } from './shadow-device.ts';
 
 export const PAGE = 4096n;
 const VFIO_BASE = 0x3b64;
@@ -164,8 +165,8 @@ export interface Prediction {
   changesOnFailure?: boolean;
 }
 
-const certain = (ret: number, check?: () => string | null): Prediction => ({ ret, check });
-const uncertain = (why: string): Prediction => ({ ret: undefined, why });
+export const certain = (ret: number, check?: () => string | null): Prediction => ({ ret, check });
+export const uncertain = (why: string): Prediction => ({ ret: undefined, why });
 
 function u32(b: Uint8Array, off: number): number {
   return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
@@ -410,8 +411,10 @@ export class Shadow {
       case 'sysfs':
       case 'eventfd':
         return certain(-ENOTTY);
+      case 'device':
+        return deviceIoctl(this.k.device, request >>> 0, arg);
       default:
-        return uncertain('a device or other file');
+        return uncertain('another file');
     }
   }
 
@@ -987,7 +990,7 @@ function readCaps(o: Uint8Array): unknown[] {
   return out;
 }
 
-function diff(what: string, want: unknown, got: unknown): string | null {
+export function diff(what: string, want: unknown, got: unknown): string | null {
   const w = show(want);
   const g = show(got);
   return w === g ? null : `${what}: expected ${w}, got ${g}`;

@@ -438,6 +438,13 @@ export class World {
         return this.exit();
       case 'raw':
         return this.raw(this.fd(op.fd), op.req, op.arg);
+      case 'dev': {
+        const bytes = new Uint8Array(32);
+        op.words.forEach((w, i) => {
+          put32(bytes, 4 * i, w);
+        });
+        return this.ioctl(this.fd({ sel: 'device', i: 0 }), op.req, { bytes, via: 'bytes' });
+      }
     }
   }
 
@@ -460,7 +467,7 @@ export class World {
       for (const [at, bit] of a.flips) if (at < bytes.byteLength) bytes[at] ^= 1 << bit;
       // The struct goes to the fd of the kind its request is for (a random fd now and then).
       const target =
-        request >= 0x3b6b && request <= 0x3b6f
+        (request >= 0x3b6b && request <= 0x3b6f) || name.startsWith('dev-')
           ? this.fd({ sel: 'device', i: 0 })
           : request >= 0x3b67 && request <= 0x3b6a
             ? this.fd({ sel: 'group', i: 0 })
