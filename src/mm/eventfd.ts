@@ -3,7 +3,7 @@
  * as a non-blocking eventfd does). VFIO signals interrupts through it.
  */
 
-import { EAGAIN, EINVAL } from '../uapi/errno.ts';
+import { EAGAIN, EBADF, EINVAL } from '../uapi/errno.ts';
 import type { Current, KernelFile } from './file.ts';
 
 export class EventFd implements KernelFile {
@@ -40,4 +40,11 @@ export class EventFd implements KernelFile {
     if (v !== 0n) this.wake();
     return 8;
   }
+}
+
+/** eventfd_ctx_fdget: the eventfd behind `fd`, or -EBADF (no such descriptor) or -EINVAL (not an eventfd). */
+export function eventfdCtxFdget(current: Current, fd: number): EventFd | number {
+  const f = current.fdget(fd);
+  if (f === undefined) return -EBADF;
+  return f instanceof EventFd ? f : -EINVAL;
 }

@@ -17,11 +17,11 @@ import {
   PCI_INTERRUPT_LINE,
   PCI_INTERRUPT_PIN,
 } from '../device/pci.ts';
-import { EventFd } from '../mm/eventfd.ts';
+import { eventfdCtxFdget } from '../mm/eventfd.ts';
 import type { Current, FileMapping, KernelFile } from '../mm/file.ts';
 import { type MmioOps, mmioPieces } from '../mm/mm.ts';
 import type { UserArg } from '../mm/uaccess.ts';
-import { EBADF, EFAULT, EINVAL, EIO, ENODEV, ENOTTY } from '../uapi/errno.ts';
+import { EFAULT, EINVAL, EIO, ENODEV, ENOTTY } from '../uapi/errno.ts';
 import {
   VFIO_DEVICE_FEATURE,
   VFIO_DEVICE_GET_INFO,
@@ -50,10 +50,7 @@ import {
   VFIO_IRQ_INFO_EVENTFD,
   VFIO_IRQ_INFO_MASKABLE,
   VFIO_IRQ_INFO_NORESIZE,
-  VFIO_IRQ_SET_ACTION_MASK,
-  VFIO_IRQ_SET_ACTION_TRIGGER,
   VFIO_IRQ_SET_ACTION_TYPE_MASK,
-  VFIO_IRQ_SET_ACTION_UNMASK,
   VFIO_IRQ_SET_DATA_BOOL,
   VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE,
@@ -271,9 +268,8 @@ export class VfioPciDeviceFile implements KernelFile {
         if (typeof e === 'number') return e;
         const fd = new DataView(e.buffer, e.byteOffset).getInt32(0, true);
         if (fd < 0) return -EINVAL;
-        const f = current.fdget(fd);
-        if (f === undefined) return -EBADF;
-        if (!(f instanceof EventFd)) return -EINVAL;
+        const f = eventfdCtxFdget(current, fd);
+        if (typeof f === 'number') return f;
         if (vd.pmEngaged) return -EINVAL;
         vd.pmEngaged = true;
         return 0;

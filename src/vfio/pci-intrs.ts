@@ -6,9 +6,9 @@
  * Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 31-48 and 100-114 (SET_IRQS).
  */
 
-import { EventFd } from '../mm/eventfd.ts';
+import { type EventFd, eventfdCtxFdget } from '../mm/eventfd.ts';
 import type { Current } from '../mm/file.ts';
-import { EBADF, EINVAL, ENOTTY } from '../uapi/errno.ts';
+import { EINVAL, ENOTTY } from '../uapi/errno.ts';
 import {
   VFIO_IRQ_SET_ACTION_MASK,
   VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -224,8 +224,5 @@ function fdAt(data: Uint8Array, i: number): number {
  */
 function eventfdAt(current: Current, data: Uint8Array, i: number): EventFd | null | number {
   const fd = fdAt(data, i);
-  if (fd < 0) return null;
-  const f = current.fdget(fd);
-  if (f === undefined) return -EBADF;
-  return f instanceof EventFd ? f : -EINVAL;
+  return fd < 0 ? null : eventfdCtxFdget(current, fd);
 }

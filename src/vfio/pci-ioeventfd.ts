@@ -6,11 +6,11 @@
  */
 
 import type { PciFunction } from '../device/pci.ts';
-import { EventFd } from '../mm/eventfd.ts';
+import { type EventFd, eventfdCtxFdget } from '../mm/eventfd.ts';
 import type { Current } from '../mm/file.ts';
 import { mmioPieces } from '../mm/mm.ts';
 import type { UserArg } from '../mm/uaccess.ts';
-import { EBADF, EEXIST, EINVAL, ENODEV, ENOSPC } from '../uapi/errno.ts';
+import { EEXIST, EINVAL, ENODEV, ENOSPC } from '../uapi/errno.ts';
 import { VFIO_PCI_OFFSET_SHIFT } from '../uapi/vfio-device.ts';
 
 /** offsetofend(struct vfio_device_ioeventfd, fd). */
@@ -67,9 +67,8 @@ export class VfioPciIoeventfds {
     }
     if (fd < 0) return -ENODEV;
     if (this.list.length >= MAX) return -ENOSPC;
-    const f = current.fdget(fd);
-    if (f === undefined) return -EBADF;
-    if (!(f instanceof EventFd)) return -EINVAL;
+    const f = eventfdCtxFdget(current, fd);
+    if (typeof f === 'number') return f;
     const regs = this.fn.bars[bar]!;
     const bytes = new Uint8Array(8);
     new DataView(bytes.buffer).setBigUint64(0, data, true);
