@@ -7,8 +7,10 @@
  * With LD_PRELOAD this library routes open/openat/open64 of /dev/vfio/..., /dev/iommu and
  * /sys/module/{vfio,vfio_iommu_type1}/parameters/... to the server at $VFIO_NEST_SOCKET, and every
  * ioctl, pread/pwrite, read/write, lseek, dup/dup2/dup3/fcntl(F_DUPFD*) and close on the fds those
- * return. Each such fd is a real fd of this process (a /dev/null reserved for it), so numbers never
- * collide. Everything else goes to libc untouched. Without VFIO_NEST_SOCKET nothing is routed.
+ * return, and readlink/readlinkat of /sys/bus/pci/devices/<name>/iommu_group (where QEMU looks a
+ * device's group up). Each such fd is a real fd of this process (a /dev/null reserved for it), so
+ * numbers never collide. Everything else goes to libc untouched. Without VFIO_NEST_SOCKET nothing is
+ * routed.
  *
  * The process state the kernel would look at is the model's: setrlimit(RLIMIT_MEMLOCK),
  * setuid/setgid/setgroups and capset go to the model (and, unless the identity is faked, are also
@@ -73,6 +75,7 @@
 #define VN_REQ_WRITE 8
 #define VN_REQ_LSEEK 9
 #define VN_REQ_DUP 10
+#define VN_REQ_READLINK 11
 #define VN_REQ_SETRLIMIT 16
 #define VN_REQ_SETUID 17
 #define VN_REQ_SETGID 18
@@ -156,6 +159,8 @@ DECL_REAL(void *, mmap, void *, size_t, int, int, int, off_t);
 DECL_REAL(void *, mmap64, void *, size_t, int, int, int, off64_t);
 DECL_REAL(void *, mremap, void *, size_t, size_t, int, ...);
 DECL_REAL(int, madvise, void *, size_t, int);
+DECL_REAL(ssize_t, readlink, const char *, char *, size_t);
+DECL_REAL(ssize_t, readlinkat, int, const char *, char *, size_t);
 
 #define RESOLVE(name) \
 	do { \
@@ -740,6 +745,45 @@ static int model_open(const char *path, int flags, int kind)
 	}
 	fdkind[fd] = (unsigned char)kind;
 	return fd;
+}
+
+/* ---------- readlink ---------- */
+/* /sys/bus/pci/devices/<name>/iommu_group: the model's group for its device (QEMU's vfio-pci looks
+ * its group up there); the model says ENOENT for a device it does not have. */
+static int routed_link(const char *path)
+{
+	if (!path || !getenv("VFIO_NEST_SOCKET")) return 0;
+	const char *pre = "/sys/bus/pci/devices/", *suf = "/iommu_group";
+	size_t n = strlen(path), lp = strlen(pre), ls = strlen(suf);
+	return n > lp + ls && !strncmp(path, pre, lp) && !strcmp(path + n - ls, suf) &&
+	       !memchr(path + lp, '/', n - lp - ls);
+}
+
+static ssize_t model_readlink(const char *path, char *buf, size_t len)
+{
+	char target[256];
+	size_t got = 0;
+	struct vn_hdr h = { .type = VN_REQ_READLINK, .fd = -1 };
+	long r = request(&h, path, strlen(path) + 1, target, sizeof(target), &got, NULL);
+	if (r < 0) return -1;
+	if (got > sizeof(target)) got = sizeof(target);
+	if (got > len) got = len; /* readlink truncates, without a NUL */
+	memcpy(buf, target, got);
+	return (ssize_t)got;
+}
+
+ssize_t readlink(const char *path, char *buf, size_t len)
+{
+	if (routed_link(path)) return model_readlink(path, buf, len);
+	RESOLVE(readlink);
+	return REAL(readlink)(path, buf, len);
+}
+
+ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t len)
+{
+	if (path[0] == '/' && routed_link(path)) return model_readlink(path, buf, len);
+	RESOLVE(readlinkat);
+	return REAL(readlinkat)(dirfd, path, buf, len);
 }
 
 /* 1 when the call was ours (result in *ret). */

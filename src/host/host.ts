@@ -241,6 +241,19 @@ export class Host {
   }
 
   /**
+   * readlink(2) of the sysfs links a VMM follows to find a device's group:
+   * /sys/bus/pci/devices/<name>/iommu_group -> ../../../kernel/iommu_groups/<id> (QEMU's vfio-pci
+   * realize reads it for host=<name>). ENOENT for anything else.
+   */
+  readlinkPath(path: string): string | number {
+    const m = /^\/sys\/bus\/pci\/devices\/([^/]+)\/iommu_group$/.exec(path);
+    const dev = m === null ? undefined : this.devices.find((d) => d.name === m[1]);
+    if (dev === undefined) return -ENOENT;
+    const group = this.groups.find((g) => g.devices.includes(dev));
+    return group === undefined ? -ENOENT : `../../../kernel/iommu_groups/${group.id}`;
+  }
+
+  /**
    * Module parameters of a kernel built with iommufd: iommufd.allow_unsafe_interrupts, and on SMMUv3
    * the oracle kernel's test switch arm_smmu_v3.nest_ignore_coherency (kernel-answers/README.md).
    */

@@ -35,6 +35,7 @@ export const REQ_READ = 7;
 export const REQ_WRITE = 8;
 export const REQ_LSEEK = 9;
 export const REQ_DUP = 10;
+export const REQ_READLINK = 11;
 export const REQ_SETRLIMIT = 16;
 export const REQ_SETUID = 17;
 export const REQ_SETGID = 18;
@@ -79,6 +80,7 @@ export const REQUEST_NAMES: Record<number, string> = {
   [REQ_WRITE]: 'write',
   [REQ_LSEEK]: 'lseek',
   [REQ_DUP]: 'dup',
+  [REQ_READLINK]: 'readlink',
   [REQ_SETRLIMIT]: 'setrlimit',
   [REQ_SETUID]: 'setuid',
   [REQ_SETGID]: 'setgid',

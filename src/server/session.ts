@@ -45,6 +45,7 @@ import {
   REQ_PREAD,
   REQ_PWRITE,
   REQ_READ,
+  REQ_READLINK,
   REQ_SETGID,
   REQ_SETGROUPS,
   REQ_SETRLIMIT,
@@ -198,6 +199,13 @@ export class Session {
         if (base < 0n || to < 0n || to > BigInt(Number.MAX_SAFE_INTEGER)) return encodeReply(-EINVAL);
         this.pos.set(mfd, Number(to));
         return encodeReply(to);
+      }
+      case REQ_READLINK: {
+        const path = new TextDecoder().decode(f.data).replace(/\0.*$/s, '');
+        const target = this.host.readlinkPath(path);
+        if (typeof target === 'number') return encodeReply(target);
+        const bytes = new TextEncoder().encode(target);
+        return encodeReply(bytes.byteLength, bytes);
       }
       case REQ_DUP: {
         const mfd = this.fds.get(f.fd);
@@ -414,6 +422,7 @@ export class Session {
         break;
       }
       case REQ_OPEN:
+      case REQ_READLINK:
         what = JSON.stringify(new TextDecoder().decode(f.data).replace(/\0.*$/s, ''));
         break;
       case REQ_IOCTL: {

@@ -105,6 +105,15 @@ int main(void)
 	show("param_write", write(p, "100\n", 4));
 	close(p);
 
+	/* the device's group, where a VMM looks it up (QEMU's vfio-pci host=) */
+	char link[256] = "";
+	ssize_t ln = readlink("/sys/bus/pci/devices/0000:00:01.0/iommu_group", link, sizeof(link) - 1);
+	show("readlink", ln);
+	printf("link=%s\n", ln > 0 ? link : "");
+	show("readlinkat_short", readlinkat(AT_FDCWD, "/sys/bus/pci/devices/0000:00:01.0/iommu_group", link, 8));
+	show("readlink_other", readlink("/sys/bus/pci/devices/0000:00:09.0/iommu_group", link, sizeof(link)));
+	show("readlink_real", readlink("/proc/self/exe", link, sizeof(link)) > 0);
+
 	/* the process state is the model's */
 	struct rlimit rl = { 0x10000, 0x10000 };
 	show("setrlimit", setrlimit(RLIMIT_MEMLOCK, &rl));

@@ -230,6 +230,11 @@ if (!haveGcc()) {
         child_open: '1', // a new connection: a new process of the model
         child_group: '-1 EBUSY', // the parent holds the group
         parent_after_fork: '0',
+        readlink: '30',
+        link: '../../../kernel/iommu_groups/1',
+        readlinkat_short: '8', // truncated, as readlink(2) truncates
+        readlink_other: '-1 ENOENT', // not a device of the model
+        readlink_real: '1', // other links are the real kernel's
         param_read: '6',
         param: '65535',
         param_lseek: '0',
