@@ -3,12 +3,16 @@
  * model's edu, through libvfio-nest-preload.so and `vfio-nest serve`. QEMU finds the group through
  * sysfs (readlink of .../iommu_group), opens the container and group, maps guest RAM, opens the device
  * and reads its regions, IRQs and config space; its monitor then shows the edu (1234:11e8) on the
- * guest's PCI bus. Skipped where gcc or QEMU is not installed (the oracle's machine has QEMU 7.2).
+ * guest's PCI bus. Then a Linux guest (a kernel image: $VFIO_NEST_GUEST_KERNEL, else the oracle's
+ * 6.1 build beside this project) has the edu copy a page of its RAM out and back by DMA. Skipped
+ * where gcc, QEMU, a static busybox or the kernel image is missing (the oracle's machine has them).
  */
 
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { newcArchive } from './initramfs.ts';
 import { buildPreload, haveGcc, ROOT, startServe, tempDir } from './native.ts';
 
 const QEMU = 'qemu-system-x86_64';
@@ -41,6 +45,14 @@ function qemu(
     }),
   );
 }
+
+const GUEST_KERNEL =
+  process.env.VFIO_NEST_GUEST_KERNEL ?? join(ROOT, '../oracle/x86/build/vmlinux-6.1.0-56-amd64');
+const BUSYBOX = '/bin/busybox';
+/** A statically linked busybox: the guest has no libc of its own. */
+const staticBusybox = (): boolean =>
+  existsSync(BUSYBOX) &&
+  spawnSync('sh', ['-c', `file -L ${BUSYBOX} | grep -q 'statically linked'`]).status === 0;
 
 describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the interposer', () => {
   let preload = '';
@@ -83,4 +95,72 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
     expect(log).toMatch(/ioctl\(\d+, VFIO_GROUP_GET_DEVICE_FD\) = \d+/);
     expect(log).toMatch(/pread\(\d+, 256, 0x70000000000\) = 256/); // the whole config space
   }, 90_000);
+
+  it.skipIf(!existsSync(GUEST_KERNEL) || !staticBusybox())(
+    'a Linux guest has the edu copy a page of its RAM out and back by DMA, through the model',
+    async () => {
+      const prog = join(dir, 'guest-edu');
+      execFileSync('gcc', ['-O2', '-static', '-o', prog, join(ROOT, 'test/server/guest-edu.c')], {
+        stdio: 'pipe',
+      });
+      const init = [
+        '#!/bin/sh',
+        'export PATH=/bin',
+        'mount -t proc proc /proc',
+        'mount -t sysfs sys /sys',
+        'mount -t devtmpfs dev /dev',
+        '/bin/guest-edu',
+        'echo "GUEST: exit $?"',
+        'poweroff -f',
+      ].join('\n');
+      const initrd = join(dir, 'guest.cpio');
+      writeFileSync(
+        initrd,
+        newcArchive([
+          ...['bin', 'proc', 'sys', 'dev'].map((path) => ({ path })),
+          { path: 'bin/busybox', data: readFileSync(BUSYBOX) },
+          ...['sh', 'mount', 'poweroff'].map((a) => ({ path: `bin/${a}`, link: 'busybox' })),
+          { path: 'bin/guest-edu', data: readFileSync(prog) },
+          { path: 'init', data: new TextEncoder().encode(`${init}\n`) },
+        ]),
+      );
+      const serve = await startServe(join(dir, 'guest.sock'), ['--config', '6.12-intel', '--trace']);
+      let r: Awaited<ReturnType<typeof qemu>>;
+      try {
+        r = await qemu(
+          {
+            LD_PRELOAD: preload,
+            VFIO_NEST_SOCKET: serve.socket,
+            VFIO_NEST_ROOT: '1',
+            VFIO_NEST_MEMLOCK: 'host',
+          },
+          [
+            ...[
+              '-machine',
+              'q35',
+              '-accel',
+              'tcg',
+              '-m',
+              '128',
+              '-nodefaults',
+              '-display',
+              'none',
+              '-no-reboot',
+            ],
+            ...['-kernel', GUEST_KERNEL, '-initrd', initrd, '-append', 'console=ttyS0 quiet panic=-1'],
+            ...['-serial', 'stdio', '-monitor', 'none', '-device', 'vfio-pci,host=0000:00:01.0'],
+          ],
+          '',
+        );
+      } finally {
+        await serve.stop();
+      }
+      expect(r.out).toMatch(/GUEST: edu at 0000:00:01\.0 id 0x010000ed/);
+      expect(r.out).toMatch(/GUEST: DMA round trip ok: 4096 bytes/);
+      expect(r.out).toMatch(/GUEST: exit 0/);
+      // The doorbell writes reached the model, and each DMA read or wrote QEMU's memory (a callback).
+      expect(serve.log).toMatch(/pwrite\(\d+, 4, 0x98\) = 4 \(\d+ callbacks?\)/);
+    },
+    120_000,
+  );
 });
