@@ -4,14 +4,17 @@
  * sysfs (readlink of .../iommu_group), opens the container and group, maps guest RAM, opens the device
  * and reads its regions, IRQs and config space; its monitor then shows the edu (1234:11e8) on the
  * guest's PCI bus. Then a Linux guest (a kernel image: $VFIO_NEST_GUEST_KERNEL, else the oracle's
- * 6.1 build beside this project) has the edu copy a page of its RAM out and back by DMA. Skipped
- * where gcc, QEMU, a static busybox or the kernel image is missing (the oracle's machine has them).
+ * 6.1 build beside this project) has the edu copy a page of its RAM out and back by DMA. Last, the
+ * oracle's own guest (its 6.1 kernel and initramfs, vfio in the guest over QEMU's intel-iommu) runs
+ * i1-dma-v2 on the edu the model provides, and answers as the recording made with QEMU's own edu.
+ * Skipped where gcc, QEMU, a static busybox or the oracle's build is missing (its machine has them).
  */
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { comparable, loadRecording } from '../helpers/recordings.ts';
 import { newcArchive } from './initramfs.ts';
 import { buildPreload, haveGcc, ROOT, startServe, tempDir } from './native.ts';
 
@@ -46,8 +49,10 @@ function qemu(
   );
 }
 
-const GUEST_KERNEL =
-  process.env.VFIO_NEST_GUEST_KERNEL ?? join(ROOT, '../oracle/x86/build/vmlinux-6.1.0-56-amd64');
+/** The oracle's x86 build (../shared/oracle built beside this project): its 6.1 kernel and initramfs. */
+const ORACLE_X86 = process.env.VFIO_NEST_ORACLE_X86 ?? join(ROOT, '../oracle/x86/build');
+const GUEST_KERNEL = process.env.VFIO_NEST_GUEST_KERNEL ?? join(ORACLE_X86, 'vmlinux-6.1.0-56-amd64');
+const ORACLE_INITRAMFS = join(ORACLE_X86, 'initramfs-6.1.0-56-amd64.cpio');
 const BUSYBOX = '/bin/busybox';
 /** A statically linked busybox: the guest has no libc of its own. */
 const staticBusybox = (): boolean =>
@@ -162,5 +167,77 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
       expect(serve.log).toMatch(/pwrite\(\d+, 4, 0x98\) = 4 \(\d+ callbacks?\)/);
     },
     120_000,
+  );
+
+  it.skipIf(!existsSync(GUEST_KERNEL) || !existsSync(ORACLE_INITRAMFS))(
+    "the oracle's guest (vfio over QEMU's intel-iommu) answers i1-dma-v2 on the model's edu as on QEMU's own",
+    async () => {
+      // The oracle's init binds the edu to vfio-pci in the guest and runs /scenarios/* with its probe,
+      // whose JSON lines go to the second serial port. QEMU shadows the guest's IOMMU mappings into
+      // the model's container (caching-mode), so every edu DMA of the scenario crosses both IOMMUs.
+      const scenario = readFileSync(join(ROOT, 'test/kernel-answers/scenarios/i1-dma-v2.txt'));
+      const initrd = join(dir, 'oracle.cpio');
+      const scenarios = newcArchive([
+        { path: 'scenarios' },
+        { path: 'scenarios/01-i1-dma-v2.txt', data: scenario, mode: 0o644 },
+      ]);
+      const base = readFileSync(ORACLE_INITRAMFS);
+      const both = new Uint8Array(base.byteLength + scenarios.byteLength);
+      both.set(base);
+      both.set(scenarios, base.byteLength);
+      writeFileSync(initrd, both);
+      const out = join(dir, 'oracle.out');
+      const serve = await startServe(join(dir, 'oracle.sock'), ['--config', '6.12-intel']);
+      try {
+        await qemu(
+          {
+            LD_PRELOAD: preload,
+            VFIO_NEST_SOCKET: serve.socket,
+            VFIO_NEST_ROOT: '1',
+            VFIO_NEST_MEMLOCK: 'host',
+          },
+          [
+            ...[
+              '-machine',
+              'q35,kernel-irqchip=split',
+              '-accel',
+              'tcg',
+              '-cpu',
+              'max',
+              '-smp',
+              '2',
+              '-m',
+              '512M',
+            ],
+            ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot'],
+            ...[
+              '-device',
+              'intel-iommu,intremap=on,caching-mode=on',
+              '-device',
+              'vfio-pci,host=0000:00:01.0',
+            ],
+            ...['-kernel', GUEST_KERNEL, '-initrd', initrd],
+            '-append',
+            'console=ttyS0 intel_iommu=on iommu=on quiet loglevel=1 panic=-1 mitigations=off nokaslr',
+            ...['-serial', 'null', '-serial', `file:${out}`, '-monitor', 'none'],
+          ],
+          '',
+        );
+      } finally {
+        await serve.stop();
+      }
+      const got = readFileSync(out, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('{"seq"'))
+        .map((l) => comparable(JSON.parse(l.replace(/\r$/, '')) as Record<string, unknown>));
+      const want = loadRecording(
+        join(ROOT, 'test/oracle/answers'),
+        '6.1-intel',
+        'i1-dma-v2.jsonl',
+      ).lines[0].map(comparable);
+      expect(got.length).toBe(want.length);
+      for (let k = 0; k < want.length; k++) expect(got[k], `i1-dma-v2 seq ${k}`).toEqual(want[k]);
+    },
+    180_000,
   );
 });
