@@ -6,7 +6,8 @@
  * guest's PCI bus. Then a Linux guest (a kernel image: $VFIO_NEST_GUEST_KERNEL, else the oracle's
  * 6.1 build beside this project) has the edu copy a page of its RAM out and back by DMA. Last, the
  * oracle's own guest (its 6.1 kernel and initramfs, vfio in the guest over QEMU's intel-iommu) runs
- * i1-dma-v2 on the edu the model provides, and answers as the recording made with QEMU's own edu.
+ * i1-dma-v2 and x14-device-edges on the edu the model provides, and answers as the recordings made
+ * with QEMU's own edu.
  * Skipped where gcc, QEMU, a static busybox or the oracle's build is missing (its machine has them).
  */
 
@@ -170,16 +171,23 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
   );
 
   it.skipIf(!existsSync(GUEST_KERNEL) || !existsSync(ORACLE_INITRAMFS))(
-    "the oracle's guest (vfio over QEMU's intel-iommu) answers i1-dma-v2 on the model's edu as on QEMU's own",
+    "the oracle's guest (vfio over QEMU's intel-iommu) answers i1-dma-v2 and x14 on the model's edu as on QEMU's own",
     async () => {
       // The oracle's init binds the edu to vfio-pci in the guest and runs /scenarios/* with its probe,
       // whose JSON lines go to the second serial port. QEMU shadows the guest's IOMMU mappings into
       // the model's container (caching-mode), so every edu DMA of the scenario crosses both IOMMUs.
-      const scenario = readFileSync(join(ROOT, 'test/kernel-answers/scenarios/i1-dma-v2.txt'));
+      const files = [
+        ['i1-dma-v2', join(ROOT, 'test/kernel-answers/scenarios/i1-dma-v2.txt')],
+        ['x14-device-edges', join(ROOT, 'test/oracle/probes/x14-device-edges.txt')],
+      ];
       const initrd = join(dir, 'oracle.cpio');
       const scenarios = newcArchive([
         { path: 'scenarios' },
-        { path: 'scenarios/01-i1-dma-v2.txt', data: scenario, mode: 0o644 },
+        ...files.map(([name, path], i) => ({
+          path: `scenarios/0${i + 1}-${name}.txt`,
+          data: readFileSync(path),
+          mode: 0o644,
+        })),
       ]);
       const base = readFileSync(ORACLE_INITRAMFS);
       const both = new Uint8Array(base.byteLength + scenarios.byteLength);
@@ -226,17 +234,17 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
       } finally {
         await serve.stop();
       }
-      const got = readFileSync(out, 'utf8')
+      const lines = readFileSync(out, 'utf8')
         .split('\n')
         .filter((l) => l.startsWith('{"seq"'))
-        .map((l) => comparable(JSON.parse(l.replace(/\r$/, '')) as Record<string, unknown>));
-      const want = loadRecording(
-        join(ROOT, 'test/oracle/answers'),
-        '6.1-intel',
-        'i1-dma-v2.jsonl',
-      ).lines[0].map(comparable);
-      expect(got.length).toBe(want.length);
-      for (let k = 0; k < want.length; k++) expect(got[k], `i1-dma-v2 seq ${k}`).toEqual(want[k]);
+        .map((l) => JSON.parse(l.replace(/\r$/, '')) as Record<string, unknown>);
+      for (const [i, [name]] of files.entries()) {
+        const got = lines.filter((l) => l.scenario === `0${i + 1}-${name}.txt`).map(comparable);
+        const rec = loadRecording(join(ROOT, 'test/oracle/answers'), '6.1-intel', `${name}.jsonl`);
+        const want = rec.lines[0].map(comparable);
+        expect(got.length, name).toBe(want.length);
+        for (let k = 0; k < want.length; k++) expect(got[k], `${name} seq ${k}`).toEqual(want[k]);
+      }
     },
     180_000,
   );
