@@ -8,7 +8,7 @@
 
 import { type EventFd, eventfdCtxFdget } from '../mm/eventfd.ts';
 import type { Current } from '../mm/file.ts';
-import { EINVAL, ENOTTY } from '../uapi/errno.ts';
+import { EBUSY, EINVAL, ENOTTY } from '../uapi/errno.ts';
 import {
   VFIO_IRQ_SET_ACTION_MASK,
   VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -24,7 +24,7 @@ import {
   VFIO_PCI_REQ_IRQ_INDEX,
 } from '../uapi/vfio-device.ts';
 
-/** vdev->irq_type: VFIO_PCI_NUM_IRQS stands for none. */
+/** vdev->irq_type when no interrupt type is enabled (the kernel's VFIO_PCI_NUM_IRQS). */
 const IRQ_NONE = -1;
 
 /** One SET_IRQS after validation: the data already copied in (bools or eventfd numbers). */
@@ -41,6 +41,8 @@ export class VfioPciIrqs {
   private irqType = IRQ_NONE;
   private intxTrigger: EventFd | null = null;
   private intxMasked = false;
+  /** The unmask virqfd: an eventfd whose signal unmasks INTx, and the waiter on it. */
+  private unmask: { eventfd: EventFd; waiter: () => boolean } | null = null;
   /** MSI vectors enabled (num_ctx) and their triggers. */
   private msi: (EventFd | null)[] = [];
   private reqTrigger: EventFd | null = null;
@@ -58,8 +60,8 @@ export class VfioPciIrqs {
     switch (s.index) {
       case VFIO_PCI_INTX_IRQ_INDEX:
         if (action === VFIO_IRQ_SET_ACTION_MASK) return this.intxMask(s);
-        if (action === VFIO_IRQ_SET_ACTION_UNMASK) return this.intxUnmask(s);
-        if (action === VFIO_IRQ_SET_ACTION_TRIGGER) return this.intxTrigger_(current, s);
+        if (action === VFIO_IRQ_SET_ACTION_UNMASK) return this.intxUnmask(current, s);
+        if (action === VFIO_IRQ_SET_ACTION_TRIGGER) return this.intxTriggerSet(current, s);
         return -ENOTTY;
       case VFIO_PCI_MSI_IRQ_INDEX:
       case VFIO_PCI_MSIX_IRQ_INDEX:
@@ -105,6 +107,7 @@ export class VfioPciIrqs {
 
   /** vfio_pci_core_disable: every interrupt off, every trigger dropped. */
   disable(): void {
+    this.dropUnmask();
     this.irqType = IRQ_NONE;
     this.intxTrigger = null;
     this.intxMasked = false;
@@ -120,20 +123,44 @@ export class VfioPciIrqs {
     return 0;
   }
 
-  private intxUnmask(s: IrqSet): number {
+  private intxUnmask(current: Current, s: IrqSet): number {
     if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX || s.start !== 0 || s.count !== 1) return -EINVAL;
-    // An unmask eventfd (a virqfd) is accepted and not modelled: nothing signals it here.
-    if (s.flags & VFIO_IRQ_SET_DATA_EVENTFD) return 0;
+    if (s.flags & VFIO_IRQ_SET_DATA_EVENTFD) {
+      // vfio_virqfd_enable / _disable: a signal on the eventfd unmasks INTx; a second while one is
+      // set is EBUSY (from the source: the probe has no eventfd to ask with).
+      if (fdAt(s.data, 0) < 0) {
+        this.dropUnmask();
+        return 0;
+      }
+      if (this.unmask !== null) return -EBUSY;
+      const eventfd = eventfdCtxFdget(current, fdAt(s.data, 0));
+      if (typeof eventfd === 'number') return eventfd;
+      const waiter = (): boolean => {
+        this.intxMasked = false;
+        return true;
+      };
+      eventfd.waiters.add(waiter);
+      this.unmask = { eventfd, waiter };
+      return 0;
+    }
     if (s.flags & VFIO_IRQ_SET_DATA_NONE || s.data[0]) this.intxMasked = false;
     return 0;
   }
 
-  private intxTrigger_(current: Current, s: IrqSet): number {
+  private dropUnmask(): void {
+    if (this.unmask === null) return;
+    this.unmask.eventfd.waiters.delete(this.unmask.waiter);
+    this.unmask = null;
+  }
+
+  private intxTriggerSet(current: Current, s: IrqSet): number {
     const intx = this.irqType === VFIO_PCI_INTX_IRQ_INDEX;
     if (intx && s.count === 0 && s.flags & VFIO_IRQ_SET_DATA_NONE) {
+      // vfio_intx_disable: the unmask virqfd goes too.
       this.irqType = IRQ_NONE;
       this.intxTrigger = null;
       this.intxMasked = false;
+      this.dropUnmask();
       return 0;
     }
     if (!(intx || this.irqType === IRQ_NONE) || s.start !== 0 || s.count !== 1) return -EINVAL;

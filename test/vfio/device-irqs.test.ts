@@ -14,7 +14,7 @@ import {
   type VfioContainerHandle,
   type VfioGroupHandle,
 } from '../../src/host/vfio-api.ts';
-import { EEXIST, EINVAL, ENODEV } from '../../src/uapi/errno.ts';
+import { EBUSY, EEXIST, EINVAL, ENODEV } from '../../src/uapi/errno.ts';
 import { VFIO_DEVICE_IOEVENTFD, VFIO_DEVICE_SET_IRQS } from '../../src/uapi/vfio.ts';
 import {
   IRQ_SET_SIZE,
@@ -89,6 +89,33 @@ describe('vfio-pci interrupts', () => {
     raise(proc, dfd);
     expect(readCount(proc, msi)).toBe(2n); // MSI is not masked
     expect(readCount(proc, efd)).toBe(0n);
+  });
+
+  it('an unmask eventfd (virqfd) unmasks INTx when signalled; one at a time; dropped with INTx', () => {
+    const { proc, dfd } = device();
+    const efd = proc.eventfd();
+    const unmask = proc.eventfd();
+    const UNMASK_EVENTFD = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK;
+    // Before INTx is on there is nothing to unmask.
+    expect(setIrqs(proc, dfd, UNMASK_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, [unmask])).toBe(-EINVAL);
+    expect(setIrqs(proc, dfd, TRIGGER_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, [efd])).toBe(0);
+    expect(setIrqs(proc, dfd, UNMASK_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, [unmask])).toBe(0);
+    expect(setIrqs(proc, dfd, UNMASK_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, [efd])).toBe(-EBUSY);
+    raise(proc, dfd);
+    raise(proc, dfd); // masked
+    expect(readCount(proc, efd)).toBe(1n);
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    proc.pwrite(unmask, one, 0);
+    expect(readCount(proc, unmask)).toBe(0n); // consumed by the kernel's handler
+    raise(proc, dfd);
+    expect(readCount(proc, efd)).toBe(1n);
+    // fd -1 drops the virqfd: a signal no longer unmasks.
+    expect(setIrqs(proc, dfd, UNMASK_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, [-1])).toBe(0);
+    proc.pwrite(unmask, one, 0);
+    raise(proc, dfd);
+    expect(readCount(proc, efd)).toBe(0n);
+    expect(readCount(proc, unmask)).toBe(1n);
   });
 
   it('the last close drops every interrupt: a new open starts with none', () => {
