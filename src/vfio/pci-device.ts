@@ -210,7 +210,8 @@ export class VfioPciDeviceFile implements KernelFile {
 
   /**
    * GET_PCI_HOT_RESET_INFO and PCI_HOT_RESET (argsz, flags, count): the edu's slot and bus cannot be
-   * reset, so both end in ENODEV once their header passes (y6 seq 50, 67-71).
+   * reset, so both end in ENODEV once their header passes, before any group fd is read (y6 seq 50,
+   * 67-71, 134-137).
    */
   private hotReset(arg: UserArg, reset: boolean): number {
     const b = arg.copyFrom(12);
