@@ -3,7 +3,7 @@
  * time (none, INTx, MSI; the edu has no MSI-X), its eventfds, INTx masking, and the REQ and ERR
  * single triggers. SET_IRQS arrives here validated (vfio_set_irqs_validate_and_prepare); each index
  * and action goes to its handler as vfio_pci_set_irqs_ioctl dispatches it, ENOTTY where none.
- * Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 31-48 and 100-114 (SET_IRQS).
+ * Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 31-48, 100-114, 138-151 (SET_IRQS).
  */
 
 import { type EventFd, eventfdCtxFdget } from '../mm/eventfd.ts';
@@ -127,7 +127,7 @@ export class VfioPciIrqs {
     if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX || s.start !== 0 || s.count !== 1) return -EINVAL;
     if (s.flags & VFIO_IRQ_SET_DATA_EVENTFD) {
       // vfio_virqfd_enable / _disable: a signal on the eventfd unmasks INTx; a second while one is
-      // set is EBUSY (from the source: the probe has no eventfd to ask with).
+      // set is EBUSY (y6 seq 139-142).
       if (fdAt(s.data, 0) < 0) {
         this.dropUnmask();
         return 0;

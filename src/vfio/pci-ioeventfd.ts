@@ -2,7 +2,7 @@
  * VFIO_DEVICE_IOEVENTFD (vfio_pci_ioctl_ioeventfd, vfio_pci_ioeventfd in vfio_pci_rdwr.c): an eventfd
  * whose signal makes the kernel write `data` (1, 2, 4 or 8 bytes) at an offset of a BAR, so a VMM
  * can hand a guest's doorbell write to the kernel. The same (BAR, offset, data, size) with fd -1
- * removes it. Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 59-66.
+ * removes it. Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 59-66, 152-155.
  */
 
 import type { PciFunction } from '../device/pci.ts';

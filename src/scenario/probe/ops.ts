@@ -194,6 +194,7 @@ export const PROBE_OPS: Record<string, OpSpec> = {
     args: {
       req: n,
       show: n,
+      efd_at: n,
       // Only its presence counts (has("bad")).
       bad: s,
       ...Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`w${i}`, n])),

@@ -616,14 +616,16 @@ export class ProbeProcess {
   }
 
   /**
-   * dev_raw req= [w0..w15=] [show=8] [bad]: an ioctl on the device fd with a 256-byte argument whose
-   * first words are w0..w15 (the rest zero), or an unmapped pointer (bad); prints the first `show`
-   * words after the call (local op).
+   * dev_raw req= [w0..w15=] [efd_at=N] [show=8] [bad]: an ioctl on the device fd with a 256-byte
+   * argument whose first words are w0..w15 (the rest zero), word N a new eventfd (efd_at), or an
+   * unmapped pointer (bad); prints the first `show` words after the call (local op).
    */
   op_dev_raw(): void {
     const b = new Uint8Array(256);
     const v = new DataView(b.buffer);
     for (let i = 0; i < 16; i++) if (this.has(`w${i}`)) v.setUint32(i * 4, this.u32(`w${i}`, 0n), true);
+    const efdAt = this.argu('efd_at', 0n);
+    if (this.has('efd_at') && efdAt < 16n) v.setUint32(Number(efdAt) * 4, this.proc.eventfd() >>> 0, true);
     const req = this.u32('req', 0n);
     const show = Math.min(Number(BigInt.asUintN(32, this.argu('show', 8n))), 64);
     this.begin('dev_raw');
