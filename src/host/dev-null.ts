@@ -3,7 +3,7 @@
  * The oracle's local `fill_fds` op opens it until the descriptor table is full.
  */
 
-import type { KernelFile } from '../mm/file.ts';
+import type { Current, KernelFile } from '../mm/file.ts';
 
 export class DevNullFile implements KernelFile {
   readonly kind = 'null';
@@ -12,7 +12,7 @@ export class DevNullFile implements KernelFile {
     return 0;
   }
 
-  write(_current: unknown, src: Uint8Array): number {
+  write(_current: Current, src: Uint8Array): number {
     return src.byteLength;
   }
 }

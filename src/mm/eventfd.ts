@@ -10,7 +10,7 @@ export class EventFd implements KernelFile {
   readonly kind = 'eventfd';
   count = 0n;
   /**
-   * Kernel waiters (virqfd: vfio's ioeventfds): each runs when the count is raised, and a waiter that
+   * Kernel waiters (virqfds: vfio's ioeventfds and INTx unmask): each runs when the count is raised; one that
    * returns true consumes the count (the virqfd handler reads it), so the counter stays at 0.
    */
   readonly waiters = new Set<() => boolean>();
