@@ -10,8 +10,8 @@ export class EventFd implements KernelFile {
   readonly kind = 'eventfd';
   count = 0n;
   /**
-   * Kernel waiters (virqfds: vfio's ioeventfds and INTx unmask): each runs when the count is raised; one that
-   * returns true consumes the count (the virqfd handler reads it), so the counter stays at 0.
+   * Kernel waiters (virqfds: vfio's ioeventfds and INTx unmask): each runs when the count is raised;
+   * one that returns true consumes the count (the virqfd handler reads it), so it stays at 0.
    */
   readonly waiters = new Set<() => boolean>();
 
