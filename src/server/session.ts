@@ -351,13 +351,11 @@ export class Session {
     const at = (off: number): void => {
       if (arg.byteLength >= off + 4) v.setInt32(off, this.modelFdFor(v.getInt32(off, true), temps), true);
     };
+    // A device fd from a group or from its cdev (only the cdev's binds to an iommufd).
+    const device = kind === 'vfio-device' || kind === 'vfio-device-cdev';
     if (kind === 'vfio-group' && request === vfio.VFIO_GROUP_SET_CONTAINER) at(0);
-    else if (kind === 'vfio-device' && request === vfio.VFIO_DEVICE_BIND_IOMMUFD) at(8);
-    else if (
-      kind === 'vfio-device' &&
-      request === vfio.VFIO_DEVICE_SET_IRQS &&
-      arg.byteLength >= IRQ_SET_SIZE
-    ) {
+    else if (device && request === vfio.VFIO_DEVICE_BIND_IOMMUFD) at(8);
+    else if (device && request === vfio.VFIO_DEVICE_SET_IRQS && arg.byteLength >= IRQ_SET_SIZE) {
       // The vfio_irq_set header, then `count` eventfds for DATA_EVENTFD.
       const irqs = decodeIrqSet(arg);
       const trigger = VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_EVENTFD;

@@ -6,6 +6,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { Host } from '../../src/host/host.ts';
+import { configFromName } from '../../src/scenario/probe/config.ts';
 import {
   encodeFrame,
   IOCTL_ARG_BYTES,
@@ -27,8 +28,10 @@ import {
 } from '../../src/server/protocol.ts';
 import { EPROTO, Session } from '../../src/server/session.ts';
 import { EBADF, EBADFD, EFAULT, EINVAL, EPERM } from '../../src/uapi/errno.ts';
+import { vfioDeviceBindIommufd } from '../../src/uapi/iommufd.ts';
 import {
   encodeDmaMap,
+  VFIO_DEVICE_BIND_IOMMUFD,
   VFIO_DEVICE_SET_IRQS,
   VFIO_GET_API_VERSION,
   VFIO_GROUP_GET_DEVICE_FD,
@@ -235,6 +238,28 @@ describe('Session: the model side of vfio-nest serve', () => {
     expect(r.client.read(BUF, 0x800).every((b) => b === 0)).toBe(true);
     d.dma(0x100000, 0x40000, 4, false); // the device still reads the old page
     expect(r.host.edus.get('0000:00:01.0')!.buffer[0]).toBe(0x5a);
+  });
+
+  it("the cdev's BIND_IOMMUFD takes the client's iommufd number (translated, as QEMU's iommufd backend sends it)", () => {
+    const cfg = configFromName('6.18-iommufd')!;
+    const host = new Host(cfg.host);
+    const client = new FakeClient();
+    const session = new Session(host, client);
+    expect(helloRoot(session)).toBe(0);
+    const cdev = open(session, client, '/dev/vfio/devices/vfio0');
+    const iommufd = open(session, client, '/dev/iommu');
+    const bind = vfioDeviceBindIommufd.encode({
+      argsz: 24,
+      flags: 0,
+      iommufd,
+      out_devid: 0,
+      token_uuid_ptr: 0n,
+    });
+    const r = ioctlBytes(session, cdev, VFIO_DEVICE_BIND_IOMMUFD, bind);
+    expect(r.ret).toBe(0);
+    // The device id came back (written at out_devid, offset 12).
+    expect(r.data.byteLength).toBeGreaterThan(0);
+    expect(ioctlBytes(session, cdev, VFIO_DEVICE_BIND_IOMMUFD, bind).ret).toBe(-EINVAL); // bound already
   });
 
   // vfio-type1.md §3.4: a second open of a group node is EBUSY while the first file is open.
