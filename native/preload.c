@@ -7,10 +7,11 @@
  * With LD_PRELOAD this library routes open/openat/open64 of /dev/vfio/..., /dev/iommu and
  * /sys/module/{vfio,vfio_iommu_type1}/parameters/... to the server at $VFIO_NEST_SOCKET, and every
  * ioctl, pread/pwrite, read/write, lseek, dup/dup2/dup3/fcntl(F_DUPFD*) and close on the fds those
- * return, and readlink/readlinkat of /sys/bus/pci/devices/<name>/iommu_group (where QEMU looks a
- * device's group up). Each such fd is a real fd of this process (a /dev/null reserved for it), so
- * numbers never collide. Everything else goes to libc untouched. Without VFIO_NEST_SOCKET nothing is
- * routed.
+ * return, and what QEMU reads in sysfs to find a device: readlink of .../iommu_group, opendir of
+ * .../vfio-dev and the cdev's "dev" attribute (a snapshot in a memfd). Each such fd is a real fd of
+ * this process (a /dev/null reserved for it), so numbers never collide; fstat of a device cdev fd
+ * reports the model's char device numbers. Everything else goes to libc untouched. Without
+ * VFIO_NEST_SOCKET nothing is routed.
  *
  * The process state the kernel would look at is the model's: setrlimit(RLIMIT_MEMLOCK),
  * setuid/setgid/setgroups and capset go to the model (and, unless the identity is faked, are also
@@ -36,6 +37,7 @@
  * Protocol: docs/serve-protocol.md (the numbers below must match src/server/protocol.ts).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +55,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -76,6 +79,7 @@
 #define VN_REQ_LSEEK 9
 #define VN_REQ_DUP 10
 #define VN_REQ_READLINK 11
+#define VN_REQ_LISTDIR 12
 #define VN_REQ_SETRLIMIT 16
 #define VN_REQ_SETUID 17
 #define VN_REQ_SETGID 18
@@ -101,6 +105,7 @@
 #define VN_HELLO_SIZE 48
 #define VN_VMA_REPLY_SIZE 32
 #define VN_RLIMIT_MEMLOCK 8
+#define VN_VFIO_CDEV_MAJOR 253
 _Static_assert(VN_RLIMIT_MEMLOCK == RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK is 8 on Linux");
 
 struct vn_hdr {
@@ -161,6 +166,12 @@ DECL_REAL(void *, mremap, void *, size_t, size_t, int, ...);
 DECL_REAL(int, madvise, void *, size_t, int);
 DECL_REAL(ssize_t, readlink, const char *, char *, size_t);
 DECL_REAL(ssize_t, readlinkat, int, const char *, char *, size_t);
+DECL_REAL(DIR *, opendir, const char *);
+DECL_REAL(struct dirent *, readdir, DIR *);
+DECL_REAL(struct dirent64 *, readdir64, DIR *);
+DECL_REAL(int, closedir, DIR *);
+DECL_REAL(int, fstat, int, struct stat *);
+DECL_REAL(int, fstat64, int, struct stat64 *);
 
 #define RESOLVE(name) \
 	do { \
@@ -171,6 +182,7 @@ DECL_REAL(ssize_t, readlinkat, int, const char *, char *, size_t);
 enum { K_NONE, K_CONTAINER, K_GROUP, K_DEVICE, K_IOMMUFD, K_OTHER, K_STALE };
 #define MAX_FDS 65536
 static unsigned char fdkind[MAX_FDS]; /* what each real fd is to the model (K_NONE: not ours) */
+static int cdevminor[MAX_FDS]; /* a device cdev fd (/dev/vfio/devices/vfioN): N + 1, for fstat; else 0 */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int sock = -1;       /* the connection (CLOEXEC, a high number) */
 static int memfd = -1;      /* /proc/self/mem, to answer memory callbacks without faulting */
@@ -523,6 +535,7 @@ static int answer_callback(const struct vn_hdr *h, unsigned char *data)
 		}
 		if (fd < 0) return send_reply((uint32_t)errno, 0, NULL, 0);
 		fdkind[fd] = (unsigned char)newfd_kind;
+		cdevminor[fd] = 0;
 		return send_reply(0, (uint64_t)fd, NULL, 0);
 	}
 	case VN_CB_FDCHECK: {
@@ -744,6 +757,7 @@ static int model_open(const char *path, int flags, int kind)
 		return -1;
 	}
 	fdkind[fd] = (unsigned char)kind;
+	cdevminor[fd] = kind == K_DEVICE ? (int)strtoul(path + 22, NULL, 10) + 1 : 0; /* /dev/vfio/devices/vfioN */
 	return fd;
 }
 
@@ -786,9 +800,177 @@ ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t len)
 	return REAL(readlinkat)(dirfd, path, buf, len);
 }
 
+/* ---------- directories ---------- */
+/* /sys/bus/pci/devices/<name>/vfio-dev: the model's cdev name for its device (QEMU's iommufd backend
+ * lists it to find /dev/vfio/devices/vfioN). A listing is a DIR of our own: readdir and closedir tell
+ * it from glibc's by the magic at its start. */
+#define VN_DIR_MAGIC 0x766e6469u
+struct vn_dir {
+	uint32_t magic;
+	int count, next;
+	char names[512];
+	struct dirent ent;
+	struct dirent64 ent64;
+};
+
+static int routed_dir(const char *path)
+{
+	if (!path || !getenv("VFIO_NEST_SOCKET")) return 0;
+	const char *pre = "/sys/bus/pci/devices/", *suf = "/vfio-dev";
+	size_t n = strlen(path), lp = strlen(pre), ls = strlen(suf);
+	while (n > lp && path[n - 1] == '/') n--;
+	return n > lp + ls && !strncmp(path, pre, lp) && !strncmp(path + n - ls, suf, ls) &&
+	       !memchr(path + lp, '/', n - lp - ls);
+}
+
+static struct vn_dir *ours(DIR *d) { return d && ((struct vn_dir *)d)->magic == VN_DIR_MAGIC ? (struct vn_dir *)d : NULL; }
+
+DIR *opendir(const char *path)
+{
+	if (routed_dir(path)) {
+		struct vn_dir *d = calloc(1, sizeof(*d));
+		if (!d) return NULL;
+		size_t got = 0;
+		struct vn_hdr h = { .type = VN_REQ_LISTDIR, .fd = -1 };
+		long r = request(&h, path, strlen(path) + 1, d->names, sizeof(d->names) - 1, &got, NULL);
+		if (r < 0) {
+			int e = errno;
+			free(d);
+			errno = e;
+			return NULL;
+		}
+		d->magic = VN_DIR_MAGIC;
+		d->count = (int)r;
+		return (DIR *)d;
+	}
+	RESOLVE(opendir);
+	return REAL(opendir)(path);
+}
+
+/* The next name of one of our listings, or NULL at the end. */
+static const char *dir_next(struct vn_dir *d)
+{
+	if (d->next >= d->count) return NULL;
+	const char *p = d->names;
+	for (int i = 0; i < d->next; i++) p += strlen(p) + 1;
+	d->next++;
+	return p;
+}
+
+struct dirent *readdir(DIR *dir)
+{
+	struct vn_dir *d = ours(dir);
+	if (d) {
+		const char *name = dir_next(d);
+		if (!name) return NULL;
+		memset(&d->ent, 0, sizeof(d->ent));
+		snprintf(d->ent.d_name, sizeof(d->ent.d_name), "%.255s", name);
+		d->ent.d_type = DT_DIR;
+		d->ent.d_ino = (ino_t)d->next;
+		return &d->ent;
+	}
+	RESOLVE(readdir);
+	return REAL(readdir)(dir);
+}
+
+struct dirent64 *readdir64(DIR *dir)
+{
+	struct vn_dir *d = ours(dir);
+	if (d) {
+		const char *name = dir_next(d);
+		if (!name) return NULL;
+		memset(&d->ent64, 0, sizeof(d->ent64));
+		snprintf(d->ent64.d_name, sizeof(d->ent64.d_name), "%.255s", name);
+		d->ent64.d_type = DT_DIR;
+		d->ent64.d_ino = (ino64_t)d->next;
+		return &d->ent64;
+	}
+	RESOLVE(readdir64);
+	return REAL(readdir64)(dir);
+}
+
+int closedir(DIR *dir)
+{
+	struct vn_dir *d = ours(dir);
+	if (d) {
+		d->magic = 0;
+		free(d);
+		return 0;
+	}
+	RESOLVE(closedir);
+	return REAL(closedir)(dir);
+}
+
+/* ---------- fstat ---------- */
+/* A device cdev fd is a character device with the model's numbers (the /dev/null we reserved is
+ * not): QEMU's open_cdev compares them with the cdev's sysfs "dev". Other fds stay as they are. */
+int fstat(int fd, struct stat *st)
+{
+	RESOLVE(fstat);
+	int r = REAL(fstat)(fd, st);
+	if (r == 0 && is_model(fd) && cdevminor[fd]) {
+		st->st_mode = S_IFCHR | 0600;
+		st->st_rdev = makedev(VN_VFIO_CDEV_MAJOR, cdevminor[fd] - 1);
+	}
+	return r;
+}
+
+int fstat64(int fd, struct stat64 *st)
+{
+	RESOLVE(fstat64);
+	int r = REAL(fstat64)(fd, st);
+	if (r == 0 && is_model(fd) && cdevminor[fd]) {
+		st->st_mode = S_IFCHR | 0600;
+		st->st_rdev = makedev(VN_VFIO_CDEV_MAJOR, cdevminor[fd] - 1);
+	}
+	return r;
+}
+
+/* A device cdev's "major:minor" attribute (QEMU's iommufd backend checks the cdev it opens against
+ * it). Read through stdio, whose reads do not come through read(), so it is opened as a snapshot: a
+ * memfd holding what the model's file says. */
+static int attr_path(const char *path)
+{
+	if (!path || !getenv("VFIO_NEST_SOCKET")) return 0;
+	size_t n = strlen(path);
+	if (n < 4 || strcmp(path + n - 4, "/dev")) return 0;
+	return (!strncmp(path, "/sys/bus/pci/devices/", 21) && strstr(path, "/vfio-dev/vfio")) ||
+	       !strncmp(path, "/sys/class/vfio-dev/vfio", 24);
+}
+
+static ssize_t model_rw(int type, int fd, void *buf, size_t count, uint64_t off);
+static void forget_fd(int fd);
+
+static int snapshot_open(const char *path, int flags)
+{
+	char text[256];
+	int mfd = model_open(path, O_RDONLY, K_OTHER);
+	if (mfd < 0) return -1;
+	ssize_t n = model_rw(VN_REQ_PREAD, mfd, text, sizeof(text), 0);
+	int e = errno;
+	forget_fd(mfd);
+	raw_close(mfd);
+	if (n < 0) {
+		errno = e;
+		return -1;
+	}
+	int fd = memfd_create("vfio-nest-sysfs", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	if (fd >= 0 && syscall(SYS_pwrite64, fd, text, (size_t)n, 0) != n) {
+		e = errno;
+		raw_close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
 /* 1 when the call was ours (result in *ret). */
 static int maybe_open(const char *path, int flags, int *ret)
 {
+	if (attr_path(path)) {
+		*ret = snapshot_open(path, flags);
+		return 1;
+	}
 	int kind = routed_kind(path);
 	if (kind != K_NONE) {
 		*ret = model_open(path, flags, kind);
@@ -857,9 +1039,17 @@ int __openat_2(int dirfd, const char *path, int flags) { return openat(dirfd, pa
 static FILE *maybe_fopen(const char *path, const char *mode, int *ours)
 {
 	*ours = 0;
-	if (!mode || mode[0] != 'r' || strchr(mode, '+') || !is_status_path(path)) return NULL;
-	int fd = status_file(strchr(mode, 'e') ? O_CLOEXEC : 0);
-	if (fd < 0) return NULL; /* no server: the real file */
+	if (!mode || mode[0] != 'r' || strchr(mode, '+')) return NULL;
+	int fd;
+	if (attr_path(path)) {
+		*ours = 1;
+		fd = snapshot_open(path, strchr(mode, 'e') ? O_CLOEXEC : 0);
+		if (fd < 0) return NULL;
+	} else {
+		if (!is_status_path(path)) return NULL;
+		fd = status_file(strchr(mode, 'e') ? O_CLOEXEC : 0);
+		if (fd < 0) return NULL; /* no server: the real file */
+	}
 	*ours = 1;
 	FILE *f = fdopen(fd, mode);
 	if (!f) raw_close(fd);
@@ -977,6 +1167,7 @@ static void forget_fd(int fd)
 		pthread_mutex_unlock(&lock);
 	}
 	fdkind[fd] = K_NONE;
+	cdevminor[fd] = 0;
 }
 
 int close(int fd)
@@ -1010,6 +1201,7 @@ static int after_dup(int old, int to)
 		return to;
 	}
 	fdkind[to] = fdkind[old];
+	cdevminor[to] = cdevminor[old];
 	return to;
 }
 

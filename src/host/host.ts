@@ -23,13 +23,14 @@ import { Smmu } from '../smmu/device.ts';
 import { QEMU_QUIRKS } from '../smmu/registers.ts';
 import { EACCES, ENOENT } from '../uapi/errno.ts';
 import { type KernelProfile, type KernelVersion, kernelProfile } from '../uapi/profile.ts';
+import { VFIO_CDEV_MAJOR } from '../uapi/vfio.ts';
 import { VfioCdevFile } from '../vfio/device-cdev.ts';
 import { defaultVfioParams, type VfioParams } from '../vfio/params.ts';
 import { VfioPciDevice, VfioPciDeviceFile } from '../vfio/pci-device.ts';
 import { VfioCore } from '../vfio/vfio.ts';
 import { DevNullFile } from './dev-null.ts';
 import { Process, type ProcessOptions } from './process.ts';
-import { type ModuleParam, parseParam, SysfsParamFile } from './sysfs.ts';
+import { type ModuleParam, parseParam, SysfsAttrFile, SysfsParamFile } from './sysfs.ts';
 
 export type HostIommuKind = 'intel' | 'virtio' | 'smmuv3';
 
@@ -232,12 +233,36 @@ export class Host {
     }
     const g = /^\/dev\/vfio\/(\d+)$/.exec(path);
     if (g !== null) return this.vfio.openGroup(Number(g[1]));
+    const dev = this.cdevDevFile(path);
+    if (dev !== undefined) return dev;
     const sp = /^\/sys\/module\/([^/]+)\/parameters\/([^/]+)$/.exec(path);
     if (sp !== null) {
       const p = this.moduleParams.get(`${sp[1]}.${sp[2]}`);
       return p === undefined ? -ENOENT : new SysfsParamFile(p, this.profile.boolParam);
     }
     return -ENOENT;
+  }
+
+  /**
+   * A device cdev's `dev` attribute ("major:minor"), at /sys/class/vfio-dev/vfioN/dev and under the PCI
+   * device (QEMU's iommufd backend reads it to check the cdev it opens); ENOENT without the cdev.
+   */
+  private cdevDevFile(path: string): KernelFile | number | undefined {
+    const m =
+      /^\/sys\/bus\/pci\/devices\/([^/]+)\/vfio-dev\/vfio(\d+)\/dev$/.exec(path) ??
+      /^()\/sys\/class\/vfio-dev\/vfio(\d+)\/dev$/.exec(path);
+    if (m === null) return undefined;
+    const n = Number(m[2]);
+    const dev = this.devices[n];
+    if (this.iommufd === null || dev === undefined || (m[1] !== '' && m[1] !== dev.name)) return -ENOENT;
+    return new SysfsAttrFile(`${VFIO_CDEV_MAJOR}:${n}\n`);
+  }
+
+  /** The names in a sysfs directory a VMM lists: a PCI device's vfio-dev (its cdev, vfioN). */
+  listDir(path: string): string[] | number {
+    const m = /^\/sys\/bus\/pci\/devices\/([^/]+)\/vfio-dev$/.exec(path);
+    const n = m === null ? -1 : this.devices.findIndex((d) => d.name === m[1]);
+    return n < 0 || this.iommufd === null ? -ENOENT : [`vfio${n}`];
   }
 
   /**

@@ -115,3 +115,16 @@ export class SysfsParamFile implements KernelFile {
     return src.byteLength;
   }
 }
+
+/** A read-only sysfs attribute with fixed text (a device's `dev`: "major:minor"). */
+export class SysfsAttrFile implements KernelFile {
+  readonly kind = 'sysfs';
+
+  constructor(private readonly text: string) {}
+
+  read(_current: Current, dst: Uint8Array, offset: number): number {
+    const part = new TextEncoder().encode(this.text).subarray(offset, offset + dst.byteLength);
+    dst.set(part);
+    return part.byteLength;
+  }
+}

@@ -16,6 +16,9 @@
 
 import { defineStruct, type StructValues } from '../uapi/iommufd.ts';
 
+/** The char major the model reports for VFIO device cdevs; the client reports it for their fds (fstat). */
+export { VFIO_CDEV_MAJOR } from '../uapi/vfio.ts';
+
 export const HEADER_SIZE = 32;
 /** Largest frame either side sends: bigger transfers are split. */
 export const MAX_FRAME = 4 * 2 ** 20 + HEADER_SIZE;
@@ -36,6 +39,7 @@ export const REQ_WRITE = 8;
 export const REQ_LSEEK = 9;
 export const REQ_DUP = 10;
 export const REQ_READLINK = 11;
+export const REQ_LISTDIR = 12;
 export const REQ_SETRLIMIT = 16;
 export const REQ_SETUID = 17;
 export const REQ_SETGID = 18;
@@ -81,6 +85,7 @@ export const REQUEST_NAMES: Record<number, string> = {
   [REQ_LSEEK]: 'lseek',
   [REQ_DUP]: 'dup',
   [REQ_READLINK]: 'readlink',
+  [REQ_LISTDIR]: 'listdir',
   [REQ_SETRLIMIT]: 'setrlimit',
   [REQ_SETUID]: 'setuid',
   [REQ_SETGID]: 'setgid',

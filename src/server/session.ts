@@ -39,6 +39,7 @@ import {
   REQ_DUP,
   REQ_HELLO,
   REQ_IOCTL,
+  REQ_LISTDIR,
   REQ_LSEEK,
   REQ_MUNMAP,
   REQ_OPEN,
@@ -206,6 +207,11 @@ export class Session {
         if (typeof target === 'number') return encodeReply(target);
         const bytes = new TextEncoder().encode(target);
         return encodeReply(bytes.byteLength, bytes);
+      }
+      case REQ_LISTDIR: {
+        const names = this.host.listDir(new TextDecoder().decode(f.data).replace(/\0.*$/s, ''));
+        if (typeof names === 'number') return encodeReply(names);
+        return encodeReply(names.length, new TextEncoder().encode(names.map((n) => `${n}\0`).join('')));
       }
       case REQ_DUP: {
         const mfd = this.fds.get(f.fd);
@@ -421,6 +427,7 @@ export class Session {
       }
       case REQ_OPEN:
       case REQ_READLINK:
+      case REQ_LISTDIR:
         what = JSON.stringify(new TextDecoder().decode(f.data).replace(/\0.*$/s, ''));
         break;
       case REQ_IOCTL: {

@@ -34,6 +34,11 @@ export const VFIO_DEVICE_PCI_HOT_RESET = vfioIo(13);
 export const VFIO_DEVICE_IOEVENTFD = vfioIo(16);
 export const VFIO_DEVICE_FEATURE = vfioIo(17);
 export const VFIO_DEVICE_BIND_IOMMUFD = vfioIo(18);
+/**
+ * The char major of the VFIO device cdevs (/dev/vfio/devices/vfioN, minor N): allocated at boot, 253 on
+ * the oracle's 6.18-iommufd machine (oracle answers x19-cdev-sysfs).
+ */
+export const VFIO_CDEV_MAJOR = 253;
 export const VFIO_DEVICE_ATTACH_IOMMUFD_PT = vfioIo(19);
 export const VFIO_DEVICE_DETACH_IOMMUFD_PT = vfioIo(20);
 // Type-1 IOMMU (container fd)

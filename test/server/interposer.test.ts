@@ -180,6 +180,34 @@ if (!haveGcc()) {
       }
     });
 
+    it.concurrent("the device cdev as QEMU's iommufd backend finds it: vfio-dev listed, its dev attribute, fstat, bind", async () => {
+      const cdev = buildC(dir, 'test/server/cdev.c', 'cdev');
+      const serve = await startServe(join(dir, 'cdev.sock'), ['--config', '6.18-iommufd']);
+      let r: Awaited<ReturnType<typeof runClient>>;
+      try {
+        r = await runClient(cdev, [], clientEnv(serve.socket, {}));
+      } finally {
+        await serve.stop();
+      }
+      expect(r.code, r.stderr).toBe(0);
+      const got = Object.fromEntries(
+        r.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.split('=') as [string, string]),
+      );
+      expect(got).toEqual({
+        entry0: 'vfio0',
+        entries: '1',
+        opendir_other: 'ENOENT', // not a device of the model
+        dev_read: '6 253:0', // oracle x19-cdev-sysfs seq 0
+        dev_stdio: '253:0', // stdio's reads do not pass through read(2): a snapshot
+        cdev: 'chr 253:0', // its sysfs dev's numbers (QEMU's open_cdev checks them)
+        iommufd: '1:3', // other model fds are the /dev/null they stand on
+        bind: '0',
+      });
+    });
+
     it.concurrent('dup, fork, munmap, mmap, sysfs, the process state and /proc/self/status through the interposer', async () => {
       const calls = buildC(dir, 'test/server/calls.c', 'calls');
       const serve = await startServe(join(dir, 'calls.sock'), ['--config', '6.12-intel']);

@@ -27,8 +27,9 @@ function qemu(
   env: Record<string, string>,
   args: string[],
   commands: string,
+  bin = QEMU,
 ): Promise<{ code: number | null; out: string }> {
-  const p = spawn(QEMU, args, {
+  const p = spawn(bin, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -249,3 +250,56 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
     180_000,
   );
 });
+
+/** QEMU 10 for aarch64 (its iommufd backend): $VFIO_NEST_QEMU_AARCH64, else the oracle's copy beside us. */
+const QEMU_AARCH64 =
+  process.env.VFIO_NEST_QEMU_AARCH64 ??
+  join(ROOT, '../oracle/arm64/build/qemu10/x/usr/bin/qemu-system-aarch64');
+
+describe.skipIf(!haveGcc() || !existsSync(QEMU_AARCH64))(
+  'QEMU 10 through /dev/iommu and the device cdev',
+  () => {
+    it('realizes vfio-pci with the iommufd backend on a 6.18 SMMUv3 host: bind, IOAS, guest RAM mapped', async () => {
+      const dir = tempDir();
+      const preload = buildPreload(dir);
+      const serve = await startServe(join(dir, 'iommufd.sock'), ['--config', '6.18-iommufd', '--trace']);
+      let r: Awaited<ReturnType<typeof qemu>>;
+      try {
+        r = await qemu(
+          {
+            LD_PRELOAD: preload,
+            VFIO_NEST_SOCKET: serve.socket,
+            VFIO_NEST_ROOT: '1',
+            VFIO_NEST_MEMLOCK: 'host',
+          },
+          [
+            ...['-machine', 'virt,gic-version=3', '-accel', 'tcg', '-cpu', 'max', '-m', '128', '-nodefaults'],
+            ...[
+              '-display',
+              'none',
+              '-object',
+              'iommufd,id=fd0',
+              '-device',
+              'vfio-pci,host=0000:00:01.0,iommufd=fd0',
+            ],
+            ...['-S', '-monitor', 'stdio'],
+          ],
+          'info pci\nquit\n',
+          QEMU_AARCH64,
+        );
+      } finally {
+        await serve.stop();
+      }
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toMatch(/PCI device 1234:11e8/);
+      const log = serve.log;
+      // It found the cdev through sysfs (the listing, then "dev" as oracle x19-cdev-sysfs answers) and bound it.
+      expect(log).toContain('listdir("/sys/bus/pci/devices/0000:00:01.0/vfio-dev") = 1');
+      expect(log).toContain('open("/dev/vfio/devices/vfio0")');
+      expect(log).toMatch(/ioctl\(\d+, VFIO_DEVICE_BIND_IOMMUFD\) = 0/);
+      expect(log).toMatch(/ioctl\(\d+, IOMMU_IOAS_ALLOC\) = 0/);
+      expect(log).toMatch(/ioctl\(\d+, VFIO_DEVICE_ATTACH_IOMMUFD_PT\) = 0/);
+      expect(log).toMatch(/ioctl\(\d+, IOMMU_IOAS_MAP\) = 0/);
+    }, 90_000);
+  },
+);

@@ -16,6 +16,7 @@ import {
   REQ_DUP,
   REQ_HELLO,
   REQ_IOCTL,
+  REQ_LISTDIR,
   REQ_MUNMAP,
   REQ_OPEN,
   REQ_PREAD,
@@ -27,7 +28,7 @@ import {
   statusBlock,
 } from '../../src/server/protocol.ts';
 import { EPROTO, Session } from '../../src/server/session.ts';
-import { EBADF, EBADFD, EFAULT, EINVAL, EPERM } from '../../src/uapi/errno.ts';
+import { EBADF, EBADFD, EFAULT, EINVAL, ENOENT, EPERM } from '../../src/uapi/errno.ts';
 import { vfioDeviceBindIommufd } from '../../src/uapi/iommufd.ts';
 import {
   encodeDmaMap,
@@ -260,6 +261,21 @@ describe('Session: the model side of vfio-nest serve', () => {
     // The device id came back (written at out_devid, offset 12).
     expect(r.data.byteLength).toBeGreaterThan(0);
     expect(ioctlBytes(session, cdev, VFIO_DEVICE_BIND_IOMMUFD, bind).ret).toBe(-EINVAL); // bound already
+  });
+
+  it("LISTDIR names a device's cdev where the host has iommufd, ENOENT where not or for another device", () => {
+    const list = (host: Host, path: string) => {
+      const session = new Session(host, new FakeClient());
+      expect(helloRoot(session)).toBe(0);
+      return request(session, { type: REQ_LISTDIR, data: enc(`${path}\0`) });
+    };
+    const iommufd = new Host(configFromName('6.18-iommufd')!.host);
+    const r = list(iommufd, '/sys/bus/pci/devices/0000:00:01.0/vfio-dev');
+    expect([r.ret, new TextDecoder().decode(r.data)]).toEqual([1, 'vfio0\0']);
+    expect(list(iommufd, '/sys/bus/pci/devices/0000:00:09.0/vfio-dev').ret).toBe(-ENOENT);
+    expect(
+      list(new Host({ kernel: '6.12', iommu: 'intel' }), '/sys/bus/pci/devices/0000:00:01.0/vfio-dev').ret,
+    ).toBe(-ENOENT);
   });
 
   // vfio-type1.md §3.4: a second open of a group node is EBUSY while the first file is open.
