@@ -118,7 +118,7 @@ export class VfioPciIrqs {
 
   private intxMask(s: IrqSet): number {
     if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX || s.start !== 0 || s.count !== 1) return -EINVAL;
-    if (s.flags & VFIO_IRQ_SET_DATA_EVENTFD) return -ENOTTY; // "XXX implement me"
+    if (s.flags & VFIO_IRQ_SET_DATA_EVENTFD) return -ENOTTY; // no mask by eventfd in the kernel (y6 seq 143)
     if (s.flags & VFIO_IRQ_SET_DATA_NONE || s.data[0]) this.intxMasked = true;
     return 0;
   }

@@ -52,6 +52,15 @@ function machine(config: string): { group?: number; device?: string } {
 
 const base = (f: string): string => f.split('/').pop()!;
 
+/** A test program's `name=value` lines (test/server/calls.c, cdev.c). */
+const keyValues = (stdout: string): Record<string, string> =>
+  Object.fromEntries(
+    stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split('=') as [string, string]),
+  );
+
 if (!haveGcc()) {
   describe('interposer', () => {
     it.skip('skipped: gcc is not installed (the interposer and the probe are C programs)', () => {});
@@ -190,12 +199,7 @@ if (!haveGcc()) {
         await serve.stop();
       }
       expect(r.code, r.stderr).toBe(0);
-      const got = Object.fromEntries(
-        r.stdout
-          .trim()
-          .split('\n')
-          .map((l) => l.split('=') as [string, string]),
-      );
+      const got = keyValues(r.stdout);
       expect(got).toEqual({
         entry0: 'vfio0',
         entries: '1',
@@ -227,12 +231,7 @@ if (!haveGcc()) {
       expect(status.stdout).toMatch(/^VmLck:\s+0 kB$/m);
       expect(status.stdout).toMatch(/^Name:\tcat$/m); // the rest is the real file
       expect(r.code, r.stderr).toBe(0);
-      const got = Object.fromEntries(
-        r.stdout
-          .trim()
-          .split('\n')
-          .map((l) => l.split('=') as [string, string]),
-      );
+      const got = keyValues(r.stdout);
       expect(got).toEqual({
         dup_ge_100: '1',
         dup_api: '0', // a dup shares the container

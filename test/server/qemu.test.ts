@@ -7,7 +7,7 @@
  * 6.1 build beside this project) has the edu copy a page of its RAM out and back by DMA. Last, the
  * oracle's own guest (its 6.1 kernel and initramfs, vfio in the guest over QEMU's intel-iommu) runs
  * i1-dma-v2 and x14-device-edges on the edu the model provides, and answers as the recordings made
- * with QEMU's own edu.
+ * with QEMU's own edu. And QEMU 10 (aarch64) takes the edu through /dev/iommu and the device cdev.
  * Skipped where gcc, QEMU, a static busybox or the oracle's build is missing (its machine has them).
  */
 
@@ -22,34 +22,59 @@ import { buildPreload, haveGcc, ROOT, startServe, tempDir } from './native.ts';
 const QEMU = 'qemu-system-x86_64';
 const haveQemu = (): boolean => spawnSync(QEMU, ['--version'], { stdio: 'ignore' }).status === 0;
 
-/** Runs QEMU paused (-S) with its monitor on stdin/stdout, sends `commands`, returns what it printed. */
-function qemu(
-  env: Record<string, string>,
-  args: string[],
-  commands: string,
-  bin = QEMU,
-): Promise<{ code: number | null; out: string }> {
-  const p = spawn(bin, args, {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  p.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  p.stderr.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  p.stdin.end(commands);
-  const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) =>
-    p.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    }),
-  );
+interface QemuRun {
+  code: number | null;
+  /** What QEMU printed (monitor, serial stdio, errors). */
+  out: string;
+  /** The server's trace of every call it answered. */
+  log: string;
 }
+
+/**
+ * Starts `vfio-nest serve` for `config`, runs `bin` with `args` under the interposer (as root, the
+ * modelled kernel's default RLIMIT_MEMLOCK), writes `commands` to its stdin (the monitor when it is
+ * on stdio), and stops the server when QEMU has exited.
+ */
+async function qemuOnModel(
+  dir: string,
+  preload: string,
+  config: string,
+  args: string[],
+  commands = '',
+  bin = QEMU,
+): Promise<QemuRun> {
+  const serve = await startServe(join(dir, `${config}-${Date.now()}.sock`), ['--config', config, '--trace']);
+  try {
+    const env = {
+      LD_PRELOAD: preload,
+      VFIO_NEST_SOCKET: serve.socket,
+      VFIO_NEST_ROOT: '1',
+      VFIO_NEST_MEMLOCK: 'host',
+    };
+    const p = spawn(bin, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stdin.end(commands);
+    const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
+    const code = await new Promise<number | null>((resolve) => p.once('close', resolve));
+    clearTimeout(timer);
+    return { code, out, log: serve.log };
+  } finally {
+    await serve.stop();
+  }
+}
+
+/** q35 under TCG, no default devices, no display: the x86 machine every test starts from. */
+const Q35 = ['-machine', 'q35', '-accel', 'tcg', '-m', '128', '-nodefaults', '-display', 'none'];
 
 /** The oracle's x86 build (../shared/oracle built beside this project): its 6.1 kernel and initramfs. */
 const ORACLE_X86 = process.env.VFIO_NEST_ORACLE_X86 ?? join(ROOT, '../oracle/x86/build');
@@ -70,37 +95,24 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
   });
 
   it('realizes vfio-pci on the model edu: the guest sees 1234:11e8, guest RAM is mapped for DMA', async () => {
-    const serve = await startServe(join(dir, 'qemu.sock'), ['--config', '6.12-intel', '--trace']);
-    let r: Awaited<ReturnType<typeof qemu>>;
-    try {
-      r = await qemu(
-        {
-          LD_PRELOAD: preload,
-          VFIO_NEST_SOCKET: serve.socket,
-          VFIO_NEST_ROOT: '1',
-          VFIO_NEST_MEMLOCK: 'host',
-        },
-        [
-          ...['-machine', 'q35', '-accel', 'tcg', '-m', '128', '-nodefaults', '-display', 'none'],
-          ...['-device', 'vfio-pci,host=0000:00:01.0', '-S', '-monitor', 'stdio'],
-        ],
-        'info pci\nquit\n',
-      );
-    } finally {
-      await serve.stop();
-    }
+    const r = await qemuOnModel(
+      dir,
+      preload,
+      '6.12-intel',
+      [...Q35, '-device', 'vfio-pci,host=0000:00:01.0', '-S', '-monitor', 'stdio'],
+      'info pci\nquit\n',
+    );
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/PCI device 1234:11e8/);
     // QEMU's own verdicts on what the model answered: BAR0 cannot be mmapped through the interposer
     // (it falls back to pread/pwrite), and the edu has no reset (HOT_RESET_INFO ENODEV, y6 seq 50).
     expect(r.out).toMatch(/Failed to mmap 0000:00:01.0 BAR 0/);
     expect(r.out).toMatch(/Cannot reset device 0000:00:01.0, no available reset mechanism/);
-    const log = serve.log;
-    expect(log).toContain('readlink("/sys/bus/pci/devices/0000:00:01.0/iommu_group") = 30');
-    expect(log).toMatch(/ioctl\(\d+, VFIO_SET_IOMMU\) = 0/);
-    expect(log).toMatch(/ioctl\(\d+, VFIO_IOMMU_MAP_DMA\) = 0/);
-    expect(log).toMatch(/ioctl\(\d+, VFIO_GROUP_GET_DEVICE_FD\) = \d+/);
-    expect(log).toMatch(/pread\(\d+, 256, 0x70000000000\) = 256/); // the whole config space
+    expect(r.log).toContain('readlink("/sys/bus/pci/devices/0000:00:01.0/iommu_group") = 30');
+    expect(r.log).toMatch(/ioctl\(\d+, VFIO_SET_IOMMU\) = 0/);
+    expect(r.log).toMatch(/ioctl\(\d+, VFIO_IOMMU_MAP_DMA\) = 0/);
+    expect(r.log).toMatch(/ioctl\(\d+, VFIO_GROUP_GET_DEVICE_FD\) = \d+/);
+    expect(r.log).toMatch(/pread\(\d+, 256, 0x70000000000\) = 256/); // the whole config space
   }, 90_000);
 
   it.skipIf(!existsSync(GUEST_KERNEL) || !staticBusybox())(
@@ -131,42 +143,24 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
           { path: 'init', data: new TextEncoder().encode(`${init}\n`) },
         ]),
       );
-      const serve = await startServe(join(dir, 'guest.sock'), ['--config', '6.12-intel', '--trace']);
-      let r: Awaited<ReturnType<typeof qemu>>;
-      try {
-        r = await qemu(
-          {
-            LD_PRELOAD: preload,
-            VFIO_NEST_SOCKET: serve.socket,
-            VFIO_NEST_ROOT: '1',
-            VFIO_NEST_MEMLOCK: 'host',
-          },
-          [
-            ...[
-              '-machine',
-              'q35',
-              '-accel',
-              'tcg',
-              '-m',
-              '128',
-              '-nodefaults',
-              '-display',
-              'none',
-              '-no-reboot',
-            ],
-            ...['-kernel', GUEST_KERNEL, '-initrd', initrd, '-append', 'console=ttyS0 quiet panic=-1'],
-            ...['-serial', 'stdio', '-monitor', 'none', '-device', 'vfio-pci,host=0000:00:01.0'],
-          ],
-          '',
-        );
-      } finally {
-        await serve.stop();
-      }
+      const r = await qemuOnModel(dir, preload, '6.12-intel', [
+        ...Q35,
+        ...[
+          '-no-reboot',
+          '-kernel',
+          GUEST_KERNEL,
+          '-initrd',
+          initrd,
+          '-append',
+          'console=ttyS0 quiet panic=-1',
+        ],
+        ...['-serial', 'stdio', '-monitor', 'none', '-device', 'vfio-pci,host=0000:00:01.0'],
+      ]);
       expect(r.out).toMatch(/GUEST: edu at 0000:00:01\.0 id 0x010000ed/);
       expect(r.out).toMatch(/GUEST: DMA round trip ok: 4096 bytes/);
       expect(r.out).toMatch(/GUEST: exit 0/);
       // The doorbell writes reached the model, and each DMA read or wrote QEMU's memory (a callback).
-      expect(serve.log).toMatch(/pwrite\(\d+, 4, 0x98\) = 4 \(\d+ callbacks?\)/);
+      expect(r.log).toMatch(/pwrite\(\d+, 4, 0x98\) = 4 \(\d+ callbacks?\)/);
     },
     120_000,
   );
@@ -181,7 +175,6 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
         ['i1-dma-v2', join(ROOT, 'test/kernel-answers/scenarios/i1-dma-v2.txt')],
         ['x14-device-edges', join(ROOT, 'test/oracle/probes/x14-device-edges.txt')],
       ];
-      const initrd = join(dir, 'oracle.cpio');
       const scenarios = newcArchive([
         { path: 'scenarios' },
         ...files.map(([name, path], i) => ({
@@ -190,51 +183,31 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
           mode: 0o644,
         })),
       ]);
-      const base = readFileSync(ORACLE_INITRAMFS);
-      const both = new Uint8Array(base.byteLength + scenarios.byteLength);
-      both.set(base);
-      both.set(scenarios, base.byteLength);
-      writeFileSync(initrd, both);
+      const initrd = join(dir, 'oracle.cpio');
+      writeFileSync(initrd, Buffer.concat([readFileSync(ORACLE_INITRAMFS), scenarios]));
       const out = join(dir, 'oracle.out');
-      const serve = await startServe(join(dir, 'oracle.sock'), ['--config', '6.12-intel']);
-      try {
-        await qemu(
-          {
-            LD_PRELOAD: preload,
-            VFIO_NEST_SOCKET: serve.socket,
-            VFIO_NEST_ROOT: '1',
-            VFIO_NEST_MEMLOCK: 'host',
-          },
-          [
-            ...[
-              '-machine',
-              'q35,kernel-irqchip=split',
-              '-accel',
-              'tcg',
-              '-cpu',
-              'max',
-              '-smp',
-              '2',
-              '-m',
-              '512M',
-            ],
-            ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot'],
-            ...[
-              '-device',
-              'intel-iommu,intremap=on,caching-mode=on',
-              '-device',
-              'vfio-pci,host=0000:00:01.0',
-            ],
-            ...['-kernel', GUEST_KERNEL, '-initrd', initrd],
-            '-append',
-            'console=ttyS0 intel_iommu=on iommu=on quiet loglevel=1 panic=-1 mitigations=off nokaslr',
-            ...['-serial', 'null', '-serial', `file:${out}`, '-monitor', 'none'],
-          ],
-          '',
-        );
-      } finally {
-        await serve.stop();
-      }
+      await qemuOnModel(dir, preload, '6.12-intel', [
+        ...[
+          '-machine',
+          'q35,kernel-irqchip=split',
+          '-accel',
+          'tcg',
+          '-cpu',
+          'max',
+          '-smp',
+          '2',
+          '-m',
+          '512M',
+        ],
+        ...['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot'],
+        ...['-device', 'intel-iommu,intremap=on,caching-mode=on', '-device', 'vfio-pci,host=0000:00:01.0'],
+        ...['-kernel', GUEST_KERNEL, '-initrd', initrd],
+        ...[
+          '-append',
+          'console=ttyS0 intel_iommu=on iommu=on quiet loglevel=1 panic=-1 mitigations=off nokaslr',
+        ],
+        ...['-serial', 'null', '-serial', `file:${out}`, '-monitor', 'none'],
+      ]);
       const lines = readFileSync(out, 'utf8')
         .split('\n')
         .filter((l) => l.startsWith('{"seq"'))
@@ -261,45 +234,34 @@ describe.skipIf(!haveGcc() || !existsSync(QEMU_AARCH64))(
   () => {
     it('realizes vfio-pci with the iommufd backend on a 6.18 SMMUv3 host: bind, IOAS, guest RAM mapped', async () => {
       const dir = tempDir();
-      const preload = buildPreload(dir);
-      const serve = await startServe(join(dir, 'iommufd.sock'), ['--config', '6.18-iommufd', '--trace']);
-      let r: Awaited<ReturnType<typeof qemu>>;
-      try {
-        r = await qemu(
-          {
-            LD_PRELOAD: preload,
-            VFIO_NEST_SOCKET: serve.socket,
-            VFIO_NEST_ROOT: '1',
-            VFIO_NEST_MEMLOCK: 'host',
-          },
-          [
-            ...['-machine', 'virt,gic-version=3', '-accel', 'tcg', '-cpu', 'max', '-m', '128', '-nodefaults'],
-            ...[
-              '-display',
-              'none',
-              '-object',
-              'iommufd,id=fd0',
-              '-device',
-              'vfio-pci,host=0000:00:01.0,iommufd=fd0',
-            ],
-            ...['-S', '-monitor', 'stdio'],
+      const r = await qemuOnModel(
+        dir,
+        buildPreload(dir),
+        '6.18-iommufd',
+        [
+          ...['-machine', 'virt,gic-version=3', '-accel', 'tcg', '-cpu', 'max', '-m', '128', '-nodefaults'],
+          ...[
+            '-display',
+            'none',
+            '-object',
+            'iommufd,id=fd0',
+            '-device',
+            'vfio-pci,host=0000:00:01.0,iommufd=fd0',
           ],
-          'info pci\nquit\n',
-          QEMU_AARCH64,
-        );
-      } finally {
-        await serve.stop();
-      }
+          ...['-S', '-monitor', 'stdio'],
+        ],
+        'info pci\nquit\n',
+        QEMU_AARCH64,
+      );
       expect(r.code, r.out).toBe(0);
       expect(r.out).toMatch(/PCI device 1234:11e8/);
-      const log = serve.log;
       // It found the cdev through sysfs (the listing, then "dev" as oracle x19-cdev-sysfs answers) and bound it.
-      expect(log).toContain('listdir("/sys/bus/pci/devices/0000:00:01.0/vfio-dev") = 1');
-      expect(log).toContain('open("/dev/vfio/devices/vfio0")');
-      expect(log).toMatch(/ioctl\(\d+, VFIO_DEVICE_BIND_IOMMUFD\) = 0/);
-      expect(log).toMatch(/ioctl\(\d+, IOMMU_IOAS_ALLOC\) = 0/);
-      expect(log).toMatch(/ioctl\(\d+, VFIO_DEVICE_ATTACH_IOMMUFD_PT\) = 0/);
-      expect(log).toMatch(/ioctl\(\d+, IOMMU_IOAS_MAP\) = 0/);
+      expect(r.log).toContain('listdir("/sys/bus/pci/devices/0000:00:01.0/vfio-dev") = 1');
+      expect(r.log).toContain('open("/dev/vfio/devices/vfio0")');
+      expect(r.log).toMatch(/ioctl\(\d+, VFIO_DEVICE_BIND_IOMMUFD\) = 0/);
+      expect(r.log).toMatch(/ioctl\(\d+, IOMMU_IOAS_ALLOC\) = 0/);
+      expect(r.log).toMatch(/ioctl\(\d+, VFIO_DEVICE_ATTACH_IOMMUFD_PT\) = 0/);
+      expect(r.log).toMatch(/ioctl\(\d+, IOMMU_IOAS_MAP\) = 0/);
     }, 90_000);
   },
 );
