@@ -76,6 +76,7 @@ export class EduDevice extends PciFunction {
     this.fact = 0;
     this.status = 0;
     this.irqStatus = 0;
+    this.setIntxLevel(false);
     this.dmaSrc = this.dmaDst = this.dmaCount = this.dmaCmd = 0;
   }
 
@@ -123,7 +124,9 @@ export class EduDevice extends PciFunction {
         this.raise(value >>> 0);
         break;
       case 0x64:
+        // edu_lower_irq: INTx goes down once nothing is pending.
         this.irqStatus &= ~value >>> 0;
+        if (this.irqStatus === 0) this.setIntxLevel(false);
         break;
       case EDU_DMA_SRC:
         if (!(this.dmaCmd & EDU_DMA_RUN)) this.dmaSrc = value;
@@ -162,8 +165,11 @@ export class EduDevice extends PciFunction {
     if (this.dmaCmd & DMA_IRQ) this.raise(DMA_IRQ_BIT);
   }
 
+  /** edu_raise_irq: INTx up (its status bit) while anything is pending, and the interrupt delivered. */
   private raise(bits: number): void {
     this.irqStatus |= bits;
+    if (this.irqStatus === 0) return;
+    this.setIntxLevel(true);
     this.onInterrupt?.(this.irqStatus);
   }
 }

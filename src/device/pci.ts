@@ -9,6 +9,7 @@ export const PCI_COMMAND = 0x04;
 export const PCI_COMMAND_MEMORY = 0x2;
 export const PCI_COMMAND_MASTER = 0x4;
 export const PCI_STATUS = 0x06;
+export const PCI_STATUS_INTERRUPT = 0x08;
 export const PCI_STATUS_CAP_LIST = 0x10;
 export const PCI_BASE_ADDRESS_0 = 0x10;
 export const PCI_INTERRUPT_LINE = 0x3c;
@@ -84,6 +85,16 @@ export abstract class PciFunction {
       const byte = Math.floor(value / 256 ** i) & 0xff;
       this.config[offset + i] = (this.config[offset + i] & ~m) | (byte & m);
     }
+  }
+
+  /**
+   * The function's INTx level as PCI_STATUS shows it (Interrupt Status, set while the function asserts
+   * INTx; pci_set_irq). Handlers of shared INTx read it (pci_check_and_mask_intx: uio_pci_generic,
+   * vfio-pci's own PCI 2.3 masking) and ignore an interrupt without it.
+   */
+  protected setIntxLevel(asserted: boolean): void {
+    if (asserted) this.config[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
+    else this.config[PCI_STATUS] &= ~PCI_STATUS_INTERRUPT;
   }
 
   /** Back to power-on state (a function reset). */

@@ -80,6 +80,10 @@ const Q35 = ['-machine', 'q35', '-accel', 'tcg', '-m', '128', '-nodefaults', '-d
 const ORACLE_X86 = process.env.VFIO_NEST_ORACLE_X86 ?? join(ROOT, '../oracle/x86/build');
 const GUEST_KERNEL = process.env.VFIO_NEST_GUEST_KERNEL ?? join(ORACLE_X86, 'vmlinux-6.1.0-56-amd64');
 const ORACLE_INITRAMFS = join(ORACLE_X86, 'initramfs-6.1.0-56-amd64.cpio');
+/** uio and uio_pci_generic of that kernel: the guest takes the edu's INTx through them. */
+const UIO_MODULES = ['uio', 'uio_pci_generic'].map((m) =>
+  join(ORACLE_X86, `kx-linux-image-6.1.0-56-amd64/lib/modules/6.1.0-56-amd64/kernel/drivers/uio/${m}.ko`),
+);
 const BUSYBOX = '/bin/busybox';
 /** A statically linked busybox: the guest has no libc of its own. */
 const staticBusybox = (): boolean =>
@@ -116,7 +120,7 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
   }, 90_000);
 
   it.skipIf(!existsSync(GUEST_KERNEL) || !staticBusybox())(
-    'a Linux guest has the edu copy a page of its RAM out and back by DMA, through the model',
+    'a Linux guest has the edu copy a page of its RAM out and back by DMA, through the model, and takes its INTx',
     async () => {
       const prog = join(dir, 'guest-edu');
       execFileSync('gcc', ['-O2', '-static', '-o', prog, join(ROOT, 'test/server/guest-edu.c')], {
@@ -128,6 +132,7 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
         'mount -t proc proc /proc',
         'mount -t sysfs sys /sys',
         'mount -t devtmpfs dev /dev',
+        'insmod /lib/uio.ko && insmod /lib/uio_pci_generic.ko && echo "1234 11e8" > /sys/bus/pci/drivers/uio_pci_generic/new_id',
         '/bin/guest-edu',
         'echo "GUEST: exit $?"',
         'poweroff -f',
@@ -136,9 +141,16 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
       writeFileSync(
         initrd,
         newcArchive([
-          ...['bin', 'proc', 'sys', 'dev'].map((path) => ({ path })),
+          ...['bin', 'proc', 'sys', 'dev', 'lib'].map((path) => ({ path })),
           { path: 'bin/busybox', data: readFileSync(BUSYBOX) },
-          ...['sh', 'mount', 'poweroff'].map((a) => ({ path: `bin/${a}`, link: 'busybox' })),
+          ...['sh', 'mount', 'poweroff', 'insmod', 'echo'].map((a) => ({
+            path: `bin/${a}`,
+            link: 'busybox',
+          })),
+          ...UIO_MODULES.filter(existsSync).map((m) => ({
+            path: `lib/${m.split('/').pop()}`,
+            data: readFileSync(m),
+          })),
           { path: 'bin/guest-edu', data: readFileSync(prog) },
           { path: 'init', data: new TextEncoder().encode(`${init}\n`) },
         ]),
@@ -161,6 +173,9 @@ describe.skipIf(!haveGcc() || !haveQemu())('an unmodified QEMU through the inter
       expect(r.out).toMatch(/GUEST: exit 0/);
       // The doorbell writes reached the model, and each DMA read or wrote QEMU's memory (a callback).
       expect(r.log).toMatch(/pwrite\(\d+, 4, 0x98\) = 4 \(\d+ callbacks?\)/);
+      // The edu's interrupt, raised in the model, reached the guest's uio_pci_generic as INTx (its
+      // handler checks the function's Interrupt Status bit, which the edu sets while it asserts INTx).
+      if (UIO_MODULES.every(existsSync)) expect(r.out).toMatch(/GUEST: interrupt 1, edu status 0x1/);
     },
     120_000,
   );

@@ -118,6 +118,22 @@ describe('vfio-pci interrupts', () => {
     expect(readCount(proc, unmask)).toBe(1n);
   });
 
+  it("the edu's INTx shows in PCI_STATUS while it is pending (Interrupt Status), until acknowledged", () => {
+    const { proc, dfd } = device();
+    const status = (): number => {
+      const b = new Uint8Array(2);
+      proc.pread(dfd, b, regionOffset(7) + 6);
+      return b[0] | (b[1] << 8);
+    };
+    expect(status() & 0x08).toBe(0);
+    raise(proc, dfd);
+    expect(status() & 0x08).toBe(0x08);
+    const ack = new Uint8Array(4);
+    ack[0] = 1;
+    proc.pwrite(dfd, ack, regionOffset(0) + 0x64);
+    expect(status() & 0x08).toBe(0);
+  });
+
   it('the last close drops every interrupt: a new open starts with none', () => {
     const { proc, dfd, g, host } = device();
     const efd = proc.eventfd();
