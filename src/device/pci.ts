@@ -8,6 +8,7 @@ export const PCI_VENDOR_ID = 0x00;
 export const PCI_COMMAND = 0x04;
 export const PCI_COMMAND_MEMORY = 0x2;
 export const PCI_COMMAND_MASTER = 0x4;
+export const PCI_COMMAND_INTX_DISABLE = 0x400;
 export const PCI_STATUS = 0x06;
 export const PCI_STATUS_INTERRUPT = 0x08;
 export const PCI_STATUS_CAP_LIST = 0x10;

@@ -14,10 +14,13 @@ import {
   PCI_CAP_ID_MSI,
   PCI_CAPABILITY_LIST,
   PCI_COMMAND,
+  PCI_COMMAND_INTX_DISABLE,
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
   PCI_INTERRUPT_LINE,
   PCI_INTERRUPT_PIN,
+  PCI_STATUS,
+  PCI_STATUS_INTERRUPT,
 } from '../device/pci.ts';
 import { eventfdCtxFdget } from '../mm/eventfd.ts';
 import type { Current, FileMapping, KernelFile } from '../mm/file.ts';
@@ -136,7 +139,11 @@ export class VfioPciDevice {
     });
     fn.writeConfig(PCI_INTERRUPT_LINE, 1, options.interruptLine);
     // A conventional PCI function: no AER, so no ERR interrupt (pci_is_pcie is false).
-    this.irqs = new VfioPciIrqs(false, options.ctxTriggerBadFdEinval);
+    this.irqs = new VfioPciIrqs(
+      false,
+      options.ctxTriggerBadFdEinval,
+      () => (fn.config[PCI_STATUS] & PCI_STATUS_INTERRUPT) !== 0,
+    );
     this.ioeventfds = new VfioPciIoeventfds(fn, options.ioeventfd === 'no-qword');
     fn.onInterrupt = () => this.irqs.interrupt();
   }
@@ -432,6 +439,14 @@ export class VfioPciDeviceFile implements KernelFile {
     }
     // Config space in pieces of up to 4 bytes, BARs up to 8.
     mmioPieces(regs, off, buf, 0, len, index === VFIO_PCI_CONFIG_REGION_INDEX ? 4 : 8, write);
+    // A write of PCI_COMMAND's upper byte: INTx disable is vfio-pci's mask (vfio_basic_config_write).
+    if (
+      write &&
+      index === VFIO_PCI_CONFIG_REGION_INDEX &&
+      off <= PCI_COMMAND + 1 &&
+      off + len > PCI_COMMAND + 1
+    )
+      this.vdev.irqs.setVirqDisabled((fn.command & PCI_COMMAND_INTX_DISABLE) !== 0);
     return len;
   }
 

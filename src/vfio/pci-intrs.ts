@@ -41,6 +41,8 @@ export class VfioPciIrqs {
   private irqType = IRQ_NONE;
   private intxTrigger: EventFd | null = null;
   private intxMasked = false;
+  /** vdev->virq_disabled: the user's INTx-disable bit in PCI_COMMAND, which vfio-pci turns into a mask. */
+  private virqDisabled = false;
   /** The unmask virqfd: an eventfd whose signal unmasks INTx, and the waiter on it. */
   private unmask: { eventfd: EventFd; waiter: () => boolean } | null = null;
   /** MSI vectors enabled (num_ctx) and their triggers. */
@@ -52,7 +54,31 @@ export class VfioPciIrqs {
     private readonly isPcie: boolean,
     /** KernelProfile.ctxTriggerBadFdEinval */
     private readonly singleBadFdEinval: boolean,
+    /** The function still asserts INTx (its Interrupt Status bit): an unmask then re-sends it. */
+    private readonly intxAsserted: () => boolean,
   ) {}
+
+  /**
+   * The user wrote PCI_COMMAND: vfio_basic_config_write virtualises INTx disable, masking INTx when it
+   * is set and unmasking when it is cleared.
+   */
+  setVirqDisabled(disabled: boolean): void {
+    if (disabled === this.virqDisabled) return;
+    this.virqDisabled = disabled;
+    if (disabled) {
+      if (this.irqType === VFIO_PCI_INTX_IRQ_INDEX) this.intxMasked = true;
+    } else this.unmaskIntx();
+  }
+
+  /**
+   * vfio_pci_intx_unmask: unless the user disabled INTx, unmask; an interrupt the function still
+   * asserts is sent again at once and INTx stays masked (it would fire immediately).
+   */
+  private unmaskIntx(): void {
+    if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX || !this.intxMasked || this.virqDisabled) return;
+    if (this.intxAsserted()) this.intxTrigger?.signal();
+    else this.intxMasked = false;
+  }
 
   /** vfio_pci_set_irqs_ioctl: the handler for the index and action, or ENOTTY. */
   set(current: Current, s: IrqSet): number {
@@ -108,6 +134,7 @@ export class VfioPciIrqs {
   /** vfio_pci_core_disable: every interrupt off, every trigger dropped. */
   disable(): void {
     this.dropUnmask();
+    this.virqDisabled = false;
     this.irqType = IRQ_NONE;
     this.intxTrigger = null;
     this.intxMasked = false;
@@ -136,14 +163,14 @@ export class VfioPciIrqs {
       const eventfd = eventfdCtxFdget(current, fdAt(s.data, 0));
       if (typeof eventfd === 'number') return eventfd;
       const waiter = (): boolean => {
-        this.intxMasked = false;
+        this.unmaskIntx();
         return true;
       };
       eventfd.waiters.add(waiter);
       this.unmask = { eventfd, waiter };
       return 0;
     }
-    if (s.flags & VFIO_IRQ_SET_DATA_NONE || s.data[0]) this.intxMasked = false;
+    if (s.flags & VFIO_IRQ_SET_DATA_NONE || s.data[0]) this.unmaskIntx();
     return 0;
   }
 
@@ -168,8 +195,9 @@ export class VfioPciIrqs {
       const t = eventfdAt(current, s.data, 0);
       if (typeof t === 'number') return t;
       if (!intx) {
+        // vfio_intx_enable: masked from the start if the user disabled INTx.
         this.irqType = VFIO_PCI_INTX_IRQ_INDEX;
-        this.intxMasked = false;
+        this.intxMasked = this.virqDisabled;
       }
       this.intxTrigger = t;
       return 0;

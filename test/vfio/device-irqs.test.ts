@@ -134,6 +134,39 @@ describe('vfio-pci interrupts', () => {
     expect(status() & 0x08).toBe(0);
   });
 
+  it("INTx is level: an unmask while the edu still asserts sends it again; the user's INTx disable masks", () => {
+    const { proc, dfd } = device();
+    const efd = proc.eventfd();
+    expect(setIrqs(proc, dfd, TRIGGER_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, [efd])).toBe(0);
+    const unmask = () =>
+      setIrqs(proc, dfd, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, VFIO_PCI_INTX_IRQ_INDEX, [1]);
+    const ack = () => proc.pwrite(dfd, Uint8Array.of(1, 0, 0, 0), regionOffset(0) + 0x64);
+    const command = (intxDisable: boolean) => {
+      const b = new Uint8Array(2);
+      proc.pread(dfd, b, regionOffset(7) + 4);
+      b[1] = intxDisable ? b[1] | 0x04 : b[1] & ~0x04;
+      proc.pwrite(dfd, b, regionOffset(7) + 4);
+    };
+    raise(proc, dfd);
+    expect(readCount(proc, efd)).toBe(1n);
+    expect(unmask()).toBe(0); // still asserted: sent again, still masked (vfio_pci_intx_unmask)
+    expect(readCount(proc, efd)).toBe(1n);
+    ack();
+    expect(unmask()).toBe(0); // no longer asserted: unmasked
+    raise(proc, dfd);
+    expect(readCount(proc, efd)).toBe(1n);
+    ack();
+    unmask();
+    // The user's INTx disable (virtualised by vfio-pci) masks: nothing while it is set...
+    command(true);
+    raise(proc, dfd);
+    expect(readCount(proc, efd)).toBe(0n);
+    expect(unmask()).toBe(0); // ...not even an unmask...
+    expect(readCount(proc, efd)).toBe(0n);
+    command(false); // ...and clearing it unmasks, sending the pending interrupt.
+    expect(readCount(proc, efd)).toBe(1n);
+  });
+
   it('the last close drops every interrupt: a new open starts with none', () => {
     const { proc, dfd, g, host } = device();
     const efd = proc.eventfd();
