@@ -91,7 +91,8 @@ export abstract class PciFunction {
   /**
    * The function's INTx level as PCI_STATUS shows it (Interrupt Status, set while the function asserts
    * INTx; pci_set_irq). Handlers of shared INTx read it (pci_check_and_mask_intx: uio_pci_generic,
-   * vfio-pci's own PCI 2.3 masking) and ignore an interrupt without it.
+   * vfio-pci's own PCI 2.3 masking) and ignore an interrupt without it. Read through vfio-pci while the
+   * edu asserts INTx: 0x18 (y6 seq 185), 0x10 after its acknowledge (seq 190).
    */
   protected setIntxLevel(asserted: boolean): void {
     if (asserted) this.config[PCI_STATUS] |= PCI_STATUS_INTERRUPT;

@@ -3,7 +3,8 @@
  * time (none, INTx, MSI; the edu has no MSI-X), its eventfds, INTx masking, and the REQ and ERR
  * single triggers. SET_IRQS arrives here validated (vfio_set_irqs_validate_and_prepare); each index
  * and action goes to its handler as vfio_pci_set_irqs_ioctl dispatches it, ENOTTY where none.
- * Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 31-48, 100-114, 138-151 (SET_IRQS).
+ * Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 31-48, 100-114, 138-151 (SET_IRQS),
+ * 158-190 (INTx: level, unmask re-sends, INTx disable masks).
  */
 
 import { type EventFd, eventfdCtxFdget } from '../mm/eventfd.ts';
@@ -60,7 +61,7 @@ export class VfioPciIrqs {
 
   /**
    * The user wrote PCI_COMMAND: vfio_basic_config_write virtualises INTx disable, masking INTx when it
-   * is set and unmasking when it is cleared.
+   * is set and unmasking when it is cleared (y6 seq 178-188).
    */
   setVirqDisabled(disabled: boolean): void {
     if (disabled === this.virqDisabled) return;
@@ -72,7 +73,7 @@ export class VfioPciIrqs {
 
   /**
    * vfio_pci_intx_unmask: unless the user disabled INTx, unmask; an interrupt the function still
-   * asserts is sent again at once and INTx stays masked (it would fire immediately).
+   * asserts is sent again at once and INTx stays masked (it would fire immediately; y6 seq 165-167).
    */
   private unmaskIntx(): void {
     if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX || !this.intxMasked || this.virqDisabled) return;

@@ -204,5 +204,6 @@ export const PROBE_OPS: Record<string, OpSpec> = {
   },
   dev_rw: { args: { off: n, len: n, value: n }, required: ['off'], local: true },
   dirty: { args: { c: n, flags: n, iova: n, size: n, pgsize: n, bitmap_size: n }, local: true },
+  efd_read: { args: { fd: n }, required: ['fd'], local: true },
   fill_fds: { args: {}, local: true },
 };

@@ -680,6 +680,17 @@ export class ProbeProcess {
     this.end();
   }
 
+  /** efd_read fd=N: a non-blocking read(2) of eventfd N; prints its count, 0 on EAGAIN (local op). */
+  op_efd_read(): void {
+    const fd = Number(BigInt.asIntN(32, this.argu('fd', 0n)));
+    const b = new Uint8Array(8);
+    this.begin('efd_read');
+    const r = this.proc.pread(fd, b, 0);
+    this.res(r);
+    this.rec.count = r === 8 ? Number(new DataView(b.buffer).getBigUint64(0, true)) : 0;
+    this.end();
+  }
+
   /** fill_fds: opens /dev/null until EMFILE and keeps them; prints how many opened (local op). */
   op_fill_fds(): void {
     let n = 0;
