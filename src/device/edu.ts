@@ -124,9 +124,9 @@ export class EduDevice extends PciFunction {
         this.raise(value >>> 0);
         break;
       case 0x64:
-        // edu_lower_irq: INTx goes down once nothing is pending.
+        // edu_lower_irq: INTx goes down once nothing is pending (with MSI on there is none to lower).
         this.irqStatus &= ~value >>> 0;
-        if (this.irqStatus === 0) this.setIntxLevel(false);
+        if (this.irqStatus === 0 && !this.msiEnabled) this.setIntxLevel(false);
         break;
       case EDU_DMA_SRC:
         if (!(this.dmaCmd & EDU_DMA_RUN)) this.dmaSrc = value;
@@ -165,10 +165,17 @@ export class EduDevice extends PciFunction {
     if (this.dmaCmd & DMA_IRQ) this.raise(DMA_IRQ_BIT);
   }
 
-  /** edu_raise_irq: INTx up (its status bit) while anything is pending, and the interrupt delivered. */
+  /**
+   * edu_raise_irq: with MSI on, an MSI (a write, lost without bus mastering); else INTx up (its status
+   * bit) while anything is pending.
+   */
   private raise(bits: number): void {
     this.irqStatus |= bits;
     if (this.irqStatus === 0) return;
+    if (this.msiEnabled) {
+      if (this.busMaster) this.onInterrupt?.(this.irqStatus);
+      return;
+    }
     this.setIntxLevel(true);
     this.onInterrupt?.(this.irqStatus);
   }

@@ -34,6 +34,12 @@ export abstract class PciFunction {
   readonly bars: (PciBar | null)[] = [null, null, null, null, null, null];
   /** The interrupt line, wired by whoever owns the function (vfio-pci). */
   onInterrupt: ((status: number) => void) | null = null;
+  /**
+   * MSI is on (msi_enabled): the host kernel programmed the capability when vfio-pci enabled MSI for
+   * the user, whose view of the capability is vfio-pci's virtual copy. The function then signals by MSI,
+   * a memory write that needs bus mastering, instead of INTx (y6 seq 193-201).
+   */
+  msiEnabled = false;
 
   constructor(vendor: number, device: number, revision: number, classCode: number) {
     const v = new DataView(this.config.buffer);

@@ -143,6 +143,9 @@ export class VfioPciDevice {
       false,
       options.ctxTriggerBadFdEinval,
       () => (fn.config[PCI_STATUS] & PCI_STATUS_INTERRUPT) !== 0,
+      (on) => {
+        fn.msiEnabled = on;
+      },
     );
     this.ioeventfds = new VfioPciIoeventfds(fn, options.ioeventfd === 'no-qword');
     fn.onInterrupt = () => this.irqs.interrupt();

@@ -4,7 +4,7 @@
  * single triggers. SET_IRQS arrives here validated (vfio_set_irqs_validate_and_prepare); each index
  * and action goes to its handler as vfio_pci_set_irqs_ioctl dispatches it, ENOTTY where none.
  * Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 31-48, 100-114, 138-151 (SET_IRQS),
- * 158-190 (INTx: level, unmask re-sends, INTx disable masks).
+ * 158-190 (INTx: level, unmask re-sends, INTx disable masks), 191-221 (MSI: needs bus mastering).
  */
 
 import { type EventFd, eventfdCtxFdget } from '../mm/eventfd.ts';
@@ -57,7 +57,20 @@ export class VfioPciIrqs {
     private readonly singleBadFdEinval: boolean,
     /** The function still asserts INTx (its Interrupt Status bit): an unmask then re-sends it. */
     private readonly intxAsserted: () => boolean,
+    /**
+     * The host kernel turned the function's MSI on or off (vfio_msi_enable / _disable program the
+     * capability; the user's view of it stays vfio-pci's virtual copy).
+     */
+    private readonly setMsi: (on: boolean) => void,
   ) {}
+
+  /** MSI (or MSI-X) off: no vectors, the function back on INTx. */
+  private msiOff(): void {
+    if (this.irqType === VFIO_PCI_MSI_IRQ_INDEX || this.irqType === VFIO_PCI_MSIX_IRQ_INDEX)
+      this.setMsi(false);
+    this.irqType = IRQ_NONE;
+    this.msi = [];
+  }
 
   /**
    * The user wrote PCI_COMMAND: vfio_basic_config_write virtualises INTx disable, masking INTx when it
@@ -136,6 +149,7 @@ export class VfioPciIrqs {
   disable(): void {
     this.dropUnmask();
     this.virqDisabled = false;
+    this.msiOff();
     this.irqType = IRQ_NONE;
     this.intxTrigger = null;
     this.intxMasked = false;
@@ -211,8 +225,7 @@ export class VfioPciIrqs {
   private msiTrigger(current: Current, s: IrqSet): number {
     const mine = this.irqType === s.index;
     if (mine && s.count === 0 && s.flags & VFIO_IRQ_SET_DATA_NONE) {
-      this.irqType = IRQ_NONE;
-      this.msi = [];
+      this.msiOff();
       return 0;
     }
     if (!(mine || this.irqType === IRQ_NONE)) return -EINVAL;
@@ -221,12 +234,10 @@ export class VfioPciIrqs {
         // vfio_msi_enable: start + count vectors (the validation kept them within the capability).
         this.irqType = s.index;
         this.msi = new Array(s.start + s.count).fill(null);
+        this.setMsi(true);
       }
       const r = this.msiSetBlock(current, s);
-      if (r !== 0 && !mine) {
-        this.irqType = IRQ_NONE;
-        this.msi = [];
-      }
+      if (r !== 0 && !mine) this.msiOff();
       return r;
     }
     if (!mine) return -EINVAL;
