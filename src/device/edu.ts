@@ -4,7 +4,8 @@
  * the DMA engine addresses at 0x40000. DMA goes through the host IOMMU with the device's requester
  * ID; its outcome is the IOMMU's business: the device reports nothing and finishes the command
  * either way (QEMU's behaviour). Registers (32-bit unless noted):
- * 0x00 identification 0x010000ed, 0x04 liveness (reads ~value), 0x08 factorial, 0x20 status,
+ * 0x00 identification 0x010000ed, 0x04 liveness (reads back the inverse of the last write, 0 before any),
+ * 0x08 factorial, 0x20 status,
  * 0x24 interrupt status, 0x60 raise, 0x64 acknowledge, 0x80/0x88/0x90 DMA source/destination/count
  * (64-bit), 0x98 DMA command (bit 0 run, bit 1 edu -> RAM, bit 2 interrupt when done).
  */
@@ -34,6 +35,7 @@ export class EduDevice extends PciFunction {
   readonly buffer = new Uint8Array(EDU_DMA_SIZE);
   /** Devices' DMA address mask: 28 bits by default (the edu's dma_mask property). */
   readonly dmaMask = 2 ** 28 - 1;
+  /** What a read of 0x04 returns: the inverse of the last value written (QEMU's addr4), 0 at first. */
   private liveness = 0;
   private fact = 0;
   private status = 0;
@@ -81,12 +83,15 @@ export class EduDevice extends PciFunction {
   }
 
   private mmioRead(off: number, len: number): number {
+    // QEMU's memory core refuses accesses below the edu's 4-byte minimum before the edu sees them (a
+    // read gives 0: y7 seq 9); edu_mmio_read answers all ones to the other sizes it does not take.
+    if (len < 4) return 0;
     if (!accessOk(off, len)) return 0xffff_ffff;
     switch (off) {
       case 0x00:
         return EDU_ID;
       case 0x04:
-        return ~this.liveness >>> 0;
+        return this.liveness;
       case 0x08:
         return this.fact;
       case 0x20:
@@ -110,7 +115,7 @@ export class EduDevice extends PciFunction {
     if (!accessOk(off, len)) return;
     switch (off) {
       case 0x04:
-        this.liveness = value >>> 0;
+        this.liveness = ~value >>> 0;
         break;
       case 0x08:
         if (this.status & STATUS_COMPUTING) break;

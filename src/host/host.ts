@@ -181,6 +181,7 @@ export class Host {
         hotResetNeedsFds: this.profile.cdevIommufd,
         ioeventfd: this.profile.ioeventfd,
         ctxTriggerBadFdEinval: this.profile.ctxTriggerBadFdEinval,
+        barQwordAccess: this.profile.barQwordAccess,
       }),
     );
     this.vfio.deviceFileFactory = (device, release) => {

@@ -91,6 +91,11 @@ export interface KernelProfile {
    * (oracle y6-device-api seq 103: EINVAL on 6.12 and 6.18; 6.1 ignores it, as INTx and MSI do on all).
    */
   ctxTriggerBadFdEinval: boolean;
+  /**
+   * vfio-pci reads and writes an aligned 8 bytes of a BAR in one access; before (6.1) it makes them
+   * two 4-byte accesses (oracle y7-edu-registers seq 11, 13: the edu's 0x84 answers the upper half).
+   */
+  barQwordAccess: boolean;
 }
 
 const base: KernelProfile = {
@@ -121,6 +126,7 @@ const base: KernelProfile = {
   boolParam: 'onoff',
   ioeventfd: 'qword',
   ctxTriggerBadFdEinval: true,
+  barQwordAccess: true,
 };
 
 export const PROFILES: Record<KernelVersion, KernelProfile> = {
@@ -149,6 +155,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     boolParam: 'yn',
     ioeventfd: 'none',
     ctxTriggerBadFdEinval: false,
+    barQwordAccess: false,
   },
   '6.1': {
     ...base,
@@ -159,6 +166,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     longtermPinsZeroPage: true,
     cdevIommufd: false,
     ctxTriggerBadFdEinval: false,
+    barQwordAccess: false,
   },
   '6.12': { ...base },
   '6.18': {

@@ -111,6 +111,8 @@ export interface VfioPciDeviceOptions {
   ioeventfd: 'none' | 'qword' | 'no-qword';
   /** KernelProfile.ctxTriggerBadFdEinval */
   ctxTriggerBadFdEinval: boolean;
+  /** KernelProfile.barQwordAccess */
+  barQwordAccess: boolean;
 }
 
 /** What vfio-pci keeps per device across opens (struct vfio_pci_core_device). */
@@ -440,8 +442,9 @@ export class VfioPciDeviceFile implements KernelFile {
     } else {
       return -EINVAL;
     }
-    // Config space in pieces of up to 4 bytes, BARs up to 8.
-    mmioPieces(regs, off, buf, 0, len, index === VFIO_PCI_CONFIG_REGION_INDEX ? 4 : 8, write);
+    // Config space in pieces of up to 4 bytes, BARs up to 8 (4 before vfio-pci's 8-byte accesses).
+    const piece = index === VFIO_PCI_CONFIG_REGION_INDEX || !this.vdev.options.barQwordAccess ? 4 : 8;
+    mmioPieces(regs, off, buf, 0, len, piece, write);
     // A write of PCI_COMMAND's upper byte: INTx disable is vfio-pci's mask (vfio_basic_config_write).
     if (
       write &&
