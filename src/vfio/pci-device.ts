@@ -216,6 +216,8 @@ export class VfioPciDeviceFile implements KernelFile {
       case VFIO_DEVICE_FEATURE:
         return this.feature(current, arg);
       default:
+        // Also the cdev-only BIND/ATTACH/DETACH_IOMMUFD_PT on a group-opened fd, whatever their
+        // argument (y8-group-fd-cdev-ioctls, every configuration: ENOTTY, even for a bad pointer).
         return -ENOTTY;
     }
   }

@@ -408,6 +408,10 @@ const devOpArb: fc.Arbitrary<Op> = fc.oneof(
       .map(([f, ops]) => (f | (ops << 16)) >>> 0),
     fdWord,
   ]),
+  // The cdev-only BIND/ATTACH/DETACH_IOMMUFD_PT, here on a group-opened fd (y8-group-fd-cdev-ioctls).
+  devReq(0x3b76, [w(8, 16, 24), w(0, 1), fdWord]),
+  devReq(0x3b77, [w(4, 12), w(0, 1), small(3)]),
+  devReq(0x3b78, [w(4, 8), w(0, 1)]),
   devReq(0x3b79, []),
   devReq(0x1234, []),
 );

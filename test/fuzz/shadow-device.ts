@@ -18,9 +18,6 @@ const HOT_RESET_INFO = DEVICE_BASE + 5;
 const HOT_RESET = DEVICE_BASE + 6;
 const IOEVENTFD = DEVICE_BASE + 9;
 const FEATURE = DEVICE_BASE + 10;
-/** BIND_IOMMUFD, ATTACH_IOMMUFD_PT, DETACH_IOMMUFD_PT: never asked of a group-opened fd. */
-const CDEV_FIRST = DEVICE_BASE + 11;
-const CDEV_LAST = DEVICE_BASE + 13;
 
 /** The edu's regions as GET_REGION_INFO reports them (seq 11-21): flags and size; VGA and above EINVAL. */
 const REGIONS: readonly { flags: number; size: bigint }[] = [
@@ -119,8 +116,9 @@ export function deviceIoctl(d: DeviceFacts | null, req: number, arg: ArgView): P
     case FEATURE:
       return feature(arg);
     default:
-      if (req >= CDEV_FIRST && req <= CDEV_LAST) return uncertain('a cdev ioctl on a group-opened device');
-      return certain(-ENOTTY); // seq 72-73: vfio_pci_core_ioctl's default
+      // seq 72-73: vfio_pci_core_ioctl's default; the cdev-only BIND/ATTACH/DETACH_IOMMUFD_PT on a
+      // group-opened fd land there too, before any copy (y8-group-fd-cdev-ioctls seq 5-16).
+      return certain(-ENOTTY);
   }
 }
 
