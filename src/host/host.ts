@@ -170,8 +170,8 @@ export class Host {
     const edu = new EduDevice(dev, arm ? 0x2 : 0x103);
     this.edus.set(name, edu);
     // Where the oracle machines' firmware put the edu (y6-device-api seq 79, 82): BAR0 0xfea00000 and
-    // line 10 on q35, 11 beside virtio-iommu; on arm64 virt BAR0 0x10000000 and line 0x15, the Linux
-    // IRQ number pci_assign_irq writes there (no PC firmware).
+    // line 10 on q35, 11 beside virtio-iommu; on arm64 virt (stage 1 or 2) BAR0 0x10000000 and line 0x15,
+    // the Linux IRQ number pci_assign_irq writes there (no PC firmware).
     const virtio = this.iommu instanceof VirtioIommu;
     this.vfioPci.set(
       dev,
