@@ -18,11 +18,6 @@ class Tty implements KernelFile {
 
 const MAX_FDS = 1024;
 
-/** A file opened nonseekable (`stream: true`): pread and pwrite are ESPIPE. */
-function isStream(f: KernelFile): boolean {
-  return (f as { stream?: boolean }).stream === true;
-}
-
 export interface ProcessOptions extends Partial<Credentials> {
   memlock?: Rlimit;
 }
@@ -40,6 +35,8 @@ export class Process implements Current {
   readonly task: Task;
   readonly mm: MmStruct;
   private readonly fds = new Map<number, KernelFile>();
+  /** Each open file's position (f_pos), by fd: read(2), write(2) and lseek(2) move it. */
+  private readonly pos = new Map<number, number>();
   /** No descriptor below this is free (the kernel's files->next_fd): a full table fills in O(n). */
   private nextFd = 0;
   private exited = false;
@@ -70,6 +67,7 @@ export class Process implements Current {
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
     this.fds.delete(fd);
+    this.pos.delete(fd);
     if (fd < this.nextFd) this.nextFd = fd;
     f.release?.(this);
     return 0;
@@ -88,33 +86,62 @@ export class Process implements Current {
     return ret;
   }
 
-  /** pread(2): ESPIPE on a stream (a file opened nonseekable, such as an iommufd vEVENTQ). */
+  /**
+   * pread(2). ksys_pread64 refuses a negative offset before it looks at the fd; a stream has no
+   * FMODE_PREAD (ESPIPE, y10 seq 26-27); a file without a read operation is EINVAL (y9 seq 2).
+   */
   pread(fd: number, dst: Uint8Array, offset: number): number {
+    if (offset < 0) return -EINVAL;
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
-    if (isStream(f)) return -ESPIPE;
-    if (f.read === undefined) return -EINVAL;
-    return f.read(this, dst, offset);
+    if (f.stream === true) return -ESPIPE;
+    return f.read === undefined ? -EINVAL : f.read(this, dst, offset);
   }
 
   /**
-   * read(2) from the start of the file (the model keeps no file position: its readable files are
-   * streams, registers read with pread, or one short record such as a sysfs parameter).
+   * read(2) at the file position, which it then advances: two reads of a vfio device fd read
+   * consecutive bytes of region 0 (y9 seq 16-17). A stream has no position (y10 seq 23-25).
    */
   read(fd: number, dst: Uint8Array): number {
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
     if (f.read === undefined) return -EINVAL;
-    return f.read(this, dst, 0);
+    if (f.stream === true) return f.read(this, dst, 0);
+    const pos = this.pos.get(fd) ?? 0;
+    const r = f.read(this, dst, pos);
+    if (r > 0) this.pos.set(fd, pos + r);
+    return r;
   }
 
-  /** pwrite(2): ESPIPE on a stream. */
+  /** pwrite(2): as pread. */
   pwrite(fd: number, src: Uint8Array, offset: number): number {
+    if (offset < 0) return -EINVAL;
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
-    if (isStream(f)) return -ESPIPE;
+    if (f.stream === true) return -ESPIPE;
+    return f.write === undefined ? -EINVAL : f.write(this, src, offset);
+  }
+
+  /** write(2) at the file position, which it then advances (y9 seq 20 wrote where two reads left it). */
+  write(fd: number, src: Uint8Array): number {
+    const f = this.fds.get(fd);
+    if (f === undefined) return -EBADF;
     if (f.write === undefined) return -EINVAL;
-    return f.write(this, src, offset);
+    if (f.stream === true) return f.write(this, src, 0);
+    const pos = this.pos.get(fd) ?? 0;
+    const r = f.write(this, src, pos);
+    if (r > 0) this.pos.set(fd, pos + r);
+    return r;
+  }
+
+  /** lseek(2): ESPIPE unless the file has an llseek operation (no vfio or iommufd fd has: y9, y10). */
+  lseek(fd: number, offset: number, whence: number): number {
+    const f = this.fds.get(fd);
+    if (f === undefined) return -EBADF;
+    if (f.llseek === undefined) return -ESPIPE;
+    const r = f.llseek(this.pos.get(fd) ?? 0, offset, whence);
+    if (r >= 0) this.pos.set(fd, r);
+    return r;
   }
 
   /** mmap(2): anonymous memory when fd is -1 (options.hugeLg2 for MAP_HUGETLB), else a file region. */

@@ -5,7 +5,7 @@
  */
 
 import type { Current, KernelFile } from '../mm/file.ts';
-import { EACCES, EINVAL, ERANGE } from '../uapi/errno.ts';
+import { EACCES, EINVAL, ENXIO, ERANGE } from '../uapi/errno.ts';
 import type { KernelProfile } from '../uapi/profile.ts';
 
 export interface ModuleParam {
@@ -90,6 +90,22 @@ function formatParam(p: ModuleParam): string {
   return typeof v === 'boolean' ? (v ? 'Y' : 'N') : String(v);
 }
 
+/**
+ * generic_file_llseek, as kernfs seeks a sysfs attribute whose inode size is one page (from source,
+ * not recorded): SEEK_SET, SEEK_CUR and SEEK_END; SEEK_DATA is the offset and SEEK_HOLE the size
+ * while the offset is inside the file, ENXIO past it; a negative result is EINVAL.
+ */
+function sysfsLlseek(pos: number, offset: number, whence: number): number {
+  const size = 4096;
+  if (whence === 3 || whence === 4) {
+    if (offset < 0 || offset >= size) return -ENXIO;
+    return whence === 3 ? offset : size;
+  }
+  if (whence > 2) return -EINVAL;
+  const to = (whence === 0 ? 0 : whence === 1 ? pos : size) + offset;
+  return to >= 0 ? to : -EINVAL;
+}
+
 export class SysfsParamFile implements KernelFile {
   readonly kind = 'sysfs';
 
@@ -114,6 +130,10 @@ export class SysfsParamFile implements KernelFile {
     this.param.set(v);
     return src.byteLength;
   }
+
+  llseek(pos: number, offset: number, whence: number): number {
+    return sysfsLlseek(pos, offset, whence);
+  }
 }
 
 /** A read-only sysfs attribute with fixed text (a device's `dev`: "major:minor"). */
@@ -126,5 +146,9 @@ export class SysfsAttrFile implements KernelFile {
     const part = new TextEncoder().encode(this.text).subarray(offset, offset + dst.byteLength);
     dst.set(part);
     return part.byteLength;
+  }
+
+  llseek(pos: number, offset: number, whence: number): number {
+    return sysfsLlseek(pos, offset, whence);
   }
 }

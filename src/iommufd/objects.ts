@@ -19,7 +19,7 @@ import type { IommuDomain } from '../iommu/domain.ts';
 import type { IommuDriver } from '../iommu/driver.ts';
 import type { Device, IommuGroup } from '../iommu/group.ts';
 import type { Current, KernelFile } from '../mm/file.ts';
-import { EFAULT, ENOENT, EOPNOTSUPP, ESPIPE } from '../uapi/errno.ts';
+import { EFAULT, ENOENT, EOPNOTSUPP } from '../uapi/errno.ts';
 import type { IommufdCtx } from './ctx.ts';
 import { IoPagetable } from './io-pagetable.ts';
 import { IommufdObject } from './object.ts';
@@ -274,7 +274,7 @@ export class Veventq extends IommufdObject {
 /** The vEVENTQ's anonymous file ("[iommufd-viommu-event]"): read(), no seeking; it holds the vEVENTQ. */
 export class VeventqFile implements KernelFile {
   readonly kind = 'iommufd-veventq';
-  /** nonseekable_open: pread answers ESPIPE. */
+  /** nonseekable_open: no position; pread and pwrite are ESPIPE (y10 seq 26-29). */
   readonly stream = true;
 
   constructor(
@@ -282,8 +282,7 @@ export class VeventqFile implements KernelFile {
     private readonly ctx: IommufdCtx,
   ) {}
 
-  read(_current: Current, dst: Uint8Array, offset: number): number {
-    if (offset !== 0) return -ESPIPE;
+  read(_current: Current, dst: Uint8Array): number {
     return this.veventq.read(dst);
   }
 
@@ -310,12 +309,11 @@ export class FaultFile implements KernelFile {
     private readonly ctx: IommufdCtx,
   ) {}
 
-  read(_current: Current, _dst: Uint8Array, offset: number): number {
-    return offset !== 0 ? -ESPIPE : 0;
+  read(): number {
+    return 0;
   }
 
-  write(_current: Current, src: Uint8Array, offset: number): number {
-    if (offset !== 0) return -ESPIPE;
+  write(_current: Current, src: Uint8Array): number {
     // iommu_hwpt_page_response records answer groups that do not exist: nothing to respond to.
     return src.byteLength === 0 ? 0 : -EFAULT;
   }

@@ -32,6 +32,11 @@ export class EventFd implements KernelFile {
     return 8;
   }
 
+  /** noop_llseek (eventfd's file operations; from source, not recorded): the position stays. */
+  llseek(pos: number): number {
+    return pos;
+  }
+
   write(_current: Current, src: Uint8Array, _offset: number): number {
     if (src.byteLength < 8) return -EINVAL;
     const v = new DataView(src.buffer, src.byteOffset, 8).getBigUint64(0, true);

@@ -31,10 +31,17 @@ export interface KernelFile {
   readonly kind: string;
   /** unlocked_ioctl: returns >= 0 or -errno. Absent: ENOTTY. */
   ioctl?(current: Current, request: number, arg: UserArg): number;
-  /** pread: bytes read or -errno. */
+  /** pread: bytes read or -errno. Absent: read(2) and pread(2) are EINVAL (no FMODE_CAN_READ). */
   read?(current: Current, dst: Uint8Array, offset: number): number;
-  /** pwrite: bytes written or -errno. */
+  /** pwrite: bytes written or -errno. Absent: EINVAL. */
   write?(current: Current, src: Uint8Array, offset: number): number;
+  /** Opened as a stream (stream_open, nonseekable_open): no file position; pread and pwrite are ESPIPE. */
+  readonly stream?: boolean;
+  /**
+   * llseek: the new file position, from the current one, or -errno. Absent: the file's operations
+   * have none, so lseek(2) is ESPIPE (every vfio and iommufd fd: y9 seq 5, 12, 18; y10 seq 6, 30).
+   */
+  llseek?(pos: number, offset: number, whence: number): number;
   /**
    * mmap(MAP_SHARED) of `len` bytes at file offset `offset`: the physical address to map
    * (VM_PFNMAP) and the device registers behind it, or -errno.

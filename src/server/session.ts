@@ -60,11 +60,8 @@ import {
 
 /** EPROTO: a frame the protocol does not allow (the server's own errno; not in the model's table). */
 export const EPROTO = 71;
-const SEEK_SET = 0;
-const SEEK_CUR = 1;
 /** Largest read or write one request moves (the client splits bigger ones). */
 const MAX_IO = 2 ** 20;
-const I64_MAX = 2n ** 63n - 1n;
 /** An fd number no model process has open (INT_MAX). */
 const CLOSED_FD = 0x7fff_ffff;
 
@@ -99,8 +96,6 @@ export class Session {
   private readonly fds = new Map<number, number>();
   /** model fd -> how many client fds refer to it (dup shares the open file, as in the kernel) */
   private readonly refs = new Map<number, number>();
-  /** model fd -> file position for read/write/lseek */
-  private readonly pos = new Map<number, number>();
   /** Callbacks asked about fds and interrupts (CB_NEWFD, CB_FDCHECK, CB_SIGNAL). */
   private fdCallbacks = 0;
   /** Whether a request of this client is being answered (it can take callbacks). */
@@ -174,32 +169,21 @@ export class Session {
       case REQ_READ: {
         const mfd = this.fds.get(f.fd);
         if (mfd === undefined) return encodeReply(-EBADF);
-        const offset = f.type === REQ_READ ? (this.pos.get(mfd) ?? 0) : this.offset(f.a);
-        if (offset < 0) return encodeReply(offset);
         const dst = new Uint8Array(Math.min(Number(f.b), MAX_IO));
-        const r = p.pread(mfd, dst, offset);
-        if (r > 0 && f.type === REQ_READ) this.pos.set(mfd, offset + r);
+        const r = f.type === REQ_READ ? p.read(mfd, dst) : p.pread(mfd, dst, this.offset(f.a));
         return encodeReply(r, r > 0 ? dst.subarray(0, r) : undefined);
       }
       case REQ_PWRITE:
       case REQ_WRITE: {
         const mfd = this.fds.get(f.fd);
         if (mfd === undefined) return encodeReply(-EBADF);
-        const offset = f.type === REQ_WRITE ? (this.pos.get(mfd) ?? 0) : this.offset(f.a);
-        if (offset < 0) return encodeReply(offset);
-        const r = p.pwrite(mfd, f.data.slice(), offset);
-        if (r > 0 && f.type === REQ_WRITE) this.pos.set(mfd, offset + r);
-        return encodeReply(r);
+        const src = f.data.slice();
+        return encodeReply(f.type === REQ_WRITE ? p.write(mfd, src) : p.pwrite(mfd, src, this.offset(f.a)));
       }
       case REQ_LSEEK: {
         const mfd = this.fds.get(f.fd);
         if (mfd === undefined) return encodeReply(-EBADF);
-        const delta = BigInt.asIntN(64, f.a);
-        const base = f.num === SEEK_SET ? 0n : f.num === SEEK_CUR ? BigInt(this.pos.get(mfd) ?? 0) : -1n;
-        const to = base + delta;
-        if (base < 0n || to < 0n || to > BigInt(Number.MAX_SAFE_INTEGER)) return encodeReply(-EINVAL);
-        this.pos.set(mfd, Number(to));
-        return encodeReply(to);
+        return encodeReply(p.lseek(mfd, this.offset(f.a), f.num));
       }
       case REQ_READLINK: {
         const path = new TextDecoder().decode(f.data).replace(/\0.*$/s, '');
@@ -294,10 +278,9 @@ export class Session {
     });
   }
 
-  /** A file offset from the wire: negative (above 2^63) is EINVAL, as pread(2) says. */
+  /** A file offset (loff_t) from the wire; the process refuses a negative one where the kernel does. */
   private offset(a: bigint): number {
-    if (a > I64_MAX || a > BigInt(Number.MAX_SAFE_INTEGER)) return -EINVAL;
-    return Number(a);
+    return Number(BigInt.asIntN(64, a));
   }
 
   private open(p: Process, f: Frame): Uint8Array {
@@ -326,7 +309,6 @@ export class Session {
       return 0;
     }
     this.refs.delete(mfd);
-    this.pos.delete(mfd);
     return this.proc!.close(mfd);
   }
 

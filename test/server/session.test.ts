@@ -17,10 +17,12 @@ import {
   REQ_HELLO,
   REQ_IOCTL,
   REQ_LISTDIR,
+  REQ_LSEEK,
   REQ_MUNMAP,
   REQ_OPEN,
   REQ_PREAD,
   REQ_PWRITE,
+  REQ_READ,
   REQ_SETRLIMIT,
   REQ_SETUID,
   REQ_STATUS,
@@ -28,7 +30,7 @@ import {
   statusBlock,
 } from '../../src/server/protocol.ts';
 import { EPROTO, Session } from '../../src/server/session.ts';
-import { EBADF, EBADFD, EFAULT, EINVAL, ENOENT, EPERM } from '../../src/uapi/errno.ts';
+import { EBADF, EBADFD, EFAULT, EINVAL, ENOENT, EPERM, ESPIPE } from '../../src/uapi/errno.ts';
 import { vfioDeviceBindIommufd } from '../../src/uapi/iommufd.ts';
 import {
   encodeDmaMap,
@@ -292,6 +294,31 @@ describe('Session: the model side of vfio-nest serve', () => {
     expect(request(r.session, { type: REQ_CLOSE, fd: 31 }).ret).toBe(0);
     expect(request(r.session, { type: REQ_OPEN, fd: again, data: enc('/dev/vfio/1') }).ret).toBe(again);
     expect(request(r.session, { type: REQ_CLOSE, fd: 31 }).ret).toBe(-EBADF);
+  });
+
+  // y9-fd-syscalls (local answers, all eight configurations): vfio fds have no llseek (seq 5, 18),
+  // and read() reads the device fd at its file position, which a dup shares (seq 16-17).
+  it("read, write and lseek follow the open file's position, as the kernel keeps it", () => {
+    const r = rig();
+    expect(request(r.session, { type: REQ_LSEEK, fd: r.container, a: 0n, num: 0 }).ret).toBe(-ESPIPE);
+    const { fd } = device(r);
+    expect(request(r.session, { type: REQ_LSEEK, fd, a: 4n, num: 0 }).ret).toBe(-ESPIPE);
+    expect(request(r.session, { type: REQ_DUP, fd, a: 40n }).ret).toBe(40);
+    const id = request(r.session, { type: REQ_READ, fd, b: 4n });
+    expect([id.ret, [...id.data]]).toEqual([4, [0xed, 0, 0, 1]]);
+    const live = request(r.session, { type: REQ_READ, fd: 40, b: 4n });
+    expect([live.ret, [...live.data]]).toEqual([4, [0, 0, 0, 0]]);
+    // A negative pread offset is EINVAL (seq 28); pread leaves the position alone.
+    expect(request(r.session, { type: REQ_PREAD, fd, a: 2n ** 64n - 1n, b: 4n }).ret).toBe(-EINVAL);
+    expect(request(r.session, { type: REQ_PREAD, fd, a: 0n, b: 4n }).ret).toBe(4);
+    // A sysfs parameter reads to its end, then seeks back (generic_file_llseek; from source).
+    const p = open(r.session, r.client, '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit');
+    const text = request(r.session, { type: REQ_READ, fd: p, b: 32n });
+    expect(new TextDecoder().decode(text.data)).toBe('65535\n');
+    expect(request(r.session, { type: REQ_READ, fd: p, b: 32n }).ret).toBe(0);
+    expect(request(r.session, { type: REQ_LSEEK, fd: p, a: 0n, num: 0 }).ret).toBe(0);
+    expect(request(r.session, { type: REQ_READ, fd: p, b: 32n }).ret).toBe(6);
+    expect(request(r.session, { type: REQ_LSEEK, fd: p, a: 2n ** 64n - 8n, num: 1 }).ret).toBe(-EINVAL);
   });
 
   // vfio-type1.md §3.5 table: a non-container fd EINVAL until 6.1, EBADFD from 6.2 (R); fd < 0 EINVAL

@@ -206,4 +206,5 @@ export const PROBE_OPS: Record<string, OpSpec> = {
   dirty: { args: { c: n, flags: n, iova: n, size: n, pgsize: n, bitmap_size: n }, local: true },
   efd_read: { args: { fd: n }, required: ['fd'], local: true },
   fill_fds: { args: {}, local: true },
+  fd_rw: { args: { fd: s, how: s, off: n, len: n, value: n, whence: n }, required: ['fd'], local: true },
 };

@@ -685,10 +685,51 @@ export class ProbeProcess {
     const fd = Number(BigInt.asIntN(32, this.argu('fd', 0n)));
     const b = new Uint8Array(8);
     this.begin('efd_read');
-    const r = this.proc.pread(fd, b, 0);
+    const r = this.proc.read(fd, b);
     this.res(r);
     this.rec.count = r === 8 ? Number(new DataView(b.buffer).getBigUint64(0, true)) : 0;
     this.end();
+  }
+
+  /**
+   * fd_rw fd=container|group|device|iommufd|veventq|N [how=pread|pwrite|read|write|lseek] [off=0]
+   * [len=8] [value=] [whence=0]: one file syscall on a probe fd; reads print their bytes as "data"
+   * (local op).
+   */
+  op_fd_rw(): void {
+    const how = this.arg('how') ?? 'pread';
+    const fd = this.namedFd(this.arg('fd'));
+    const b = new Uint8Array(64);
+    new DataView(b.buffer).setBigUint64(0, this.argu('value', 0n), true);
+    const buf = b.subarray(0, Math.min(Number(BigInt.asUintN(32, this.argu('len', 8n))), 64));
+    const off = Number(BigInt.asIntN(64, this.argu('off', 0n)));
+    this.begin('fd_rw');
+    const r =
+      how === 'read'
+        ? this.proc.read(fd, buf)
+        : how === 'write'
+          ? this.proc.write(fd, buf)
+          : how === 'pwrite'
+            ? this.proc.pwrite(fd, buf, off)
+            : how === 'lseek'
+              ? this.proc.lseek(fd, off, Number(this.argu('whence', 0n)))
+              : this.proc.pread(fd, buf, off);
+    this.res(r);
+    if (how === 'read' || how === 'pread') {
+      this.rec.data = Array.from(buf.subarray(0, Math.max(r, 0)), (x) =>
+        x.toString(16).padStart(2, '0'),
+      ).join('');
+    }
+    this.end();
+  }
+
+  private namedFd(name: string | undefined): number {
+    if (name === 'container') return this.cfd[0];
+    if (name === 'group') return this.gfd[0];
+    if (name === 'device') return this.dfd;
+    if (name === 'iommufd') return this.ifd;
+    if (name === 'veventq') return this.veventqFd;
+    return name === undefined ? -1 : Number.parseInt(name, 0) || 0;
   }
 
   /** fill_fds: opens /dev/null until EMFILE and keeps them; prints how many opened (local op). */
