@@ -29,6 +29,7 @@ export const EINVAL = 22;
 export const EMFILE = 24;
 export const ENOTTY = 25;
 export const ENOSPC = 28;
+export const ESPIPE = 29;
 export const ERANGE = 34;
 export const EOVERFLOW = 75;
 export const EBADFD = 77;

@@ -15,6 +15,9 @@ export function show(v: unknown): string {
 }
 
 /** An fd: the i-th open fd of a kind (ascending), or a literal number. */
+/** The file system calls the fuzzer makes on an fd. */
+export type FileIo = 'read' | 'write' | 'pread' | 'pwrite' | 'lseek';
+
 export type FdSel =
   | {
       sel: 'container' | 'group' | 'device' | 'sysfs' | 'eventfd' | 'iommufd' | 'cdev' | 'other' | 'any';
@@ -77,7 +80,9 @@ export type Op =
   | { k: 'exit' }
   | { k: 'raw'; fd: FdSel; req: number; arg: RawArg }
   /** A vfio-pci device request on the device fd with a struct of eight 32-bit words. */
-  | { k: 'dev'; req: number; words: number[] };
+  | { k: 'dev'; req: number; words: number[] }
+  /** read, write, pread, pwrite or lseek (offset, SEEK_SET..SEEK_HOLE) on an fd; no writes reach a device. */
+  | { k: 'fileIo'; fd: FdSel; how: FileIo; off: number; len: number; whence: number };
 
 /** The process's memory regions: [base, pages, kind]. */
 export const REGIONS = [
@@ -432,6 +437,20 @@ export function opArb(raw = 3): fc.Arbitrary<Op> {
         .map((what) => ({ k: 'open', what }) as Op),
     },
     { weight: 2, arbitrary: fdArb('any').map((fd): Op => ({ k: 'close', fd })) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        k: fc.constant('fileIo' as const),
+        fd: fdArb('any'),
+        how: fc.constantFrom<FileIo>('read', 'write', 'pread', 'pwrite', 'lseek'),
+        off: fc.oneof(
+          fc.integer({ min: 0, max: 0x100 }),
+          fc.constantFrom(-1, -4096, 0x700_0000_0000, 0x900_0000_0000, 0x7_0000_0000_0000, 2 ** 52),
+        ),
+        len: fc.constantFrom(0, 2, 4, 8, 64),
+        whence: fc.integer({ min: 0, max: 4 }),
+      }),
+    },
     { weight: 1, arbitrary: fc.constant<Op>({ k: 'fillFds' }) },
     { weight: 1, arbitrary: c.map((fd): Op => ({ k: 'api', fd })) },
     {

@@ -31,6 +31,7 @@ import {
   EOVERFLOW,
   EPERM,
   ERANGE,
+  ESPIPE,
   type FuzzConfig,
   type HostFacts,
   hostFacts,
@@ -43,7 +44,7 @@ import {
   U64_MAX,
   validList,
 } from './facts.ts';
-import { show } from './ops.ts';
+import { type FileIo, show } from './ops.ts';
 import { deviceIoctl } from './shadow-device.ts';
 
 export const PAGE = 4096n;
@@ -129,6 +130,9 @@ export interface SGroup {
   container: SContainer | null;
   devices: number;
 }
+
+/** vfio-pci's regions: BARs 0-5, ROM, config, VGA; the edu has no device-specific ones. */
+const VFIO_PCI_NUM_REGIONS = 9;
 
 export type SFile =
   | { kind: 'tty' }
@@ -395,6 +399,31 @@ export class Shadow {
     if (v > 0xffff_ffffn) return certain(-ERANGE);
     this.applyParam(f.param, String(v));
     return certain(text.length);
+  }
+
+  /**
+   * read, write, pread, pwrite or lseek (O: y9-fd-syscalls, all eight configurations; 3.19 was never
+   * asked): a negative pread/pwrite offset is EINVAL before the fd is looked up; no vfio fd has
+   * llseek (ESPIPE); the container and group have no read or write (EINVAL); vfio-pci refuses a
+   * region index past its last (EINVAL). What a device region holds is left to the model.
+   */
+  fileIo(p: SProc, fd: number, how: FileIo, off: number): Prediction {
+    const positional = how === 'pread' || how === 'pwrite';
+    if (positional && off < 0) return certain(-EINVAL);
+    const f = p.fds.get(fd);
+    if (f === undefined) return certain(-EBADF);
+    if (this.k.device === null) return uncertain('file syscalls on 3.19');
+    switch (f.kind) {
+      case 'container':
+      case 'group':
+        return certain(how === 'lseek' ? -ESPIPE : -EINVAL); // seq 1-6, 8-12
+      case 'device':
+        if (how === 'lseek') return certain(-ESPIPE); // seq 18-19, 22, 25-26
+        if (positional && off >= VFIO_PCI_NUM_REGIONS * 2 ** 40) return certain(-EINVAL); // seq 29-30
+        return uncertain('a device region through read/write');
+      default:
+        return uncertain('file syscalls on another file');
+    }
   }
 
   // ---- ioctl --------------------------------------------------------------------------------

@@ -438,6 +438,8 @@ export class World {
         return this.exit();
       case 'raw':
         return this.raw(this.fd(op.fd), op.req, op.arg);
+      case 'fileIo':
+        return this.fileIo(this.fd(op.fd), op);
       case 'dev': {
         const bytes = new Uint8Array(32);
         op.words.forEach((w, i) => {
@@ -495,6 +497,33 @@ export class World {
     const addr = base + a.off;
     if (a.where === 'rw') this.proc.writeMemory(addr, bytes);
     return this.ioctl(fd, req, { value: BigInt(addr) });
+  }
+
+  /**
+   * A file system call. Writes stay away from the device, whose registers start DMA, and from sysfs,
+   * whose writes the 'param' op makes and follows.
+   */
+  private fileIo(fd: number, op: Extract<Op, { k: 'fileIo' }>): number | string {
+    const p = this.proc;
+    const kind = p.fdget(fd)?.kind ?? '';
+    if ((op.how === 'write' || op.how === 'pwrite') && (kind.startsWith('vfio-device') || kind === 'sysfs'))
+      return 'skipped';
+    const buf = new Uint8Array(op.len);
+    const predict = this.shadow && this.sp ? () => this.shadow!.fileIo(this.sp!, fd, op.how, op.off) : null;
+    return this.syscall(predict, () => {
+      switch (op.how) {
+        case 'read':
+          return p.read(fd, buf);
+        case 'write':
+          return p.write(fd, buf);
+        case 'pread':
+          return p.pread(fd, buf, op.off);
+        case 'pwrite':
+          return p.pwrite(fd, buf, op.off);
+        case 'lseek':
+          return p.lseek(fd, op.off, op.whence);
+      }
+    });
   }
 
   /** A module parameter file: open, write, read back, close. */
