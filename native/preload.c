@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -80,6 +81,8 @@
 #define VN_REQ_DUP 10
 #define VN_REQ_READLINK 11
 #define VN_REQ_LISTDIR 12
+#define VN_REQ_SIGNAL 13
+#define VN_SIGNAL_FORGET 1
 #define VN_REQ_SETRLIMIT 16
 #define VN_REQ_SETUID 17
 #define VN_REQ_SETGID 18
@@ -182,6 +185,8 @@ DECL_REAL(int, fstat64, int, struct stat64 *);
 enum { K_NONE, K_CONTAINER, K_GROUP, K_DEVICE, K_IOMMUFD, K_OTHER, K_STALE };
 #define MAX_FDS 65536
 static unsigned char fdkind[MAX_FDS]; /* what each real fd is to the model (K_NONE: not ours) */
+/* The client's own eventfds the model was handed (CB_FDCHECK said so): their writes are passed on. */
+static unsigned char adopted[MAX_FDS];
 static int cdevminor[MAX_FDS]; /* a device cdev fd (/dev/vfio/devices/vfioN): N + 1, for fstat; else 0 */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int sock = -1;       /* the connection (CLOEXEC, a high number) */
@@ -544,6 +549,7 @@ static int answer_callback(const struct vn_hdr *h, unsigned char *data)
 		snprintf(link, sizeof(link), "/proc/self/fd/%d", h->fd);
 		long n = syscall(SYS_readlinkat, AT_FDCWD, link, target, sizeof(target) - 1);
 		int efd = n > 0 && (target[n] = 0, !strcmp(target, "anon_inode:[eventfd]"));
+		if (efd && h->fd >= 0 && h->fd < MAX_FDS) adopted[h->fd] = 1;
 		return send_reply(0, efd ? VN_FD_EVENTFD : VN_FD_OPEN, NULL, 0);
 	}
 	case VN_CB_SIGNAL: {
@@ -1170,6 +1176,21 @@ static void forget_fd(int fd)
 	cdevminor[fd] = 0;
 }
 
+/*
+ * A write of 8 bytes to an eventfd the model holds: the model's waiters on it (vfio's INTx unmask
+ * virqfd, an ioeventfd) run as the kernel's would when the program signals it. `forget`: the fd
+ * is being closed, so the number no longer names that eventfd.
+ */
+static void tell_eventfd(int fd, uint64_t value, int forget)
+{
+	if (fd < 0 || fd >= MAX_FDS || !adopted[fd] || sock < 0) return;
+	if (forget) adopted[fd] = 0;
+	struct vn_hdr h = { .type = VN_REQ_SIGNAL, .fd = fd, .num = forget ? VN_SIGNAL_FORGET : 0, .a = value };
+	int e = errno;
+	request(&h, NULL, 0, NULL, 0, NULL, NULL);
+	errno = e;
+}
+
 int close(int fd)
 {
 	RESOLVE(close);
@@ -1178,6 +1199,7 @@ int close(int fd)
 		REAL(close)(fd);
 		return 0;
 	}
+	tell_eventfd(fd, 0, 1);
 	return REAL(close)(fd);
 }
 
@@ -1291,7 +1313,21 @@ ssize_t write(int fd, const void *buf, size_t count)
 {
 	if (is_model(fd)) return model_rw(VN_REQ_WRITE, fd, (void *)buf, count, 0);
 	RESOLVE(write);
-	return REAL(write)(fd, buf, count);
+	ssize_t r = REAL(write)(fd, buf, count);
+	if (r == 8 && fd >= 0 && fd < MAX_FDS && adopted[fd]) {
+		uint64_t v;
+		memcpy(&v, buf, 8);
+		tell_eventfd(fd, v, 0);
+	}
+	return r;
+}
+
+/* glibc's eventfd_write calls its internal write, which no preload sees. */
+int eventfd_write(int fd, eventfd_t value)
+{
+	if (syscall(SYS_write, fd, &value, sizeof(value)) != (long)sizeof(value)) return -1;
+	tell_eventfd(fd, value, 0);
+	return 0;
 }
 
 static ssize_t model_prw(int type, int fd, void *buf, size_t count, int64_t off)

@@ -20,6 +20,12 @@ export class EventFd implements KernelFile {
     this.wake();
   }
 
+  /** What a user's write(2) of `n` does, after its checks: the count grows, waiters run. */
+  add(n: bigint): void {
+    this.count += n;
+    if (n !== 0n) this.wake();
+  }
+
   private wake(): void {
     for (const w of this.waiters) if (w()) this.count = 0n;
   }
@@ -41,8 +47,7 @@ export class EventFd implements KernelFile {
     if (src.byteLength < 8) return -EINVAL;
     const v = new DataView(src.buffer, src.byteOffset, 8).getBigUint64(0, true);
     if (v === 0xffff_ffff_ffff_ffffn) return -EINVAL;
-    this.count += v;
-    if (v !== 0n) this.wake();
+    this.add(v);
     return 8;
   }
 }

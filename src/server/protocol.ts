@@ -40,6 +40,8 @@ export const REQ_LSEEK = 9;
 export const REQ_DUP = 10;
 export const REQ_READLINK = 11;
 export const REQ_LISTDIR = 12;
+/** The client wrote its eventfd `fd` (`a` = the value), or with `num` = SIGNAL_FORGET closed it. */
+export const REQ_SIGNAL = 13;
 export const REQ_SETRLIMIT = 16;
 export const REQ_SETUID = 17;
 export const REQ_SETGID = 18;
@@ -67,6 +69,8 @@ export const IOCTL_ARG_BYTES = 1;
 export const HELLO_MEMLOCK_HOST = 1;
 /** CB_VMA reply flag: private anonymous memory (untouched pages are the zero page). */
 export const VMA_ANONYMOUS = 1;
+/** REQ_SIGNAL's `num` when the client closes the eventfd: the number no longer names it. */
+export const SIGNAL_FORGET = 1;
 /** CB_FDCHECK answers: the fd is open; it is an eventfd. */
 export const FD_OPEN = 1;
 export const FD_EVENTFD = 2;
@@ -86,6 +90,7 @@ export const REQUEST_NAMES: Record<number, string> = {
   [REQ_DUP]: 'dup',
   [REQ_READLINK]: 'readlink',
   [REQ_LISTDIR]: 'listdir',
+  [REQ_SIGNAL]: 'signal',
   [REQ_SETRLIMIT]: 'setrlimit',
   [REQ_SETUID]: 'setuid',
   [REQ_SETGID]: 'setgid',

@@ -51,10 +51,12 @@ import {
   REQ_SETGROUPS,
   REQ_SETRLIMIT,
   REQ_SETUID,
+  REQ_SIGNAL,
   REQ_STATUS,
   REQ_WRITE,
   REQUEST_NAMES,
   RLIMIT_MEMLOCK,
+  SIGNAL_FORGET,
   statusBlock,
 } from './protocol.ts';
 
@@ -66,10 +68,11 @@ const MAX_IO = 2 ** 20;
 const CLOSED_FD = 0x7fff_ffff;
 
 /**
- * An eventfd of the client, given to VFIO_DEVICE_SET_IRQS: the model's device signals it like any
- * eventfd, and each signal is passed on to the client's real eventfd (CB_SIGNAL), so the program's
- * poll loop wakes. Devices raise interrupts during the client's own calls (a DMA ends when its
- * doorbell is written); a signal outside one waits for the client's next request.
+ * An eventfd of the client, given to VFIO_DEVICE_SET_IRQS or VFIO_DEVICE_IOEVENTFD: the model's
+ * device signals it like any eventfd, and each signal is passed on to the client's real eventfd
+ * (CB_SIGNAL), so the program's poll loop wakes. Devices raise interrupts during the client's own
+ * calls (a DMA ends when its doorbell is written); a signal outside one waits for the client's next
+ * request. The client's own writes to it come back as REQ_SIGNAL and run the model's waiters.
  */
 export class ClientEventFd extends EventFd {
   private readonly session: Session;
@@ -100,6 +103,12 @@ export class Session {
   private fdCallbacks = 0;
   /** Whether a request of this client is being answered (it can take callbacks). */
   private busy = false;
+  /**
+   * The client's eventfds the model was handed, by client fd: one stand-in each, so that the same
+   * eventfd is the same file to the model, and so that the client's writes (REQ_SIGNAL) reach the
+   * model's waiters on it. Forgotten when the client closes the fd.
+   */
+  private readonly eventfds = new Map<number, ClientEventFd>();
   /** Interrupts raised while the client was not waiting: client eventfd -> count. */
   private readonly pendingSignals = new Map<number, bigint>();
 
@@ -184,6 +193,14 @@ export class Session {
         const mfd = this.fds.get(f.fd);
         if (mfd === undefined) return encodeReply(-EBADF);
         return encodeReply(p.lseek(mfd, this.offset(f.a), f.num));
+      }
+      case REQ_SIGNAL: {
+        // The program signalled its eventfd: as eventfd_signal in the kernel, the model's waiters
+        // run (an INTx unmask, an ioeventfd's register write). Unknown fds are not the model's.
+        const e = this.eventfds.get(f.fd);
+        if (f.num === SIGNAL_FORGET) this.eventfds.delete(f.fd);
+        else if (e !== undefined) e.add(f.a);
+        return encodeReply(0);
       }
       case REQ_READLINK: {
         const path = new TextDecoder().decode(f.data).replace(/\0.*$/s, '');
@@ -326,7 +343,12 @@ export class Session {
     const what = r === undefined || r.num !== 0 ? 0n : r.a;
     if (what === BigInt(FD_EVENTFD)) {
       // For the length of the call the model process holds a stand-in (the device keeps the file).
-      const t = this.proc!.installFd(new ClientEventFd(this, cfd));
+      let e = this.eventfds.get(cfd);
+      if (e === undefined) {
+        e = new ClientEventFd(this, cfd);
+        this.eventfds.set(cfd, e);
+      }
+      const t = this.proc!.installFd(e);
       if (t >= 0) temps.push(t);
       return t;
     }
@@ -344,13 +366,12 @@ export class Session {
     if (kind === 'vfio-group' && request === vfio.VFIO_GROUP_SET_CONTAINER) at(0);
     else if (device && request === vfio.VFIO_DEVICE_BIND_IOMMUFD) at(8);
     else if (device && request === vfio.VFIO_DEVICE_SET_IRQS && arg.byteLength >= IRQ_SET_SIZE) {
-      // The vfio_irq_set header, then `count` eventfds for DATA_EVENTFD.
+      // The vfio_irq_set header, then `count` eventfds for DATA_EVENTFD (a trigger's, or an unmask's).
       const irqs = decodeIrqSet(arg);
-      const trigger = VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_EVENTFD;
-      if ((irqs.flags & trigger) !== trigger) return;
+      if ((irqs.flags & VFIO_IRQ_SET_DATA_EVENTFD) === 0) return;
       const count = Math.min(irqs.count, (arg.byteLength - IRQ_SET_SIZE) / 4);
       for (let i = 0; i < count; i++) at(IRQ_SET_SIZE + 4 * i);
-    }
+    } else if (device && request === vfio.VFIO_DEVICE_IOEVENTFD) at(24); // vfio_device_ioeventfd.fd
   }
 
   private ioctl(p: Process, f: Frame): Uint8Array {

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -80,6 +81,30 @@ int main(void)
 	int dev = ioctl(g3, VFIO_GROUP_GET_DEVICE_FD, "0000:00:01.0");
 	show("device", dev >= 0);
 	show("mmap_bar", mmap(NULL, 4096, PROT_READ, MAP_SHARED, dev, 0) == MAP_FAILED ? -1 : 0);
+
+	/* read(2) on the device fd follows its file position; it has no llseek (y9-fd-syscalls) */
+	uint32_t reg = 0;
+	show("dev_read", read(dev, &reg, 4));
+	printf("dev_id=0x%x\n", reg);
+	show("dev_read_next", read(dev, &reg, 4));
+	printf("dev_live=0x%x\n", reg);
+	show("dev_lseek", lseek(dev, 0, SEEK_SET));
+
+	/* an ioeventfd on the liveness register: the program's own eventfd writes reach the model */
+	int efd = eventfd(0, EFD_CLOEXEC);
+	struct vfio_device_ioeventfd ie = {
+		.argsz = sizeof(ie), .flags = VFIO_DEVICE_IOEVENTFD_32, .offset = 4, .data = 0x12345678, .fd = efd
+	};
+	show("ioeventfd", ioctl(dev, VFIO_DEVICE_IOEVENTFD, &ie));
+	uint64_t one = 1;
+	show("efd_write", write(efd, &one, 8));
+	pread(dev, &reg, 4, 4);
+	printf("live_after_write=0x%x\n", reg);
+	reg = 0xffffffff;
+	pwrite(dev, &reg, 4, 4);
+	show("efd_eventfd_write", eventfd_write(efd, 1));
+	pread(dev, &reg, 4, 4);
+	printf("live_after_eventfd_write=0x%x\n", reg);
 
 	/* fork: the child's inherited fds are stale; its own open is a new process (the group is busy) */
 	fflush(stdout);

@@ -252,6 +252,16 @@ if (!haveGcc()) {
         vmlck_after: '0',
         device: '1',
         mmap_bar: '-1 ENODEV',
+        dev_read: '4', // y9-fd-syscalls seq 16-17: BAR0 at the file position, which moves
+        dev_id: '0x10000ed',
+        dev_read_next: '4',
+        dev_live: '0x0',
+        dev_lseek: '-1 ESPIPE', // seq 18
+        ioeventfd: '0',
+        efd_write: '8',
+        live_after_write: '0xedcba987', // the model wrote 0x12345678; liveness reads its inverse
+        efd_eventfd_write: '0',
+        live_after_eventfd_write: '0xedcba987', // after a pwrite of ~0 had made it 0
         child_inherited: '-1 ENODEV',
         child_close: '0',
         child_open: '1', // a new connection: a new process of the model

@@ -25,8 +25,10 @@ import {
   REQ_READ,
   REQ_SETRLIMIT,
   REQ_SETUID,
+  REQ_SIGNAL,
   REQ_STATUS,
   RLIMIT_MEMLOCK,
+  SIGNAL_FORGET,
   statusBlock,
 } from '../../src/server/protocol.ts';
 import { EPROTO, Session } from '../../src/server/session.ts';
@@ -35,6 +37,7 @@ import { vfioDeviceBindIommufd } from '../../src/uapi/iommufd.ts';
 import {
   encodeDmaMap,
   VFIO_DEVICE_BIND_IOMMUFD,
+  VFIO_DEVICE_IOEVENTFD,
   VFIO_DEVICE_SET_IRQS,
   VFIO_GET_API_VERSION,
   VFIO_GROUP_GET_DEVICE_FD,
@@ -47,6 +50,7 @@ import {
   IRQ_SET_SIZE,
   regionOffset,
   VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_ACTION_UNMASK,
   VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_PCI_CONFIG_REGION_INDEX,
   VFIO_PCI_INTX_IRQ_INDEX,
@@ -294,6 +298,68 @@ describe('Session: the model side of vfio-nest serve', () => {
     expect(request(r.session, { type: REQ_CLOSE, fd: 31 }).ret).toBe(0);
     expect(request(r.session, { type: REQ_OPEN, fd: again, data: enc('/dev/vfio/1') }).ret).toBe(again);
     expect(request(r.session, { type: REQ_CLOSE, fd: 31 }).ret).toBe(-EBADF);
+  });
+
+  // REQ_SIGNAL: the program's own writes to an eventfd it gave the model run the model's waiters, as
+  // eventfd_signal does in the kernel. y6-device-api seq 158-190: INTx is masked once delivered, and
+  // an unmask while the edu still asserts it sends it again.
+  it("the client's writes to an eventfd the model holds reach the model (an INTx unmask eventfd)", () => {
+    const r = rig();
+    expect(mapDma(r, BUF, 0x100000, PAGE)).toBe(0);
+    const d = device(r);
+    const trigger = r.client.eventfd();
+    const unmask = r.client.eventfd();
+    const irqSet = (action: number, fd: number): Uint8Array => {
+      const b = new Uint8Array(IRQ_SET_SIZE + 4);
+      const v = new DataView(b.buffer);
+      v.setUint32(0, b.byteLength, true);
+      v.setUint32(4, VFIO_IRQ_SET_DATA_EVENTFD | action, true);
+      v.setUint32(8, VFIO_PCI_INTX_IRQ_INDEX, true);
+      v.setUint32(16, 1, true);
+      v.setInt32(IRQ_SET_SIZE, fd, true);
+      return b;
+    };
+    expect(
+      ioctlBytes(r.session, d.fd, VFIO_DEVICE_SET_IRQS, irqSet(VFIO_IRQ_SET_ACTION_TRIGGER, trigger)).ret,
+    ).toBe(0);
+    expect(
+      ioctlBytes(r.session, d.fd, VFIO_DEVICE_SET_IRQS, irqSet(VFIO_IRQ_SET_ACTION_UNMASK, unmask)).ret,
+    ).toBe(0);
+    d.dma(0x100000, 0x40000, 16, false, true);
+    expect(r.client.signals).toEqual([[trigger, 1n]]);
+    expect(request(r.session, { type: REQ_SIGNAL, fd: unmask, a: 1n }).ret).toBe(0);
+    expect(r.client.signals).toEqual([
+      [trigger, 1n],
+      [trigger, 1n],
+    ]);
+    // A number the model was never handed, and one the client closed, reach nothing.
+    expect(request(r.session, { type: REQ_SIGNAL, fd: 77, a: 1n }).ret).toBe(0);
+    expect(request(r.session, { type: REQ_SIGNAL, fd: unmask, num: SIGNAL_FORGET }).ret).toBe(0);
+    expect(request(r.session, { type: REQ_SIGNAL, fd: unmask, a: 1n }).ret).toBe(0);
+    expect(r.client.signals).toHaveLength(2);
+  });
+
+  // An ioeventfd's fd is the client's too; its signal writes the register (y6-device-api: IOEVENTFD
+  // answers and the liveness register, which stores the inverse of what is written: y7 seq 2-4).
+  it("the client's write to an ioeventfd's eventfd makes the model write the BAR", () => {
+    const r = rig();
+    const d = device(r);
+    const efd = r.client.eventfd();
+    const arg = new Uint8Array(32);
+    const v = new DataView(arg.buffer);
+    v.setUint32(0, 32, true);
+    v.setUint32(4, 4, true); // VFIO_DEVICE_IOEVENTFD_32
+    v.setBigUint64(8, BigInt(regionOffset(0) + 4), true);
+    v.setBigUint64(16, 0x1234_5678n, true);
+    v.setInt32(24, efd, true);
+    expect(ioctlBytes(r.session, d.fd, VFIO_DEVICE_IOEVENTFD, arg).ret).toBe(0);
+    const live = (): number => {
+      const b = request(r.session, { type: REQ_PREAD, fd: d.fd, a: BigInt(regionOffset(0) + 4), b: 4n });
+      return new DataView(b.data.buffer).getUint32(0, true);
+    };
+    expect(live()).toBe(0);
+    expect(request(r.session, { type: REQ_SIGNAL, fd: efd, a: 1n }).ret).toBe(0);
+    expect(live()).toBe(~0x1234_5678 >>> 0);
   });
 
   // y9-fd-syscalls (local answers, all eight configurations): vfio fds have no llseek (seq 5, 18),
