@@ -17,6 +17,8 @@ class Tty implements KernelFile {
 }
 
 const MAX_FDS = 1024;
+/** The last whence lseek(2) knows (SEEK_MAX). */
+const SEEK_HOLE = 4;
 
 export interface ProcessOptions extends Partial<Credentials> {
   memlock?: Rlimit;
@@ -134,10 +136,14 @@ export class Process implements Current {
     return r;
   }
 
-  /** lseek(2): ESPIPE unless the file has an llseek operation (no vfio or iommufd fd has: y9, y10). */
+  /**
+   * lseek(2): a whence past SEEK_HOLE is EINVAL (ksys_lseek, from source), then ESPIPE unless the
+   * file has an llseek operation (no vfio or iommufd fd has: y9, y10).
+   */
   lseek(fd: number, offset: number, whence: number): number {
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
+    if (whence >>> 0 > SEEK_HOLE) return -EINVAL;
     if (f.llseek === undefined) return -ESPIPE;
     const r = f.llseek(this.pos.get(fd) ?? 0, offset, whence);
     if (r >= 0) this.pos.set(fd, r);
@@ -202,7 +208,7 @@ export class Process implements Current {
 
   /** eventfd(2): a new counter file. */
   eventfd(): number {
-    return this.installFd(new EventFd());
+    return this.installFd(new EventFd(this.host.profile.eventfdWriteExact));
   }
 
   /** exit(2): every fd is closed, then the address space goes away. */

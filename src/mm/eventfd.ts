@@ -1,6 +1,7 @@
 /**
  * eventfd(2): a 64-bit counter. Writes add, a read returns the count and resets it (-EAGAIN at 0,
- * as a non-blocking eventfd does). VFIO signals interrupts through it.
+ * as a non-blocking eventfd does). VFIO signals interrupts through it. Its file has no position
+ * (oracle y11-eventfd-syscalls: pread and pwrite ESPIPE, lseek 0 wherever asked to go).
  */
 
 import { EAGAIN, EBADF, EINVAL } from '../uapi/errno.ts';
@@ -8,6 +9,7 @@ import type { Current, KernelFile } from './file.ts';
 
 export class EventFd implements KernelFile {
   readonly kind = 'eventfd';
+  readonly stream = true;
   count = 0n;
   /**
    * Kernel waiters (virqfds: vfio's ioeventfds and INTx unmask): each runs when the count is raised;
@@ -38,13 +40,17 @@ export class EventFd implements KernelFile {
     return 8;
   }
 
-  /** noop_llseek (eventfd's file operations; from source, not recorded): the position stays. */
+  /** @param writeExact a write must be exactly 8 bytes (KernelProfile.eventfdWriteExact). */
+  constructor(private readonly writeExact = true) {}
+
+  /** noop_llseek: the position stays where it is, at 0 (y11 seq 16-18). */
   llseek(pos: number): number {
     return pos;
   }
 
+  /** Fewer than 8 bytes, or all ones, is EINVAL (y11 seq 9-10); more is EINVAL from 6.12 (seq 12). */
   write(_current: Current, src: Uint8Array, _offset: number): number {
-    if (src.byteLength < 8) return -EINVAL;
+    if (this.writeExact ? src.byteLength !== 8 : src.byteLength < 8) return -EINVAL;
     const v = new DataView(src.buffer, src.byteOffset, 8).getBigUint64(0, true);
     if (v === 0xffff_ffff_ffff_ffffn) return -EINVAL;
     this.add(v);

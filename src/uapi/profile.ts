@@ -96,6 +96,11 @@ export interface KernelProfile {
    * two 4-byte accesses (oracle y7-edu-registers seq 11, 13: the edu's 0x84 answers the upper half).
    */
   barQwordAccess: boolean;
+  /**
+   * An eventfd write must be exactly 8 bytes (6.12+); before, it takes the first 8 of a longer one
+   * and returns 8 (oracle y11-eventfd-syscalls seq 12).
+   */
+  eventfdWriteExact: boolean;
 }
 
 const base: KernelProfile = {
@@ -127,6 +132,7 @@ const base: KernelProfile = {
   ioeventfd: 'qword',
   ctxTriggerBadFdEinval: true,
   barQwordAccess: true,
+  eventfdWriteExact: true,
 };
 
 export const PROFILES: Record<KernelVersion, KernelProfile> = {
@@ -156,6 +162,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     ioeventfd: 'none',
     ctxTriggerBadFdEinval: false,
     barQwordAccess: false,
+    eventfdWriteExact: false,
   },
   '6.1': {
     ...base,
@@ -167,6 +174,7 @@ export const PROFILES: Record<KernelVersion, KernelProfile> = {
     cdevIommufd: false,
     ctxTriggerBadFdEinval: false,
     barQwordAccess: false,
+    eventfdWriteExact: false,
   },
   '6.12': { ...base },
   '6.18': {

@@ -101,6 +101,11 @@ export interface KernelFacts {
    * smmuv3); null on 3.19, which was never asked.
    */
   device: DeviceFacts | null;
+  /**
+   * An eventfd write of other than 8 bytes is EINVAL (O y11-eventfd-syscalls seq 12: 6.12, 6.18; 6.1
+   * takes 8 of 16); null on 3.19, never asked.
+   */
+  eventfdWriteExact: boolean | null;
 }
 
 export interface DeviceFacts {
@@ -133,6 +138,7 @@ const F_6_1: KernelFacts = {
   boolWords: /^([yYnN01tTfF]|[oO][nNfF])/,
   deviceFdContainerFirst: false,
   device: { hotResetNeedsFds: false, ioeventfdQword: true },
+  eventfdWriteExact: false,
 };
 const F_6_12: KernelFacts = {
   ...F_6_1,
@@ -141,6 +147,7 @@ const F_6_12: KernelFacts = {
   smmuNestingEperm: true,
   zeroPage: false,
   device: { hotResetNeedsFds: true, ioeventfdQword: true },
+  eventfdWriteExact: true,
 };
 
 export const KERNEL_FACTS: Record<KernelVersion, KernelFacts> = {
@@ -159,6 +166,7 @@ export const KERNEL_FACTS: Record<KernelVersion, KernelFacts> = {
     boolWords: /^[yYnN01]/,
     deviceFdContainerFirst: true,
     device: null,
+    eventfdWriteExact: null,
   },
   '6.1': F_6_1,
   '6.12': F_6_12,

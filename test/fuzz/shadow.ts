@@ -407,13 +407,22 @@ export class Shadow {
    * llseek (ESPIPE); the container and group have no read or write (EINVAL); vfio-pci refuses a
    * region index past its last (EINVAL). What a device region holds is left to the model.
    */
-  fileIo(p: SProc, fd: number, how: FileIo, off: number): Prediction {
+  fileIo(p: SProc, fd: number, how: FileIo, off: number, len: number): Prediction {
     const positional = how === 'pread' || how === 'pwrite';
     if (positional && off < 0) return certain(-EINVAL);
     const f = p.fds.get(fd);
     if (f === undefined) return certain(-EBADF);
-    if (this.k.device === null) return uncertain('file syscalls on 3.19');
+    if (this.k.device === null || this.k.eventfdWriteExact === null)
+      return uncertain('file syscalls on 3.19');
     switch (f.kind) {
+      case 'eventfd':
+        // O y11-eventfd-syscalls: no position (pread, pwrite ESPIPE; lseek 0), reads of at least 8
+        // bytes, writes of 8 (or more before 6.12). The fuzzer writes zeros, which add nothing.
+        if (how === 'lseek') return certain(0); // seq 16-18
+        if (positional) return certain(-ESPIPE); // seq 13-15
+        if (how === 'read') return len < 8 ? certain(-EINVAL) : uncertain('an eventfd count'); // seq 7
+        if (len < 8 || (this.k.eventfdWriteExact && len !== 8)) return certain(-EINVAL); // seq 9, 12
+        return certain(8); // seq 11, 21
       case 'container':
       case 'group':
         return certain(how === 'lseek' ? -ESPIPE : -EINVAL); // seq 1-6, 8-12

@@ -509,7 +509,8 @@ export class World {
     if ((op.how === 'write' || op.how === 'pwrite') && (kind.startsWith('vfio-device') || kind === 'sysfs'))
       return 'skipped';
     const buf = new Uint8Array(op.len);
-    const predict = this.shadow && this.sp ? () => this.shadow!.fileIo(this.sp!, fd, op.how, op.off) : null;
+    const predict =
+      this.shadow && this.sp ? () => this.shadow!.fileIo(this.sp!, fd, op.how, op.off, op.len) : null;
     return this.syscall(predict, () => {
       switch (op.how) {
         case 'read':

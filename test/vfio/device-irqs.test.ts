@@ -52,7 +52,7 @@ function setIrqs(proc: Process, dfd: number, flags: number, index: number, fds: 
 
 const readCount = (proc: Process, fd: number): bigint => {
   const b = new Uint8Array(8);
-  return proc.pread(fd, b, 0) === 8 ? new DataView(b.buffer).getBigUint64(0, true) : 0n;
+  return proc.read(fd, b) === 8 ? new DataView(b.buffer).getBigUint64(0, true) : 0n;
 };
 
 /** The edu raises its interrupt: INTERRUPT_RAISE (BAR0 0x60) with a status bit. */
@@ -113,13 +113,13 @@ describe('vfio-pci interrupts', () => {
     expect(readCount(proc, efd)).toBe(1n);
     const one = new Uint8Array(8);
     one[0] = 1;
-    proc.pwrite(unmask, one, 0);
+    proc.write(unmask, one);
     expect(readCount(proc, unmask)).toBe(0n); // consumed by the kernel's handler
     raise(proc, dfd);
     expect(readCount(proc, efd)).toBe(1n);
     // fd -1 drops the virqfd: a signal no longer unmasks.
     expect(setIrqs(proc, dfd, UNMASK_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, [-1])).toBe(0);
-    proc.pwrite(unmask, one, 0);
+    proc.write(unmask, one);
     raise(proc, dfd);
     expect(readCount(proc, efd)).toBe(0n);
     expect(readCount(proc, unmask)).toBe(1n);
@@ -216,13 +216,13 @@ describe('VFIO_DEVICE_IOEVENTFD', () => {
     expect(liveness(proc, dfd)).toBe(0); // nothing written yet (y7 seq 10)
     const one = new Uint8Array(8);
     one[0] = 1;
-    expect(proc.pwrite(efd, one, 0)).toBe(8);
+    expect(proc.write(efd, one)).toBe(8);
     expect(liveness(proc, dfd)).toBe(0xedcba987);
     expect(readCount(proc, efd)).toBe(0n); // the kernel's handler consumed the count
     expect(ioeventfd(proc, dfd, 4, 0x12345678, -1)).toBe(0);
     expect(ioeventfd(proc, dfd, 4, 0x12345678, -1)).toBe(-ENODEV); // y6 seq 59
     proc.pwrite(dfd, new Uint8Array(4), regionOffset(0) + 4);
-    expect(proc.pwrite(efd, one, 0)).toBe(8);
+    expect(proc.write(efd, one)).toBe(8);
     expect(liveness(proc, dfd)).toBe(0xffffffff);
     expect(readCount(proc, efd)).toBe(1n);
   });
