@@ -17,6 +17,9 @@ export class EventFd implements KernelFile {
    */
   readonly waiters = new Set<() => boolean>();
 
+  /** @param writeExact a write must be exactly 8 bytes (KernelProfile.eventfdWriteExact). */
+  constructor(private readonly writeExact = true) {}
+
   signal(n = 1n): void {
     this.count += n;
     this.wake();
@@ -39,9 +42,6 @@ export class EventFd implements KernelFile {
     this.count = 0n;
     return 8;
   }
-
-  /** @param writeExact a write must be exactly 8 bytes (KernelProfile.eventfdWriteExact). */
-  constructor(private readonly writeExact = true) {}
 
   /** noop_llseek: the position stays where it is, at 0 (y11 seq 16-18). */
   llseek(pos: number): number {

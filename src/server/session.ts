@@ -12,12 +12,7 @@ import { CAP_FULL_SET } from '../mm/task.ts';
 import { EBADF, EINVAL, EMFILE, EPERM, errnoName } from '../uapi/errno.ts';
 import { ioctlName } from '../uapi/names.ts';
 import * as vfio from '../uapi/vfio.ts';
-import {
-  decodeIrqSet,
-  IRQ_SET_SIZE,
-  VFIO_IRQ_SET_ACTION_TRIGGER,
-  VFIO_IRQ_SET_DATA_EVENTFD,
-} from '../uapi/vfio-device.ts';
+import { decodeIrqSet, IRQ_SET_SIZE, VFIO_IRQ_SET_DATA_EVENTFD } from '../uapi/vfio-device.ts';
 import { type ClientChannel, ClientMemory } from './client-memory.ts';
 import {
   CB_FDCHECK,

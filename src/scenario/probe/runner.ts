@@ -729,7 +729,7 @@ export class ProbeProcess {
     if (name === 'device') return this.dfd;
     if (name === 'iommufd') return this.ifd;
     if (name === 'veventq') return this.veventqFd;
-    return name === undefined ? -1 : Number.parseInt(name, 0) || 0;
+    return name === undefined ? -1 : Number(name) || 0;
   }
 
   /** fill_fds: opens /dev/null until EMFILE and keeps them; prints how many opened (local op). */
