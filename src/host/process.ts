@@ -150,13 +150,16 @@ export class Process implements Current {
     return r;
   }
 
-  /** mmap(2): anonymous memory when fd is -1 (options.hugeLg2 for MAP_HUGETLB), else a file region. */
-  mmap(len: number, options: MmapOptions & { fd?: number; offset?: number } = {}): number {
+  /**
+   * mmap(2): anonymous memory when fd is -1 (options.hugeLg2 for MAP_HUGETLB), else a file region,
+   * shared unless `private` (MAP_PRIVATE).
+   */
+  mmap(len: number, options: MmapOptions & { fd?: number; offset?: number; private?: boolean } = {}): number {
     if (options.fd === undefined || options.fd < 0) return this.mm.mmap(len, options);
     const f = this.fds.get(options.fd);
     if (f === undefined) return -EBADF;
     if (f.mmap === undefined) return -ENODEV;
-    const m = f.mmap(this, options.offset ?? 0, len);
+    const m = f.mmap(this, options.offset ?? 0, len, options.private !== true);
     if (typeof m === 'number') return m;
     return this.mm.mmap(len, { ...options, pfnmapBase: m.pa, mmio: m.mmio, mmioOffset: m.mmioOffset });
   }

@@ -43,10 +43,10 @@ export interface KernelFile {
    */
   llseek?(pos: number, offset: number, whence: number): number;
   /**
-   * mmap(MAP_SHARED) of `len` bytes at file offset `offset`: the physical address to map
-   * (VM_PFNMAP) and the device registers behind it, or -errno.
+   * mmap of `len` bytes at file offset `offset`, MAP_SHARED or (`shared` false) MAP_PRIVATE: the
+   * physical address to map (VM_PFNMAP) and the device registers behind it, or -errno.
    */
-  mmap?(current: Current, offset: number, len: number): FileMapping | number;
+  mmap?(current: Current, offset: number, len: number, shared: boolean): FileMapping | number;
   /** Last close of the file. */
   release?(current: Current): void;
 }

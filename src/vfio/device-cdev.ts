@@ -177,8 +177,8 @@ export class VfioCdevFile<C extends CdevIommufdCtx = CdevIommufdCtx, D = unknown
     return this.inner === null ? -EINVAL : this.inner.write(current, src, offset);
   }
 
-  mmap(current: Current, offset: number, len: number): FileMapping | number {
-    return this.inner === null ? -EINVAL : this.inner.mmap(current, offset, len);
+  mmap(current: Current, offset: number, len: number, shared: boolean): FileMapping | number {
+    return this.inner === null ? -EINVAL : this.inner.mmap(current, offset, len, shared);
   }
 
   /** vfio_df_device_last_close: close_device (bus mastering off), then detach and unbind. */

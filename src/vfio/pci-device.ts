@@ -459,10 +459,14 @@ export class VfioPciDeviceFile implements KernelFile {
   }
 
   /** vfio_pci_core_mmap: BARs only, within the BAR, page aligned. */
-  mmap(_current: Current, offset: number, len: number): FileMapping | number {
+  /**
+   * vfio_pci_core_mmap: a shared mapping of a BAR, page-aligned, inside its size; everything else is
+   * EINVAL (y12-device-mmap: a private map, ROM, config, VGA, an absent BAR, past the end).
+   */
+  mmap(_current: Current, offset: number, len: number, shared: boolean): FileMapping | number {
     const index = Math.floor(offset / REGION_SPAN);
     const off = offset % REGION_SPAN;
-    if (index >= VFIO_PCI_ROM_REGION_INDEX) return -EINVAL;
+    if (!shared || index >= VFIO_PCI_ROM_REGION_INDEX) return -EINVAL;
     const bar = this.vdev.fn.bars[index];
     if (!bar || bar.size < 4096 || off % 4096 !== 0 || off + len > bar.size) return -EINVAL;
     return { pa: this.vdev.barPa[index] + off, mmio: bar, mmioOffset: off };

@@ -206,5 +206,6 @@ export const PROBE_OPS: Record<string, OpSpec> = {
   dirty: { args: { c: n, flags: n, iova: n, size: n, pgsize: n, bitmap_size: n }, local: true },
   efd_read: { args: { fd: n }, required: ['fd'], local: true },
   fill_fds: { args: {}, local: true },
+  dev_mmap: { args: { off: n, len: n, prot: n, private: s }, required: ['off'], local: true },
   fd_rw: { args: { fd: s, how: s, off: n, len: n, value: n, whence: n }, required: ['fd'], local: true },
 };

@@ -732,6 +732,31 @@ export class ProbeProcess {
     return name === undefined ? -1 : Number(name) || 0;
   }
 
+  /**
+   * dev_mmap off= [len=4096] [private=1] [prot=3]: mmap(2) of the device fd at a region offset; on
+   * success, a readable mapping's first 32-bit word as "word", then munmap (local op).
+   */
+  op_dev_mmap(): void {
+    const len = Number(this.argu('len', 4096n));
+    const prot = Number(this.argu('prot', 3n));
+    this.begin('dev_mmap');
+    const va = this.proc.mmap(len, {
+      fd: this.dfd,
+      offset: Number(this.argu('off', 0n)),
+      prot,
+      private: this.has('private'),
+    });
+    this.res(Math.min(va, 0));
+    if (va >= 0) {
+      if (prot & 1) {
+        const w = this.proc.readMemory(va, 4) as Uint8Array;
+        this.rec.word = `0x${new DataView(w.buffer).getUint32(0, true).toString(16)}`;
+      }
+      this.proc.munmap(va, len);
+    }
+    this.end();
+  }
+
   /** fill_fds: opens /dev/null until EMFILE and keeps them; prints how many opened (local op). */
   op_fill_fds(): void {
     let n = 0;
