@@ -41,6 +41,17 @@ function u32(b: Uint8Array, off: number): number {
   return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
 }
 
+/**
+ * mmap(MAP_SHARED) of the device fd (O y12-device-mmap): a page-aligned piece of BAR0 inside its 1 MiB
+ * maps (0 here: the address is the model's to choose); anything else is EINVAL.
+ */
+export function deviceMmap(d: DeviceFacts | null, offset: number, len: number): Prediction {
+  if (d === null) return uncertain('the device fd on 3.19');
+  const pages = Math.ceil(len / 4096) * 4096;
+  const bar0 = Number(REGIONS[0].size);
+  return certain(len > 0 && offset % 4096 === 0 && offset + pages <= bar0 ? 0 : -EINVAL); // seq 5-20
+}
+
 export function deviceIoctl(d: DeviceFacts | null, req: number, arg: ArgView): Prediction {
   if (d === null) return uncertain('the device fd on 3.19');
   switch (req) {

@@ -43,6 +43,7 @@ import {
   Shadow,
   type SProc,
 } from './shadow.ts';
+import { deviceMmap } from './shadow-device.ts';
 
 /** Errno values Linux defines (asm-generic/errno-base.h and errno.h): 1..133. */
 const MAX_ERRNO = 133;
@@ -428,7 +429,9 @@ export class World {
         if (dev === undefined) return 'skipped';
         const bar = REGIONS[4];
         p.munmap(bar.base, bar.pages * 4096);
+        const pred = this.shadow ? deviceMmap(this.shadow.k.device, op.page * 4096, op.pages * 4096) : null;
         const r = p.mmap(op.pages * 4096, { fd: dev, offset: op.page * 4096, addr: bar.base });
+        this.checkRet(Math.min(r, 0), pred, `mmap of BAR0 page ${op.page}, ${op.pages} pages`);
         this.compare();
         return Math.min(r, 0);
       }
