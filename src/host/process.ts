@@ -90,7 +90,7 @@ export class Process implements Current {
 
   /**
    * pread(2). ksys_pread64 refuses a negative offset before it looks at the fd; a stream has no
-   * FMODE_PREAD (ESPIPE, y10 seq 26-27); a file without a read operation is EINVAL (y9 seq 2).
+   * FMODE_PREAD (ESPIPE, y10 seq 28-29); a file without a read operation is EINVAL (y9 seq 2).
    */
   pread(fd: number, dst: Uint8Array, offset: number): number {
     if (offset < 0) return -EINVAL;
@@ -102,7 +102,7 @@ export class Process implements Current {
 
   /**
    * read(2) at the file position, which it then advances: two reads of a vfio device fd read
-   * consecutive bytes of region 0 (y9 seq 16-17). A stream has no position (y10 seq 23-25).
+   * consecutive bytes of region 0 (y9 seq 16-17). A stream has no position (y10 seq 25-27).
    */
   read(fd: number, dst: Uint8Array): number {
     const f = this.fds.get(fd);

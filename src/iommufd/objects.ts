@@ -274,7 +274,7 @@ export class Veventq extends IommufdObject {
 /** The vEVENTQ's anonymous file ("[iommufd-viommu-event]"): read(), no seeking; it holds the vEVENTQ. */
 export class VeventqFile implements KernelFile {
   readonly kind = 'iommufd-veventq';
-  /** nonseekable_open: no position; pread and pwrite are ESPIPE (y10 seq 26-29). */
+  /** nonseekable_open: no position; pread and pwrite are ESPIPE (y10 seq 28-31). */
   readonly stream = true;
 
   constructor(

@@ -39,7 +39,7 @@ export interface KernelFile {
   readonly stream?: boolean;
   /**
    * llseek: the new file position, from the current one, or -errno. Absent: the file's operations
-   * have none, so lseek(2) is ESPIPE (every vfio and iommufd fd: y9 seq 5, 12, 18; y10 seq 6, 30).
+   * have none, so lseek(2) is ESPIPE (every vfio and iommufd fd: y9 seq 5, 12, 18; y10 seq 6, 32).
    */
   llseek?(pos: number, offset: number, whence: number): number;
   /**

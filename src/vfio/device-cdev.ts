@@ -177,6 +177,7 @@ export class VfioCdevFile<C extends CdevIommufdCtx = CdevIommufdCtx, D = unknown
     return this.inner === null ? -EINVAL : this.inner.write(current, src, offset);
   }
 
+  /** EINVAL until BIND_IOMMUFD, then vfio-pci's (y10-iommufd-fd-syscalls seq 12, 14). */
   mmap(current: Current, offset: number, len: number, shared: boolean): FileMapping | number {
     return this.inner === null ? -EINVAL : this.inner.mmap(current, offset, len, shared);
   }

@@ -223,7 +223,7 @@ describe('the vIOMMU', () => {
   });
 
   // x17-iommufd-veventq-life: IOMMU_DESTROY of an open vEVENTQ is EBUSY, after its close 0 (seq 11-14).
-  // pread's ESPIPE on the nonseekable stream: y10-iommufd-fd-syscalls seq 26-27 (local answers).
+  // pread's ESPIPE on the nonseekable stream: y10-iommufd-fd-syscalls seq 28-29 (local answers).
   it('the vEVENTQ fd is a stream: pread is ESPIPE, read() gets the records', () => {
     const { proc, ifd, viommu } = nested();
     const q = ifd.veventqAlloc({ viommuId: viommu, depth: 4 });
