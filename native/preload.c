@@ -343,9 +343,10 @@ static void drop_connection(void)
 	sock = -1;
 	have_status = 0;
 	nknown = 0;
-	/* The model process is gone with the connection: its fds are stale. */
+	/* The model process is gone with the connection: its fds are stale, its eventfds not its own. */
 	for (int i = 0; i < MAX_FDS; i++)
 		if (fdkind[i] != K_NONE) fdkind[i] = K_STALE;
+	memset(adopted, 0, sizeof(adopted));
 }
 
 static int send_all(const struct vn_hdr *h, const void *data, size_t dlen)
@@ -691,6 +692,21 @@ static int is_status_path(const char *path)
 	return !strcmp(path, mine);
 }
 
+/* A memfd holding `n` bytes, read from its start: a file the program reads as it would the real one.
+ * -1 (errno set) if it cannot be made or filled. */
+static int memfd_of(const char *name, const void *buf, size_t n, int flags)
+{
+	int fd = (int)syscall(SYS_memfd_create, name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	if (fd < 0) return -1;
+	if (syscall(SYS_pwrite64, fd, buf, n, 0) != (long)n) {
+		int e = errno;
+		raw_close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
 /* /proc/self/status with the model's Uid, Gid, CapPrm, CapEff, VmLck, VmPin: a memfd, or -1. */
 static int status_file(int flags)
 {
@@ -729,16 +745,7 @@ static int status_file(int flags)
 		line += len;
 	}
 	free(real);
-	int fd = (int)syscall(SYS_memfd_create, "vfio-nest-status", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
-	if (fd >= 0) {
-		size_t done = 0;
-		while (done < n) {
-			long w = syscall(SYS_write, fd, out + done, n - done);
-			if (w <= 0) break;
-			done += (size_t)w;
-		}
-		syscall(SYS_lseek, fd, 0, SEEK_SET);
-	}
+	int fd = memfd_of("vfio-nest-status", out, n, flags);
 	free(out);
 	return fd;
 }
@@ -768,16 +775,19 @@ static int model_open(const char *path, int flags, int kind)
 }
 
 /* ---------- readlink ---------- */
-/* /sys/bus/pci/devices/<name>/iommu_group: the model's group for its device (QEMU's vfio-pci looks
- * its group up there); the model says ENOENT for a device it does not have. */
-static int routed_link(const char *path)
+/* /sys/bus/pci/devices/<name><suffix> with a server to ask: the model answers for its devices (and
+ * says ENOENT for others). */
+static int pci_dev_path(const char *path, const char *suf)
 {
 	if (!path || !getenv("VFIO_NEST_SOCKET")) return 0;
-	const char *pre = "/sys/bus/pci/devices/", *suf = "/iommu_group";
+	const char *pre = "/sys/bus/pci/devices/";
 	size_t n = strlen(path), lp = strlen(pre), ls = strlen(suf);
 	return n > lp + ls && !strncmp(path, pre, lp) && !strcmp(path + n - ls, suf) &&
 	       !memchr(path + lp, '/', n - lp - ls);
 }
+
+/* .../iommu_group: the model's group for its device (QEMU's vfio-pci looks its group up there). */
+static int routed_link(const char *path) { return pci_dev_path(path, "/iommu_group"); }
 
 static ssize_t model_readlink(const char *path, char *buf, size_t len)
 {
@@ -819,15 +829,8 @@ struct vn_dir {
 	struct dirent64 ent64;
 };
 
-static int routed_dir(const char *path)
-{
-	if (!path || !getenv("VFIO_NEST_SOCKET")) return 0;
-	const char *pre = "/sys/bus/pci/devices/", *suf = "/vfio-dev";
-	size_t n = strlen(path), lp = strlen(pre), ls = strlen(suf);
-	while (n > lp && path[n - 1] == '/') n--;
-	return n > lp + ls && !strncmp(path, pre, lp) && !strncmp(path + n - ls, suf, ls) &&
-	       !memchr(path + lp, '/', n - lp - ls);
-}
+/* No trailing '/': the path goes to the server as written. */
+static int routed_dir(const char *path) { return pci_dev_path(path, "/vfio-dev"); }
 
 static struct vn_dir *ours(DIR *d) { return d && ((struct vn_dir *)d)->magic == VN_DIR_MAGIC ? (struct vn_dir *)d : NULL; }
 
@@ -960,14 +963,7 @@ static int snapshot_open(const char *path, int flags)
 		errno = e;
 		return -1;
 	}
-	int fd = memfd_create("vfio-nest-sysfs", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
-	if (fd >= 0 && syscall(SYS_pwrite64, fd, text, (size_t)n, 0) != n) {
-		e = errno;
-		raw_close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
+	return memfd_of("vfio-nest-sysfs", text, (size_t)n, flags);
 }
 
 /* 1 when the call was ours (result in *ret). */
@@ -1041,7 +1037,8 @@ int __open_2(const char *path, int flags) { return open(path, flags); }
 int __open64_2(const char *path, int flags) { return open64(path, flags); }
 int __openat_2(int dirfd, const char *path, int flags) { return openat(dirfd, path, flags); }
 
-/* fopen: only /proc/self/status is ours (stdio reads through libc-internal calls we do not see). */
+/* fopen: /proc/self/status and a model device's sysfs attributes are ours, as memfd snapshots
+ * (stdio reads through libc-internal calls we do not see). */
 static FILE *maybe_fopen(const char *path, const char *mode, int *ours)
 {
 	*ours = 0;
@@ -1183,8 +1180,9 @@ static void forget_fd(int fd)
  */
 static void tell_eventfd(int fd, uint64_t value, int forget)
 {
-	if (fd < 0 || fd >= MAX_FDS || !adopted[fd] || sock < 0) return;
+	if (fd < 0 || fd >= MAX_FDS || !adopted[fd]) return;
 	if (forget) adopted[fd] = 0;
+	if (sock < 0) return;
 	struct vn_hdr h = { .type = VN_REQ_SIGNAL, .fd = fd, .num = forget ? VN_SIGNAL_FORGET : 0, .a = value };
 	int e = errno;
 	request(&h, NULL, 0, NULL, 0, NULL, NULL);
@@ -1238,11 +1236,11 @@ static int dup_to(int old, int to, int flags, int three)
 {
 	RESOLVE(dup2);
 	RESOLVE(dup3);
-	if (old == to || (!is_model(old) && !is_model(to)))
-		return three ? REAL(dup3)(old, to, flags) : REAL(dup2)(old, to);
 	int r = three ? REAL(dup3)(old, to, flags) : REAL(dup2)(old, to);
-	if (r < 0) return r;
-	if (is_model(to)) forget_fd(to); /* dup2 closed it */
+	if (r < 0 || old == to) return r;
+	tell_eventfd(to, 0, 1); /* dup2 closed it: the number no longer names that eventfd */
+	if (!is_model(old) && !is_model(to)) return r;
+	if (is_model(to)) forget_fd(to);
 	return is_model(old) ? after_dup(old, r) : r;
 }
 
@@ -1330,39 +1328,30 @@ int eventfd_write(int fd, eventfd_t value)
 	return 0;
 }
 
-static ssize_t model_prw(int type, int fd, void *buf, size_t count, int64_t off)
-{
-	if (off < 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	return model_rw(type, fd, buf, count, (uint64_t)off);
-}
-
 ssize_t pread(int fd, void *buf, size_t count, off_t off)
 {
-	if (is_model(fd)) return model_prw(VN_REQ_PREAD, fd, buf, count, off);
+	if (is_model(fd)) return model_rw(VN_REQ_PREAD, fd, buf, count, (uint64_t)off);
 	RESOLVE(pread);
 	return REAL(pread)(fd, buf, count, off);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t count, off_t off)
 {
-	if (is_model(fd)) return model_prw(VN_REQ_PWRITE, fd, (void *)buf, count, off);
+	if (is_model(fd)) return model_rw(VN_REQ_PWRITE, fd, (void *)buf, count, (uint64_t)off);
 	RESOLVE(pwrite);
 	return REAL(pwrite)(fd, buf, count, off);
 }
 
 ssize_t pread64(int fd, void *buf, size_t count, off64_t off)
 {
-	if (is_model(fd)) return model_prw(VN_REQ_PREAD, fd, buf, count, off);
+	if (is_model(fd)) return model_rw(VN_REQ_PREAD, fd, buf, count, (uint64_t)off);
 	RESOLVE(pread64);
 	return REAL(pread64)(fd, buf, count, off);
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off64_t off)
 {
-	if (is_model(fd)) return model_prw(VN_REQ_PWRITE, fd, (void *)buf, count, off);
+	if (is_model(fd)) return model_rw(VN_REQ_PWRITE, fd, (void *)buf, count, (uint64_t)off);
 	RESOLVE(pwrite64);
 	return REAL(pwrite64)(fd, buf, count, off);
 }
@@ -1672,6 +1661,7 @@ static void after_fork_child(void)
 	nknown = 0;
 	for (int i = 0; i < MAX_FDS; i++)
 		if (fdkind[i] != K_NONE) fdkind[i] = K_STALE;
+	memset(adopted, 0, sizeof(adopted));
 	pthread_mutex_unlock(&memfd_lock);
 	pthread_mutex_unlock(&lock);
 }

@@ -93,11 +93,12 @@ export class Process implements Current {
    * FMODE_PREAD (ESPIPE, y10 seq 28-29); a file without a read operation is EINVAL (y9 seq 2).
    */
   pread(fd: number, dst: Uint8Array, offset: number): number {
-    if (offset < 0) return -EINVAL;
-    const f = this.fds.get(fd);
-    if (f === undefined) return -EBADF;
-    if (f.stream === true) return -ESPIPE;
-    return f.read === undefined ? -EINVAL : f.read(this, dst, offset);
+    return this.rwAt(fd, dst, offset, false);
+  }
+
+  /** pwrite(2): as pread (y10 seq 31, y9 seq 4). */
+  pwrite(fd: number, src: Uint8Array, offset: number): number {
+    return this.rwAt(fd, src, offset, true);
   }
 
   /**
@@ -105,34 +106,32 @@ export class Process implements Current {
    * consecutive bytes of region 0 (y9 seq 16-17). A stream has no position (y10 seq 25-27).
    */
   read(fd: number, dst: Uint8Array): number {
-    const f = this.fds.get(fd);
-    if (f === undefined) return -EBADF;
-    if (f.read === undefined) return -EINVAL;
-    if (f.stream === true) return f.read(this, dst, 0);
-    const pos = this.pos.get(fd) ?? 0;
-    const r = f.read(this, dst, pos);
-    if (r > 0) this.pos.set(fd, pos + r);
-    return r;
-  }
-
-  /** pwrite(2): as pread. */
-  pwrite(fd: number, src: Uint8Array, offset: number): number {
-    if (offset < 0) return -EINVAL;
-    const f = this.fds.get(fd);
-    if (f === undefined) return -EBADF;
-    if (f.stream === true) return -ESPIPE;
-    return f.write === undefined ? -EINVAL : f.write(this, src, offset);
+    return this.rwAtPosition(fd, dst, false);
   }
 
   /** write(2) at the file position, which it then advances (y9 seq 20 wrote where two reads left it). */
   write(fd: number, src: Uint8Array): number {
+    return this.rwAtPosition(fd, src, true);
+  }
+
+  private rwAt(fd: number, buf: Uint8Array, offset: number, write: boolean): number {
+    if (offset < 0) return -EINVAL;
     const f = this.fds.get(fd);
     if (f === undefined) return -EBADF;
-    if (f.write === undefined) return -EINVAL;
-    if (f.stream === true) return f.write(this, src, 0);
-    const pos = this.pos.get(fd) ?? 0;
-    const r = f.write(this, src, pos);
-    if (r > 0) this.pos.set(fd, pos + r);
+    if (f.stream === true) return -ESPIPE;
+    const io = write ? f.write : f.read;
+    return io === undefined ? -EINVAL : io.call(f, this, buf, offset);
+  }
+
+  private rwAtPosition(fd: number, buf: Uint8Array, write: boolean): number {
+    const f = this.fds.get(fd);
+    if (f === undefined) return -EBADF;
+    const io = write ? f.write : f.read;
+    if (io === undefined) return -EINVAL;
+    const stream = f.stream === true;
+    const pos = stream ? 0 : (this.pos.get(fd) ?? 0);
+    const r = io.call(f, this, buf, pos);
+    if (r > 0 && !stream) this.pos.set(fd, pos + r);
     return r;
   }
 

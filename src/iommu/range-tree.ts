@@ -80,8 +80,7 @@ export class RangeTree<T extends Range> {
     if (lefts[n] !== NIL && rights[n] !== NIL) {
       // Two children: the successor's value moves here and the successor's node goes instead; the
       // range after the removed one is then in this node.
-      let m = rights[n];
-      while (lefts[m] !== NIL) m = lefts[m];
+      const m = this.leftmost(rights[n]);
       this.values[n] = this.values[m];
       this.keys[n] = this.keys[m];
       if (this.last === m) this.last = n;
@@ -193,32 +192,16 @@ export class RangeTree<T extends Range> {
     return best !== NIL && keys[best] < end ? this.touch(best) : undefined;
   }
 
-  /** The range that follows `value` in iova order (`value` in the tree; else the first above its iova). */
+  /** The range that follows `value`, which is in the tree, in iova order. */
   next(value: T): T | undefined {
     const n = this.nodeOf(value);
-    if (n !== NIL) {
-      const s = this.next1(n);
-      return s === NIL ? undefined : this.touch(s);
-    }
-    const keys = this.keys;
-    const iova = value.iova;
-    let best = NIL;
-    for (let m = this.root; m !== NIL; ) {
-      if (keys[m] > iova) {
-        best = m;
-        m = this.lefts[m];
-      } else {
-        m = this.rights[m];
-      }
-    }
-    return best === NIL ? undefined : this.touch(best);
+    if (n === NIL) throw new Error(`RangeTree: no range at ${value.iova}`);
+    const s = this.next1(n);
+    return s === NIL ? undefined : this.touch(s);
   }
 
   first(): T | undefined {
-    let n = this.root;
-    if (n === NIL) return undefined;
-    while (this.lefts[n] !== NIL) n = this.lefts[n];
-    return this.values[n];
+    return this.root === NIL ? undefined : this.values[this.leftmost(this.root)];
   }
 
   /**

@@ -31,7 +31,7 @@ import {
   s2Sl0ForStartLevel,
 } from './geometry.ts';
 import type { FrameMemory, PgtableMemory, TableAllocator } from './types.ts';
-import { EEXIST, EINVAL, ENOMEM, ERANGE, IOMMU_READ, IOMMU_WRITE } from './types.ts';
+import { EEXIST, EINVAL, ENOMEM, ERANGE, frameMemoryOf, IOMMU_READ, IOMMU_WRITE } from './types.ts';
 import { ACCESS_PROBE, FAULT_NONE, WalkRegime, WalkResult, walk } from './walk.ts';
 
 /** Linux `ARM_LPAE_MAX_ADDR_BITS` (52-bit addresses need the 64KB granule). */
@@ -115,20 +115,16 @@ export class IoPgtable {
   private readonly leaf: Pte = { lo: 0, hi: 0 };
   private probeRegime: WalkRegime | undefined;
   private mapped = 0;
-  /** Changes to the tables so far; the IOVA the last lookup() found mapped (-1: none) and `changes` then. */
-  private changes = 0;
+  /** The IOVA the last lookup() found mapped (-1: none), its leaf in `probe`. */
   private lookedUp = -1;
-  private lookedAt = -1;
   /**
-   * A walk cache for lookup(): the level-3 table the last walk to a page went through, the number of
-   * the level-2 entry's span it serves, and `tablesFreed` then. Only this io-pgtable writes table
-   * descriptors, and a path to a table changes only when a table on it is freed (a new table goes
-   * into an empty entry; a split replaces a block, which no walk to a page went through).
+   * A walk cache for lookup(): the level-3 table the last walk to a page went through and the number
+   * of the level-2 entry's span it serves (-1: none). Only this io-pgtable writes table descriptors,
+   * and a path to a table changes only when a table on it is freed (a new table goes into an empty
+   * entry; a split replaces a block, which no walk to a page went through): freeTable forgets both.
    */
   private leafTable = -1;
   private leafSpan = -1;
-  private leafAt = -1;
-  private tablesFreed = 0;
 
   private constructor(
     mem: PgtableMemory,
@@ -139,7 +135,7 @@ export class IoPgtable {
   ) {
     const geo = lpaeGeometry(cfg.stage, granuleLg2, cfg.ias);
     this.mem = mem;
-    this.frames = (mem as Partial<FrameMemory>).wordsAt !== undefined ? (mem as FrameMemory) : null;
+    this.frames = frameMemoryOf(mem);
     this.alloc = alloc;
     this.tlb = cfg.tlb;
     this.split = cfg.splitOnPartialUnmap ?? true;
@@ -204,7 +200,6 @@ export class IoPgtable {
    */
   mapPages(iova: number, pa: number, pgsize: number, pgcount: number, prot: number): number {
     this.mapped = 0;
-    this.changes++;
     const sizeLg2 = this.sizeLg2Of(pgsize);
     if (sizeLg2 < 0 || pgcount < 1) return -EINVAL;
     if (!(iova < POW2[this.ias]) || !(pa < POW2[this.oas])) return -ERANGE;
@@ -233,7 +228,6 @@ export class IoPgtable {
     if (sizeLg2 < 0 || pgcount < 1) return 0;
     if (!(iova < POW2[this.ias])) return 0;
     const leaf = this.unmapLookedUp(iova, sizeLg2, pgcount);
-    this.changes++;
     return leaf >= 0 ? leaf : this.unmapAt(iova, sizeLg2, pgcount, this.startLevel, this.pgd);
   }
 
@@ -298,9 +292,8 @@ export class IoPgtable {
       paMaxBits: 52,
     });
     const span = Math.floor(iova * INV_POW2[this.granuleLg2 + this.stride]);
-    if (span === this.leafSpan && this.leafAt === this.tablesFreed && this.lookupLeaf(iova)) {
+    if (span === this.leafSpan && this.lookupLeaf(iova)) {
       this.lookedUp = iova;
-      this.lookedAt = this.changes;
       return true;
     }
     const p = this.probe;
@@ -308,10 +301,8 @@ export class IoPgtable {
     if (p.level === 3 && this.startLevel < 3) {
       this.leafTable = p.descAddr - this.index(iova, 3) * 8;
       this.leafSpan = span;
-      this.leafAt = this.tablesFreed;
     }
     this.lookedUp = iova;
-    this.lookedAt = this.changes;
     return true;
   }
 
@@ -330,17 +321,14 @@ export class IoPgtable {
     const hi = w[o + 1];
     if ((lo & 3) !== 3) return false;
     const g = this.granuleLg2;
-    let base = (hi & 0xffff) * 4294967296 + ((lo & ~(POW2[g] - 1)) >>> 0);
-    if (g === 16) base += ((lo >>> 12) & 0xf) * POW2[48];
     const p = this.probe;
     p.fault = FAULT_NONE;
     p.level = 3;
     p.sizeLg2 = g;
-    p.oa = base + ((iova >>> 0) & (POW2[g] - 1));
+    p.oa = this.deref(lo, hi) + ((iova >>> 0) & (POW2[g] - 1));
     p.descAddr = descAddr;
     p.descLo = lo;
     p.descHi = hi;
-    p.reads = 4 - this.startLevel;
     return true;
   }
 
@@ -351,20 +339,19 @@ export class IoPgtable {
 
   /** Frees every table, the start table last (Linux `arm_lpae_free_pgtable`). */
   free(): void {
-    this.changes++;
     this.freeTable(this.startLevel, this.pgd);
   }
 
   /**
    * The unmap of one leaf the last lookup() found, cleared where the walk found it: vfio's unmap walks
    * to each leaf for its PA and then unmaps it, and a second descent was a tenth of UNMAP_ALL (bench
-   * unmap-all). Only while the tables have not changed since and the PTE still holds the words read
-   * (the hardware may have set its access flag); otherwise -1 and the caller descends.
+   * unmap-all). Only while no table was freed since (one could hold another span now) and the PTE
+   * still holds the words read (a remap, or the hardware's access flag); otherwise -1 and the caller
+   * descends.
    */
   private unmapLookedUp(iova: number, sizeLg2: number, pgcount: number): number {
     const p = this.probe;
-    if (pgcount !== 1 || iova !== this.lookedUp || this.lookedAt !== this.changes || sizeLg2 !== p.sizeLg2)
-      return -1;
+    if (pgcount !== 1 || iova !== this.lookedUp || sizeLg2 !== p.sizeLg2) return -1;
     const w = this.frames?.wordsAt(p.descAddr);
     const o = (p.descAddr & 0xfff) >>> 2;
     if (w === undefined || w[o] !== p.descLo || w[o + 1] !== p.descHi) return -1;
@@ -585,7 +572,8 @@ export class IoPgtable {
   }
 
   private freeTable(level: number, table: number): void {
-    this.tablesFreed++;
+    this.lookedUp = -1;
+    this.leafSpan = -1;
     if (level < 3) {
       const n = level === this.startLevel ? POW2[this.pgdBitsLg2] : POW2[this.stride];
       for (let i = 0; i < n; i++) {

@@ -23,6 +23,11 @@ export interface FrameMemory extends PgtableMemory {
   readonly framesDropped: number;
 }
 
+/** `mem` as FrameMemory when it gives frames' words (PhysMem), else null: read it with readU32. */
+export function frameMemoryOf(mem: PgtableMemory): FrameMemory | null {
+  return (mem as Partial<FrameMemory>).wordsAt !== undefined ? (mem as FrameMemory) : null;
+}
+
 /** Linux `include/linux/iommu.h` protection flags, same values. */
 export const IOMMU_READ = 1;
 export const IOMMU_WRITE = 2;

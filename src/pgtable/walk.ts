@@ -9,7 +9,7 @@
  * order. Without a trace it allocates nothing.
  */
 import { blockAllowed, effectiveOutputBits, INV_POW2, levelShift, POW2 } from './geometry.ts';
-import type { FrameMemory, PgtableMemory } from './types.ts';
+import { frameMemoryOf, type PgtableMemory } from './types.ts';
 
 export const FAULT_NONE = 0;
 export const FAULT_TRANSLATION = 1;
@@ -227,7 +227,7 @@ export function walk(
   let reads = 0;
   const hierarchical = stage === 1 && !regime.hpd;
   // One frame lookup per descriptor where the memory allows it (walk-nested.ts says why).
-  const frames = (mem as Partial<FrameMemory>).wordsAt !== undefined ? (mem as FrameMemory) : null;
+  const frames = frameMemoryOf(mem);
   for (;;) {
     const index = Math.floor(ia * inv[level]) & idxMask[level];
     const descAddr = table + index * 8;

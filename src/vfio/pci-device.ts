@@ -142,7 +142,6 @@ export class VfioPciDevice {
     fn.writeConfig(PCI_INTERRUPT_LINE, 1, options.interruptLine);
     // A conventional PCI function: no AER, so no ERR interrupt (pci_is_pcie is false).
     this.irqs = new VfioPciIrqs(
-      false,
       options.ctxTriggerBadFdEinval,
       () => (fn.config[PCI_STATUS] & PCI_STATUS_INTERRUPT) !== 0,
       (on) => {

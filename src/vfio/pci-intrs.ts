@@ -1,7 +1,7 @@
 /**
  * vfio-pci's interrupts (drivers/vfio/pci/vfio_pci_intrs.c): the device's one interrupt type at a
- * time (none, INTx, MSI; the edu has no MSI-X), its eventfds, INTx masking, and the REQ and ERR
- * single triggers. SET_IRQS arrives here validated (vfio_set_irqs_validate_and_prepare); each index
+ * time (none, INTx, MSI; the edu has no MSI-X), its eventfds, INTx masking, and the REQ
+ * single trigger. SET_IRQS arrives here validated (vfio_set_irqs_validate_and_prepare); each index
  * and action goes to its handler as vfio_pci_set_irqs_ioctl dispatches it, ENOTTY where none.
  * Answers: test/oracle/local-answers/<config>/y6-device-api.jsonl seq 31-48, 100-114, 138-151 (SET_IRQS),
  * 158-190 (INTx: level, unmask re-sends, INTx disable masks), 191-221 (MSI: needs bus mastering).
@@ -18,10 +18,8 @@ import {
   VFIO_IRQ_SET_DATA_BOOL,
   VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE,
-  VFIO_PCI_ERR_IRQ_INDEX,
   VFIO_PCI_INTX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX,
-  VFIO_PCI_MSIX_IRQ_INDEX,
   VFIO_PCI_REQ_IRQ_INDEX,
 } from '../uapi/vfio-device.ts';
 
@@ -49,10 +47,8 @@ export class VfioPciIrqs {
   /** MSI vectors enabled (num_ctx) and their triggers. */
   private msi: (EventFd | null)[] = [];
   private reqTrigger: EventFd | null = null;
-  private errTrigger: EventFd | null = null;
 
   constructor(
-    private readonly isPcie: boolean,
     /** KernelProfile.ctxTriggerBadFdEinval */
     private readonly singleBadFdEinval: boolean,
     /** The function still asserts INTx (its Interrupt Status bit): an unmask then re-sends it. */
@@ -64,10 +60,9 @@ export class VfioPciIrqs {
     private readonly setMsi: (on: boolean) => void,
   ) {}
 
-  /** MSI (or MSI-X) off: no vectors, the function back on INTx. */
+  /** MSI off: no vectors, the function back on INTx. */
   private msiOff(): void {
-    if (this.irqType === VFIO_PCI_MSI_IRQ_INDEX || this.irqType === VFIO_PCI_MSIX_IRQ_INDEX)
-      this.setMsi(false);
+    if (this.irqType === VFIO_PCI_MSI_IRQ_INDEX) this.setMsi(false);
     this.irqType = IRQ_NONE;
     this.msi = [];
   }
@@ -94,7 +89,10 @@ export class VfioPciIrqs {
     else this.intxMasked = false;
   }
 
-  /** vfio_pci_set_irqs_ioctl: the handler for the index and action, or ENOTTY. */
+  /**
+   * vfio_pci_set_irqs_ioctl: the handler for the index and action, or ENOTTY. ERR and MSI-X have no
+   * vectors on the edu (conventional PCI, no MSI-X capability), so the count check refused them first.
+   */
   set(current: Current, s: IrqSet): number {
     const action = s.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
     switch (s.index) {
@@ -104,19 +102,8 @@ export class VfioPciIrqs {
         if (action === VFIO_IRQ_SET_ACTION_TRIGGER) return this.intxTriggerSet(current, s);
         return -ENOTTY;
       case VFIO_PCI_MSI_IRQ_INDEX:
-      case VFIO_PCI_MSIX_IRQ_INDEX:
         // MASK/UNMASK: "Need masking support exported" (none).
         return action === VFIO_IRQ_SET_ACTION_TRIGGER ? this.msiTrigger(current, s) : -ENOTTY;
-      case VFIO_PCI_ERR_IRQ_INDEX:
-        if (action !== VFIO_IRQ_SET_ACTION_TRIGGER || !this.isPcie) return -ENOTTY;
-        return this.single(
-          current,
-          s,
-          (t) => {
-            this.errTrigger = t;
-          },
-          this.errTrigger,
-        );
       case VFIO_PCI_REQ_IRQ_INDEX:
         if (action !== VFIO_IRQ_SET_ACTION_TRIGGER) return -ENOTTY;
         if (s.start !== 0 || s.count > 1) return -EINVAL;
@@ -150,12 +137,9 @@ export class VfioPciIrqs {
     this.dropUnmask();
     this.virqDisabled = false;
     this.msiOff();
-    this.irqType = IRQ_NONE;
     this.intxTrigger = null;
     this.intxMasked = false;
-    this.msi = [];
     this.reqTrigger = null;
-    this.errTrigger = null;
   }
 
   private intxMask(s: IrqSet): number {
@@ -168,15 +152,15 @@ export class VfioPciIrqs {
   private intxUnmask(current: Current, s: IrqSet): number {
     if (this.irqType !== VFIO_PCI_INTX_IRQ_INDEX || s.start !== 0 || s.count !== 1) return -EINVAL;
     if (s.flags & VFIO_IRQ_SET_DATA_EVENTFD) {
-      // vfio_virqfd_enable / _disable: a signal on the eventfd unmasks INTx; a second while one is
-      // set is EBUSY (y6 seq 139-142).
+      // vfio_virqfd_enable / _disable: a signal on the eventfd unmasks INTx; the eventfd is looked up
+      // first (y11 seq 30: EBADF), then a second while one is set is EBUSY (y6 seq 139-142, y11 seq 31).
       if (fdAt(s.data, 0) < 0) {
         this.dropUnmask();
         return 0;
       }
-      if (this.unmask !== null) return -EBUSY;
       const eventfd = eventfdCtxFdget(current, fdAt(s.data, 0));
       if (typeof eventfd === 'number') return eventfd;
+      if (this.unmask !== null) return -EBUSY;
       const waiter = (): boolean => {
         this.unmaskIntx();
         return true;

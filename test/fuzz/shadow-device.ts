@@ -6,7 +6,7 @@
  */
 
 import { type DeviceFacts, EFAULT, EINVAL, ENODEV, ENOTTY } from './facts.ts';
-import { type ArgView, certain, diff, type Prediction, uncertain } from './shadow.ts';
+import { type ArgView, certain, diff, type Prediction, u32, uncertain } from './shadow.ts';
 
 const DEVICE_BASE = 0x3b6b;
 const GET_INFO = DEVICE_BASE;
@@ -25,6 +25,8 @@ const REGIONS: readonly { flags: number; size: bigint }[] = [
   ...Array.from({ length: 6 }, () => ({ flags: 0, size: 0n })),
   { flags: 3, size: 256n },
 ];
+/** GET_INFO's num_regions (seq 5-10): BARs 0-5, ROM, config and VGA, whether present or not. */
+export const NUM_REGIONS = 9;
 /** Per IRQ index: GET_IRQ_INFO's flags and count (seq 23-28); ERR (3) is EINVAL on conventional PCI. */
 const IRQS: readonly ({ flags: number; count: number } | null)[] = [
   { flags: 7, count: 1 },
@@ -36,10 +38,6 @@ const IRQS: readonly ({ flags: number; count: number } | null)[] = [
 const FEATURE_GET = 1 << 16;
 const FEATURE_SET = 1 << 17;
 const FEATURE_PROBE = 1 << 18;
-
-function u32(b: Uint8Array, off: number): number {
-  return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
-}
 
 /**
  * mmap(MAP_SHARED) of the device fd (O y12-device-mmap): a page-aligned piece of BAR0 inside its 1 MiB
@@ -66,7 +64,7 @@ export function deviceIoctl(d: DeviceFacts | null, req: number, arg: ArgView): P
         const o = arg.read(16) as Uint8Array;
         return diff(
           'DEVICE_GET_INFO',
-          [argsz, 2, 9, 5],
+          [argsz, 2, NUM_REGIONS, 5],
           [0, 4, 8, 12].map((i) => u32(o, i)),
         );
       });
@@ -160,6 +158,7 @@ function ioeventfd(d: DeviceFacts, arg: ArgView): Prediction {
   const offset = BigInt(u32(b, 8)) + (BigInt(u32(b, 12)) << 32n);
   const fd = u32(b, 24) | 0;
   const size = flags & 0xf;
+  // fd below -1: y11-eventfd-syscalls seq 27.
   if (u32(b, 0) < 28 || flags & ~0xf || (size & (size - 1)) !== 0 || size === 0 || fd < -1)
     return certain(-EINVAL);
   const bar = offset >> 40n;

@@ -45,7 +45,7 @@ import {
   validList,
 } from './facts.ts';
 import { type FileIo, show } from './ops.ts';
-import { deviceIoctl } from './shadow-device.ts';
+import { deviceIoctl, NUM_REGIONS } from './shadow-device.ts';
 
 export const PAGE = 4096n;
 const VFIO_BASE = 0x3b64;
@@ -131,9 +131,6 @@ export interface SGroup {
   devices: number;
 }
 
-/** vfio-pci's regions: BARs 0-5, ROM, config, VGA; the edu has no device-specific ones. */
-const VFIO_PCI_NUM_REGIONS = 9;
-
 export type SFile =
   | { kind: 'tty' }
   | { kind: 'container'; c: SContainer }
@@ -172,7 +169,7 @@ export interface Prediction {
 export const certain = (ret: number, check?: () => string | null): Prediction => ({ ret, check });
 export const uncertain = (why: string): Prediction => ({ ret: undefined, why });
 
-function u32(b: Uint8Array, off: number): number {
+export function u32(b: Uint8Array, off: number): number {
   return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
 }
 function u64(b: Uint8Array, off: number): bigint {
@@ -418,7 +415,7 @@ export class Shadow {
       case 'eventfd':
         // O y11-eventfd-syscalls: no position (pread, pwrite ESPIPE; lseek 0), reads of at least 8
         // bytes, writes of 8 (or more before 6.12). The fuzzer writes zeros, which add nothing.
-        if (how === 'lseek') return certain(0); // seq 16-18
+        if (how === 'lseek') return certain(0); // seq 16-18, 24-26
         if (positional) return certain(-ESPIPE); // seq 13-15
         if (how === 'read') return len < 8 ? certain(-EINVAL) : uncertain('an eventfd count'); // seq 7
         if (len < 8 || (this.k.eventfdWriteExact && len !== 8)) return certain(-EINVAL); // seq 9, 12
@@ -428,7 +425,7 @@ export class Shadow {
         return certain(how === 'lseek' ? -ESPIPE : -EINVAL); // seq 1-6, 8-12
       case 'device':
         if (how === 'lseek') return certain(-ESPIPE); // seq 18-19, 22, 25-26
-        if (positional && off >= VFIO_PCI_NUM_REGIONS * 2 ** 40) return certain(-EINVAL); // seq 29-30
+        if (positional && off >= NUM_REGIONS * 2 ** 40) return certain(-EINVAL); // seq 29-30
         return uncertain('a device region through read/write');
       default:
         return uncertain('file syscalls on another file');

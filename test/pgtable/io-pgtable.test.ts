@@ -263,12 +263,26 @@ describe('arm_lpae_iova_to_phys through the walk cache (lookup)', () => {
     const b = 0x8000_0000; // span B, the same index in its table
     expect(pt.map(a, 0x1_0000_0000, 0x1000, IOMMU_READ)).toBe(0);
     expect(pt.iovaToPhys(a)).toBe(0x1_0000_0000); // remembers A's level-3 table
-    // A 2 MiB unmap over A's span frees its level-3 table; B's new level-3 table reuses its memory.
+    // A 2 MiB unmap over A's span frees its level-3 table; B's new tables reuse freed memory (the
+    // heap hands out the last freed first, so a stale walk reads a table address as a page).
     // (Linux counts a table freed under the range as the whole range unmapped.)
     expect(pt.unmap(a, 0x200000)).toBe(0x200000);
     expect(pt.map(b, 0x2_0000_0000, 0x1000, IOMMU_READ)).toBe(0);
     // A is unmapped: a stale table would answer with B's page.
     expect(pt.iovaToPhys(a)).toBe(0);
     expect(pt.iovaToPhys(b)).toBe(0x2_0000_0000);
+  });
+
+  it('an unmap after its lookup clears the leaf the lookup found only while no table was freed since', () => {
+    const { pt } = setup(1, pgsizeBitmap(GRANULE_4K), 48, 48);
+    const a = 0x4000_0000;
+    const b = 0x4020_0000; // the next level-2 entry: its level-3 table takes A's freed memory
+    expect(pt.map(a, 0x1_0000_0000, 0x1000, IOMMU_READ)).toBe(0);
+    expect(pt.iovaToPhys(a)).toBe(0x1_0000_0000); // unmapPages may clear this leaf directly
+    expect(pt.unmap(a, 0x200000)).toBe(0x200000); // frees A's level-3 table
+    expect(pt.map(b, 0x1_0000_0000, 0x1000, IOMMU_READ)).toBe(0); // same PA: the same words
+    // A is unmapped: the remembered leaf's place now holds B's page, which must stay.
+    expect(pt.unmap(a, 0x1000)).toBe(0);
+    expect(pt.iovaToPhys(b)).toBe(0x1_0000_0000);
   });
 });
