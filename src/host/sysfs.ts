@@ -106,19 +106,39 @@ function sysfsLlseek(pos: number, offset: number, whence: number): number {
   return to >= 0 ? to : -EINVAL;
 }
 
-export class SysfsParamFile implements KernelFile {
+/** A read-only sysfs attribute with fixed text (a device's `dev`: "major:minor"). */
+export class SysfsAttrFile implements KernelFile {
   readonly kind = 'sysfs';
 
+  constructor(private readonly fixed = '') {}
+
+  /** What the attribute's show method prints. */
+  protected text(): string {
+    return this.fixed;
+  }
+
+  read(_current: Current, dst: Uint8Array, offset: number): number {
+    const part = new TextEncoder().encode(this.text()).subarray(offset, offset + dst.byteLength);
+    dst.set(part);
+    return part.byteLength;
+  }
+
+  llseek(pos: number, offset: number, whence: number): number {
+    return sysfsLlseek(pos, offset, whence);
+  }
+}
+
+/** A module parameter: its value as param_get_* prints it; root writes it through param_set_*. */
+export class SysfsParamFile extends SysfsAttrFile {
   constructor(
     readonly param: ModuleParam,
     private readonly boolSyntax: KernelProfile['boolParam'],
-  ) {}
+  ) {
+    super();
+  }
 
-  read(_current: Current, dst: Uint8Array, offset: number): number {
-    const text = new TextEncoder().encode(`${formatParam(this.param)}\n`);
-    const part = text.subarray(offset, offset + dst.byteLength);
-    dst.set(part);
-    return part.byteLength;
+  protected override text(): string {
+    return `${formatParam(this.param)}\n`;
   }
 
   write(current: Current, src: Uint8Array, _offset: number): number {
@@ -129,26 +149,5 @@ export class SysfsParamFile implements KernelFile {
     if (typeof v === 'number' && v < 0) return v;
     this.param.set(v);
     return src.byteLength;
-  }
-
-  llseek(pos: number, offset: number, whence: number): number {
-    return sysfsLlseek(pos, offset, whence);
-  }
-}
-
-/** A read-only sysfs attribute with fixed text (a device's `dev`: "major:minor"). */
-export class SysfsAttrFile implements KernelFile {
-  readonly kind = 'sysfs';
-
-  constructor(private readonly text: string) {}
-
-  read(_current: Current, dst: Uint8Array, offset: number): number {
-    const part = new TextEncoder().encode(this.text).subarray(offset, offset + dst.byteLength);
-    dst.set(part);
-    return part.byteLength;
-  }
-
-  llseek(pos: number, offset: number, whence: number): number {
-    return sysfsLlseek(pos, offset, whence);
   }
 }

@@ -12,7 +12,12 @@ import { CAP_FULL_SET } from '../mm/task.ts';
 import { EBADF, EINVAL, EMFILE, EPERM, errnoName } from '../uapi/errno.ts';
 import { ioctlName } from '../uapi/names.ts';
 import * as vfio from '../uapi/vfio.ts';
-import { decodeIrqSet, IRQ_SET_SIZE, VFIO_IRQ_SET_DATA_EVENTFD } from '../uapi/vfio-device.ts';
+import {
+  decodeIrqSet,
+  IOEVENTFD_FD_AT,
+  IRQ_SET_SIZE,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+} from '../uapi/vfio-device.ts';
 import { type ClientChannel, ClientMemory } from './client-memory.ts';
 import {
   CB_FDCHECK,
@@ -61,6 +66,11 @@ export const EPROTO = 71;
 const MAX_IO = 2 ** 20;
 /** An fd number no model process has open (INT_MAX). */
 const CLOSED_FD = 0x7fff_ffff;
+
+/** A path in a frame's data, up to its NUL. */
+function pathOf(f: Frame): string {
+  return new TextDecoder().decode(f.data).replace(/\0.*$/s, '');
+}
 
 /**
  * An eventfd of the client, given to VFIO_DEVICE_SET_IRQS or VFIO_DEVICE_IOEVENTFD: the model's
@@ -198,14 +208,14 @@ export class Session {
         return encodeReply(0);
       }
       case REQ_READLINK: {
-        const path = new TextDecoder().decode(f.data).replace(/\0.*$/s, '');
+        const path = pathOf(f);
         const target = this.host.readlinkPath(path);
         if (typeof target === 'number') return encodeReply(target);
         const bytes = new TextEncoder().encode(target);
         return encodeReply(bytes.byteLength, bytes);
       }
       case REQ_LISTDIR: {
-        const names = this.host.listDir(new TextDecoder().decode(f.data).replace(/\0.*$/s, ''));
+        const names = this.host.listDir(pathOf(f));
         if (typeof names === 'number') return encodeReply(names);
         return encodeReply(names.length, new TextEncoder().encode(names.map((n) => `${n}\0`).join('')));
       }
@@ -297,7 +307,7 @@ export class Session {
 
   private open(p: Process, f: Frame): Uint8Array {
     if (f.fd < 0) return encodeReply(-EBADF);
-    const path = new TextDecoder().decode(f.data).replace(/\0.*$/s, '');
+    const path = pathOf(f);
     const mfd = p.open(path);
     if (mfd < 0) return encodeReply(mfd);
     this.unmapFd(f.fd); // a number the client reused without telling us
@@ -366,7 +376,7 @@ export class Session {
       if ((irqs.flags & VFIO_IRQ_SET_DATA_EVENTFD) === 0) return;
       const count = Math.min(irqs.count, (arg.byteLength - IRQ_SET_SIZE) / 4);
       for (let i = 0; i < count; i++) at(IRQ_SET_SIZE + 4 * i);
-    } else if (device && request === vfio.VFIO_DEVICE_IOEVENTFD) at(24); // vfio_device_ioeventfd.fd
+    } else if (device && request === vfio.VFIO_DEVICE_IOEVENTFD) at(IOEVENTFD_FD_AT);
   }
 
   private ioctl(p: Process, f: Frame): Uint8Array {
@@ -426,7 +436,7 @@ export class Session {
       case REQ_OPEN:
       case REQ_READLINK:
       case REQ_LISTDIR:
-        what = JSON.stringify(new TextDecoder().decode(f.data).replace(/\0.*$/s, ''));
+        what = JSON.stringify(pathOf(f));
         break;
       case REQ_IOCTL: {
         const mfd = this.fds.get(f.fd);

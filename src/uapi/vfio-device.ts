@@ -46,6 +46,8 @@ export const REGION_INFO_SIZE = 32;
 export const IRQ_INFO_SIZE = 16;
 /** vfio_irq_set header: argsz, flags, index, start, count; data[] follows. */
 export const IRQ_SET_SIZE = 20;
+/** vfio_device_ioeventfd: argsz, flags, offset (u64), data (u64), then the eventfd at 24 (minsz 28). */
+export const IOEVENTFD_FD_AT = 24;
 
 /** VFIO_DEVICE_SET_IRQS's vfio_irq_set header; `count` entries of data[] follow it. */
 export interface IrqSet {

@@ -11,7 +11,7 @@ import type { Current } from '../mm/file.ts';
 import { mmioPieces } from '../mm/mm.ts';
 import type { UserArg } from '../mm/uaccess.ts';
 import { EEXIST, EINVAL, ENODEV, ENOSPC } from '../uapi/errno.ts';
-import { VFIO_PCI_OFFSET_SHIFT } from '../uapi/vfio-device.ts';
+import { IOEVENTFD_FD_AT, VFIO_PCI_OFFSET_SHIFT } from '../uapi/vfio-device.ts';
 
 /** offsetofend(struct vfio_device_ioeventfd, fd). */
 const MINSZ = 28;
@@ -46,7 +46,7 @@ export class VfioPciIoeventfds {
     const flags = v.getUint32(4, true);
     const offset = v.getBigUint64(8, true);
     const data = v.getBigUint64(16, true);
-    const fd = v.getInt32(24, true);
+    const fd = v.getInt32(IOEVENTFD_FD_AT, true);
     if (argsz < MINSZ || flags & ~SIZE_MASK) return -EINVAL;
     const count = flags & SIZE_MASK;
     if ((count & (count - 1)) !== 0 || count === 0 || fd < -1) return -EINVAL;

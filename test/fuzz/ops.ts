@@ -14,10 +14,10 @@ export function show(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x));
 }
 
-/** An fd: the i-th open fd of a kind (ascending), or a literal number. */
 /** The file system calls the fuzzer makes on an fd. */
 export type FileIo = 'read' | 'write' | 'pread' | 'pwrite' | 'lseek';
 
+/** An fd: the i-th open fd of a kind (ascending), or a literal number. */
 export type FdSel =
   | {
       sel: 'container' | 'group' | 'device' | 'sysfs' | 'eventfd' | 'iommufd' | 'cdev' | 'other' | 'any';

@@ -2,7 +2,7 @@
  * Module parameters written and read through /sys/module/vfio_iommu_type1/parameters, as root. The
  * expectations are what real kernels answered (test/oracle/local-answers/{6.1,6.12,6.18}-intel/
  * y1-sysfs-params.jsonl: q35 + intel-iommu, the probe's write_file/read_file built into the x86 probe;
- * the last describe replays that file itself). Each row: the value written, then ret/errno and the value read back after it.
+ * test/recordings.test.ts replays that file itself). Each row: the value written, then ret/errno and the value read back after it.
  *   bool allow_unsafe_interrupts: yes/true/on/Yx -> Y; no/false/off/0 -> N; o, 2, x -> EINVAL;
  *     enable/disable -> EINVAL on 6.1 and 6.12, Y/N on 6.18; an empty write -> 0, nothing changes.
  *   uint dma_entry_limit (65535): 010 -> 8, 0x10 -> 16, +5 -> 5, 0X1f -> 31, 4294967295 kept,
@@ -10,8 +10,6 @@
  * 3.19 (not in the oracle) parses bools with strtobool: y/Y/1 and n/N/0 only.
  */
 
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Host } from '../../src/host/host.ts';
 import {
@@ -20,7 +18,7 @@ import {
   type VfioContainerHandle,
   type VfioGroupHandle,
 } from '../../src/host/vfio-api.ts';
-import { EINVAL, ENOSPC, ERANGE, errnoName } from '../../src/uapi/errno.ts';
+import { EINVAL, ENOSPC, ERANGE } from '../../src/uapi/errno.ts';
 import type { KernelVersion } from '../../src/uapi/profile.ts';
 
 const DIR = '/sys/module/vfio_iommu_type1/parameters';
@@ -160,40 +158,4 @@ describe('a parameter reaches the containers set up after it', () => {
     const d = setUp();
     expect(d.c.getInfo().info?.iovaPgsizes).toBe(0x40201000n);
   });
-});
-
-/**
- * The recording itself: every write_file and read_file of
- * test/oracle/local-answers/<kernel>-intel/y1-sysfs-params.jsonl, in order, on the model's sysfs (what
- * the tables above quote, checked against the file rather than copied from it).
- */
-describe('y1-sysfs-params replayed on the model (oracle x86 6.1, 6.12, 6.18)', () => {
-  const answers = join(import.meta.dirname, '../oracle/local-answers');
-  for (const kernel of ORACLE_KERNELS)
-    it(kernel, () => {
-      const { write, read } = rig(kernel);
-      const lines = readFileSync(join(answers, `${kernel}-intel`, 'y1-sysfs-params.jsonl'), 'utf8')
-        .split('\n')
-        .filter((l) => l.includes('"seq"'))
-        .map(
-          (l) =>
-            JSON.parse(l) as {
-              seq: number;
-              op: string;
-              args: Record<string, string>;
-              errno: string | null;
-              value?: string;
-            },
-        );
-      expect(lines.length).toBe(45);
-      for (const l of lines) {
-        const name = l.args.path.split('/').pop()!;
-        if (l.op === 'write_file') {
-          const r = write(name, l.args.value ?? '');
-          expect([l.seq, r < 0 ? errnoName(-r) : null]).toEqual([l.seq, l.errno]);
-        } else {
-          expect([l.seq, read(name)]).toEqual([l.seq, l.value]);
-        }
-      }
-    });
 });

@@ -101,7 +101,9 @@ int main(void)
 	pread(dev, &reg, 4, 4);
 	printf("live_after_write=0x%x\n", reg);
 	reg = 0xffffffff;
-	pwrite(dev, &reg, 4, 4);
+	show("live_pwrite", pwrite(dev, &reg, 4, 4));
+	pread(dev, &reg, 4, 4);
+	printf("live_after_pwrite=0x%x\n", reg);
 	show("efd_eventfd_write", eventfd_write(efd, 1));
 	pread(dev, &reg, 4, 4);
 	printf("live_after_eventfd_write=0x%x\n", reg);

@@ -260,8 +260,10 @@ if (!haveGcc()) {
         ioeventfd: '0',
         efd_write: '8',
         live_after_write: '0xedcba987', // the model wrote 0x12345678; liveness reads its inverse
+        live_pwrite: '4',
+        live_after_pwrite: '0x0', // ~0 written, its inverse read
         efd_eventfd_write: '0',
-        live_after_eventfd_write: '0xedcba987', // after a pwrite of ~0 had made it 0
+        live_after_eventfd_write: '0xedcba987',
         child_inherited: '-1 ENODEV',
         child_close: '0',
         child_open: '1', // a new connection: a new process of the model

@@ -18,6 +18,7 @@ import {
   REQ_CLOSE,
   REQ_DUP,
   REQ_IOCTL,
+  REQ_LISTDIR,
   REQ_LSEEK,
   REQ_MUNMAP,
   REQ_OPEN,
@@ -29,6 +30,7 @@ import {
   REQ_SETGROUPS,
   REQ_SETRLIMIT,
   REQ_SETUID,
+  REQ_SIGNAL,
   REQ_STATUS,
   REQ_WRITE,
 } from '../../src/server/protocol.ts';
@@ -42,6 +44,7 @@ const PATHS = [
   '/dev/vfio/devices/vfio0',
   '/dev/iommu',
   '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit',
+  '/sys/bus/pci/devices/0000:00:01.0/vfio-dev',
   '/sys/module/vfio/parameters/enable_unsafe_noiommu_mode',
   '/sys/bus/pci/devices/0000:00:01.0/iommu_group',
   '/sys/bus/pci/devices/../../etc/passwd',
@@ -59,6 +62,8 @@ const TYPES = [
   REQ_LSEEK,
   REQ_DUP,
   REQ_READLINK,
+  REQ_LISTDIR,
+  REQ_SIGNAL,
   REQ_SETRLIMIT,
   REQ_SETUID,
   REQ_SETGID,
@@ -106,9 +111,10 @@ describe('a session under random request frames', () => {
     fc.assert(
       fc.property(
         fc.constantFrom('6.1', '6.12', '6.18'),
+        fc.constantFrom('intel', 'smmuv3') as fc.Arbitrary<'intel' | 'smmuv3'>,
         fc.array(frameArb, { minLength: 1, maxLength: 40 }),
-        (kernel, frames) => {
-          const host = new Host({ kernel, iommu: 'intel' });
+        (kernel, iommu, frames) => {
+          const host = new Host({ kernel, iommu });
           const client = new FakeClient();
           const session = new Session(host, client);
           expect(helloRoot(session)).toBe(0);
